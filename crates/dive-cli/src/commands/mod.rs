@@ -1,0 +1,22 @@
+//! The command tree. Each domain has its own module; this file only routes.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use crate::context::Context;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show where DIVE keeps its state.
+    Home,
+}
+
+pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Home => {
+            println!("{}", ctx.home.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

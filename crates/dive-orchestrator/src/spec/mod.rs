@@ -1,0 +1,5 @@
+//! Compose-format stack files: parsing, interpolation and validation.
+
+mod types;
+
+pub use types::*;
