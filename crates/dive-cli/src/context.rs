@@ -17,7 +17,13 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "DIVE_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "DIVE_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "DIVE_LOG_FORMAT"
+    )]
     pub log_format: LogFormat,
     /// More output (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -26,7 +32,12 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
     /// Assume "yes" to questions; never prompt.
-    #[arg(short = 'y', long = "yes", visible_alias = "non-interactive", global = true)]
+    #[arg(
+        short = 'y',
+        long = "yes",
+        visible_alias = "non-interactive",
+        global = true
+    )]
     pub yes: bool,
     /// Print what a mutating command would do and change nothing.
     #[arg(long, global = true)]
@@ -84,7 +95,9 @@ fn default_home() -> anyhow::Result<PathBuf> {
     }
     let home = std::env::var_os("HOME")
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| crate::exit::bad_input("neither DIVE_HOME, --home, XDG_DATA_HOME nor HOME is set"))?;
+        .ok_or_else(|| {
+            crate::exit::bad_input("neither DIVE_HOME, --home, XDG_DATA_HOME nor HOME is set")
+        })?;
     Ok(PathBuf::from(home).join(".local/share/dive"))
 }
 

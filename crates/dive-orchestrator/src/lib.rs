@@ -5,4 +5,12 @@
 //! their conditions, through a per-stack supervisor daemon that keeps the processes running after
 //! the CLI exits. Every deployment is recorded in the state store and reported.
 
+pub mod fmt;
+pub mod logs;
+pub mod paths;
+pub mod probe;
+pub mod process;
+pub mod retry;
+pub mod scheduler;
 pub mod spec;
+pub mod supervisor;
