@@ -6,10 +6,18 @@ use clap::Subcommand;
 
 use crate::context::Context;
 
+pub mod stack;
+pub mod stack_runtime;
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show where DIVE keeps its state.
     Home,
+    /// Compose-format stacks: plan, up, status, logs, down.
+    Stack {
+        #[command(subcommand)]
+        command: stack::StackCommand,
+    },
 }
 
 pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
@@ -18,5 +26,6 @@ pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
             println!("{}", ctx.home.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Stack { command } => stack::run(command, ctx),
     }
 }

@@ -248,3 +248,25 @@ pub async fn ensure_running(
         }
     }
 }
+
+/// Stop a stack: every service in reverse dependency order, then the supervisor. Returns false
+/// when no supervisor was running (after cleaning up any orphans it left).
+pub async fn shutdown_stack(
+    paths: &StackPaths,
+) -> Result<(bool, OrphanCleanup), SupervisorError> {
+    match Client::connect(paths).await {
+        Ok(c) => {
+            c.shutdown().await?;
+            // The supervisor removes its identity file as it exits; wait for it to be gone.
+            for _ in 0..500 {
+                if !supervisor_alive(paths) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Ok((true, OrphanCleanup::default()))
+        }
+        Err(SupervisorError::NotRunning { .. }) => Ok((false, cleanup_orphans(paths).await)),
+        Err(e) => Err(e),
+    }
+}

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 pub use client::{
     Client, EventStream, OrphanCleanup, SpawnDaemon, cleanup_orphans, ensure_running,
-    supervisor_alive,
+    shutdown_stack, supervisor_alive,
 };
 
 use crate::process::ProcessId;
