@@ -14,3 +14,5 @@ pub mod retry;
 pub mod scheduler;
 pub mod spec;
 pub mod supervisor;
+pub mod metrics;
+pub mod report;

@@ -1,0 +1,257 @@
+//! `dive stack up`: deploy a compose-format stack and report how it went.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use dive_orchestrator::deploy::{self, UpRequest, UpResult};
+use dive_orchestrator::fmt::{duration, millis};
+use dive_orchestrator::logs::tail_lines;
+use dive_orchestrator::paths::StackPaths;
+use dive_orchestrator::scheduler::{SchedulerConfig, ServiceOutcome};
+use dive_orchestrator::state::{BreakerConfig, DeploymentState};
+use dive_orchestrator::supervisor::Client;
+
+use super::progress::Progress;
+use super::stack_runtime::{runtime, spawn_supervisor};
+use crate::context::Context;
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The stack file (compose format).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Stack name (default: the file's `name`, else its directory's name).
+    #[arg(short = 'p', long = "project-name", value_name = "NAME")]
+    pub project: Option<String>,
+    /// Enable services of this profile (repeatable).
+    #[arg(long = "profile", value_name = "PROFILE")]
+    pub profiles: Vec<String>,
+    /// Give up waiting after this many seconds (the deployment is recorded as interrupted;
+    /// services already up keep running).
+    #[arg(long, value_name = "SECONDS")]
+    pub wait_timeout: Option<u64>,
+    /// Stream events as JSON lines on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn up(ctx: &Context, a: &UpArgs) -> anyhow::Result<ExitCode> {
+    let t0 = Instant::now();
+    let spec = super::stack::load_spec(a.file.as_deref(), a.project.as_deref())?;
+    super::stack_runtime::validate_stack_name(&spec.name)?;
+    let plan = super::stack::build_plan(&spec, &a.profiles)?;
+    let paths = StackPaths::new(&ctx.home, &spec.name);
+    let rt = runtime()?;
+    if ctx.dry_run {
+        return rt.block_on(dry_run(&spec, &plan, &paths));
+    }
+    let store = rt.block_on(super::open_store(ctx))?;
+    let names: Vec<String> = plan.services().to_vec();
+    let mut progress = Progress::new(a.json, ctx.interactive, ctx.verbosity < 0, &names);
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let cancel = {
+        let timed_out = timed_out.clone();
+        let wait = a.wait_timeout.map(Duration::from_secs);
+        async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async {
+                    match wait {
+                        Some(w) => tokio::time::sleep(w).await,
+                        None => std::future::pending().await,
+                    }
+                } => timed_out.store(true, Ordering::SeqCst),
+            }
+        }
+    };
+    let spawn = || spawn_supervisor(ctx, &paths);
+    let result = rt.block_on(deploy::up(
+        &store,
+        UpRequest {
+            home: &ctx.home,
+            spec: &spec,
+            plan: &plan,
+            kind: "stack",
+            scheduler: SchedulerConfig::default(),
+            breaker: BreakerConfig::default(),
+        },
+        &spawn,
+        &mut |e| progress.show(e),
+        cancel,
+    ));
+    progress.finish();
+    let result = match result {
+        Ok(r) => r,
+        Err(deploy::DeployError::State(e)) if e.is_lock_held() => {
+            eprintln!("error: {e}");
+            eprintln!(
+                "  another deployment of stack {} is in progress; wait for it to finish (`dive stack status -p {}`)",
+                spec.name, spec.name
+            );
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match result {
+        UpResult::NoOp { services } => {
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"stack": spec.name, "state": "UNCHANGED", "services": services})
+                );
+            } else if ctx.verbosity >= 0 {
+                println!(
+                    "stack {} is up to date: {services} services running with unchanged definitions; nothing to do ({})",
+                    spec.name,
+                    duration(t0.elapsed())
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        UpResult::Deployed(d) => {
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"stack": spec.name, "deployment": d.deployment_id, "state": d.state.to_string(), "report": d.report_dir.join("report.json")})
+                );
+            } else {
+                summarise(&spec.name, &d, &paths, timed_out.load(Ordering::SeqCst));
+            }
+            Ok(match d.state {
+                DeploymentState::Complete | DeploymentState::Degraded => ExitCode::SUCCESS,
+                _ => ExitCode::from(1),
+            })
+        }
+    }
+}
+
+fn summarise(stack: &str, d: &deploy::Deployed, paths: &StackPaths, timed_out: bool) {
+    let up: Vec<&str> = d
+        .outcome
+        .services
+        .values()
+        .filter(|s| s.outcome.is_up())
+        .map(|s| s.name.as_str())
+        .collect();
+    let total = d.outcome.services.len();
+    match d.state {
+        DeploymentState::Complete => println!(
+            "stack {stack} is up: {}/{total} services in {}",
+            up.len(),
+            millis(d.outcome.elapsed_ms)
+        ),
+        DeploymentState::Degraded => {
+            println!(
+                "stack {stack} is up, degraded: {}/{total} services in {}",
+                up.len(),
+                millis(d.outcome.elapsed_ms)
+            );
+            for s in d.outcome.services.values().filter(|s| !s.outcome.is_up()) {
+                println!(
+                    "  {} ({}) {}: {}",
+                    s.name,
+                    s.class.as_str(),
+                    s.outcome.as_str(),
+                    s.reason.as_deref().unwrap_or("")
+                );
+            }
+        }
+        _ => {
+            if d.outcome.interrupted {
+                println!(
+                    "stack {stack}: deployment interrupted{} after {}; {} services up and left running",
+                    if timed_out { " (wait timeout reached)" } else { "" },
+                    millis(d.outcome.elapsed_ms),
+                    up.len()
+                );
+            } else {
+                println!("stack {stack}: deployment FAILED after {}", millis(d.outcome.elapsed_ms));
+            }
+            for s in d.outcome.services.values() {
+                if s.outcome == ServiceOutcome::Failed {
+                    println!(
+                        "  {} ({}) failed: {}",
+                        s.name,
+                        s.class.as_str(),
+                        s.reason.as_deref().unwrap_or("")
+                    );
+                    let tail = tail_lines(&paths.service_log(&s.name), 10);
+                    if !tail.is_empty() {
+                        println!("  last log lines of {}:", s.name);
+                        for l in tail {
+                            println!("    | {l}");
+                        }
+                    }
+                }
+            }
+            let waiting: Vec<&str> = d
+                .outcome
+                .services
+                .values()
+                .filter(|s| {
+                    matches!(
+                        s.outcome,
+                        ServiceOutcome::NotStarted | ServiceOutcome::Skipped | ServiceOutcome::InProgress
+                    )
+                })
+                .map(|s| s.name.as_str())
+                .collect();
+            if !waiting.is_empty() {
+                println!("  not started or unfinished: {}", waiting.join(", "));
+            }
+        }
+    }
+    if let Some(msg) = &d.recovered_lock {
+        println!("  note: {msg}");
+    }
+    for step in &d.report.next_steps {
+        println!("  next: {step}");
+    }
+    if !d.report.critical_chain.is_empty() {
+        println!("  critical chain: {}", d.report.critical_chain.join(" → "));
+    }
+    println!(
+        "  report: {}",
+        d.report_dir.join("report.md").display()
+    );
+}
+
+async fn dry_run(
+    spec: &dive_orchestrator::spec::StackSpec,
+    plan: &dive_orchestrator::plan::Plan,
+    paths: &StackPaths,
+) -> anyhow::Result<ExitCode> {
+    let current = match Client::connect(paths).await {
+        Ok(mut c) => Some(c.status().await?),
+        Err(_) => None,
+    };
+    println!(
+        "dry run: stack {} from {} — nothing will be changed",
+        spec.name,
+        spec.source.display()
+    );
+    if current.is_none() {
+        println!("  the stack's supervisor is not running: it would be started");
+    }
+    for name in plan.services() {
+        let Some(s) = spec.services.get(name.as_str()) else {
+            continue;
+        };
+        let running = current
+            .as_ref()
+            .and_then(|c| c.services.iter().find(|x| &x.name == name));
+        let action = match running {
+            Some(r) if r.definition_hash == s.definition_hash() && r.state.is_active() => {
+                "keep (unchanged)"
+            }
+            Some(r) if r.state.is_active() => "restart (definition changed)",
+            _ => "start",
+        };
+        println!("  {name:<24} {:<9} {action}", s.class.as_str());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,554 @@
+//! `dive stack up|status|logs|down|ps`, history, metrics and nuke, driving the real binary with a
+//! temporary DIVE_HOME and small shell services.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    home: PathBuf,
+    dir: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let tmp = tempfile::Builder::new().prefix("dv").tempdir().unwrap();
+        let home = tmp.path().join("h");
+        let dir = tmp.path().join("s");
+        std::fs::create_dir_all(&dir).unwrap();
+        Env {
+            _tmp: tmp,
+            home,
+            dir,
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_dive"));
+        c.arg("--home").arg(&self.home).args(args);
+        c.current_dir(&self.dir).stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn stack(&self, name: &str, yaml: &str) -> PathBuf {
+        let p = self.dir.join(format!("{name}.yml"));
+        std::fs::write(&p, yaml).unwrap();
+        p
+    }
+
+    fn up(&self, name: &str, file: &Path) -> Output {
+        self.run(&["stack", "up", "-p", name, "-f", file.to_str().unwrap()])
+    }
+
+    fn status_json(&self, name: &str) -> serde_json::Value {
+        let out = self.run(&["stack", "status", "-p", name, "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn last_report(&self, name: &str) -> serde_json::Value {
+        let dir = self.home.join("stacks").join(name).join("deployments");
+        let mut ids: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        ids.sort();
+        let last = ids.last().expect("a deployment directory");
+        serde_json::from_slice(&std::fs::read(last.join("report.json")).unwrap()).unwrap()
+    }
+
+    fn down(&self, name: &str) {
+        let _ = self.run(&["stack", "down", "-p", name]);
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Never leave supervisors behind, whatever the test did.
+        let _ = Command::new(env!("CARGO_BIN_EXE_dive"))
+            .arg("--home")
+            .arg(&self.home)
+            .args(["-q", "nuke", "all", "--confirm"])
+            .output();
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn service<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["services"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["name"] == name))
+        .unwrap_or_else(|| panic!("service {name} not in status {status}"))
+}
+
+fn report_service<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in report"))
+}
+
+/// A service that becomes healthy `secs` after it starts (probe: a marker file).
+fn ready_after(name: &str, secs: f64, class: &str, deps: &[(&str, &str)]) -> String {
+    let mut y = format!(
+        "  {name}:\n    command: [\"sh\", \"-c\", \"rm -f {name}.ready; sleep {secs}; touch {name}.ready; exec sleep 60\"]\n    stop_grace_period: 1s\n    healthcheck:\n      test: [\"CMD\", \"test\", \"-f\", \"{name}.ready\"]\n      interval: 1s\n    labels:\n      dive.service.class: {class}\n      dive.service.retry_backoff: 100ms\n"
+    );
+    if !deps.is_empty() {
+        y.push_str("    depends_on:\n");
+        for (d, cond) in deps {
+            y.push_str(&format!("      {d}:\n        condition: {cond}\n"));
+        }
+    }
+    y
+}
+
+#[test]
+fn services_start_as_soon_as_their_own_dependencies_are_ready() {
+    let env = Env::new();
+    // fast and slow both depend on root; after_fast depends only on fast, so it must not wait
+    // for slow (no level-by-level barrier).
+    let yaml = format!(
+        "services:\n{}{}{}{}",
+        ready_after("root", 0.1, "core", &[]),
+        ready_after("fast", 0.1, "core", &[("root", "service_healthy")]),
+        ready_after("slow", 1.0, "core", &[("root", "service_healthy")]),
+        ready_after("after_fast", 0.1, "core", &[("fast", "service_healthy")]),
+    );
+    let f = env.stack("par", &yaml);
+    let t0 = Instant::now();
+    let out = env.up("par", &f);
+    let wall = t0.elapsed();
+    assert!(out.status.success(), "{}", text(&out));
+    let r = env.last_report("par");
+    assert_eq!(r["state"], "COMPLETE");
+    let start_af = report_service(&r, "after_fast")["start_offset_ms"].as_i64().unwrap();
+    let slow_ready = report_service(&r, "slow")["ready_offset_ms"].as_i64().unwrap();
+    assert!(
+        start_af < slow_ready,
+        "after_fast started at {start_af} ms, after slow was ready at {slow_ready} ms"
+    );
+    // Critical path root+slow = 1.1 s; level by level would be 1.2 s+; the sum is 1.3 s.
+    assert!(wall < Duration::from_secs(3), "took {wall:?}");
+    assert_eq!(r["critical_chain"], serde_json::json!(["root", "slow"]));
+    let st = env.status_json("par");
+    for s in ["root", "fast", "slow", "after_fast"] {
+        assert_eq!(service(&st, s)["state"], "running", "{st}");
+        assert_eq!(service(&st, s)["health"], "healthy");
+    }
+    env.down("par");
+}
+
+#[test]
+fn a_core_failure_fails_the_deployment_and_starts_nothing_further() {
+    let env = Env::new();
+    let yaml = format!(
+        "services:\n{}  broken:\n    command: [\"sh\", \"-c\", \"echo cannot open database file >&2; exit 3\"]\n    healthcheck:\n      test: [\"CMD\", \"false\"]\n    labels:\n      dive.service.class: core\n      dive.service.retries: \"1\"\n      dive.service.retry_backoff: 50ms\n{}",
+        ready_after("ok", 0.0, "core", &[]),
+        ready_after("needs_broken", 0.0, "core", &[("broken", "service_healthy")]),
+    );
+    let f = env.stack("corefail", &yaml);
+    let out = env.up("corefail", &f);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("FAILED"), "{t}");
+    assert!(t.contains("broken"), "{t}");
+    assert!(t.contains("exit code 3"), "{t}");
+    assert!(t.contains("cannot open database file"), "last log lines shown: {t}");
+    assert!(t.contains("dive stack logs -p corefail broken"), "suggests a next step: {t}");
+    let r = env.last_report("corefail");
+    assert_eq!(r["state"], "FAILED");
+    assert_eq!(report_service(&r, "broken")["attempts"].as_array().unwrap().len(), 2);
+    assert!(matches!(
+        report_service(&r, "needs_broken")["outcome"].as_str().unwrap(),
+        "not_started" | "skipped"
+    ));
+    // The healthy service is left running, and reported as such.
+    let st = env.status_json("corefail");
+    assert_eq!(service(&st, "ok")["state"], "running");
+    env.down("corefail");
+}
+
+#[test]
+fn an_optional_failure_degrades_and_skips_its_dependents_with_the_reason() {
+    let env = Env::new();
+    let yaml = format!(
+        "services:\n{}  extra:\n    command: [\"sh\", \"-c\", \"exit 1\"]\n    healthcheck:\n      test: [\"CMD\", \"false\"]\n    labels:\n      dive.service.class: optional\n      dive.service.retries: \"0\"\n{}",
+        ready_after("core1", 0.0, "core", &[]),
+        ready_after("uses_extra", 0.0, "stretch", &[("extra", "service_healthy")]),
+    );
+    let f = env.stack("opt", &yaml);
+    let out = env.up("opt", &f);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("degraded"), "{t}");
+    let r = env.last_report("opt");
+    assert_eq!(r["state"], "DEGRADED");
+    let skipped = report_service(&r, "uses_extra");
+    assert_eq!(skipped["outcome"], "skipped");
+    assert!(skipped["reason"].as_str().unwrap().contains("dependency extra failed"));
+    env.down("opt");
+}
+
+#[test]
+fn retries_recover_a_flaky_service() {
+    let env = Env::new();
+    let yaml = "services:\n  flaky:\n    command: [\"sh\", \"-c\", \"n=$$(cat n 2>/dev/null || echo 0); n=$$((n+1)); echo $$n > n; [ $$n -ge 3 ] || exit 1; touch flaky.ok; exec sleep 60\"]\n    healthcheck:\n      test: [\"CMD\", \"test\", \"-f\", \"flaky.ok\"]\n    labels:\n      dive.service.class: core\n      dive.service.retry_backoff: 50ms\n";
+    let f = env.stack("flaky", yaml);
+    let out = env.up("flaky", &f);
+    assert!(out.status.success(), "{}", text(&out));
+    let r = env.last_report("flaky");
+    let attempts = report_service(&r, "flaky")["attempts"].as_array().unwrap().clone();
+    assert_eq!(attempts.len(), 3, "{r}");
+    assert_eq!(r["retries"], 2);
+    env.down("flaky");
+}
+
+#[test]
+fn the_circuit_breaker_opens_then_fails_fast_until_reset() {
+    let env = Env::new();
+    // Counts its starts in a file and always fails.
+    let yaml = "services:\n  bad:\n    command: [\"sh\", \"-c\", \"echo x >> starts; exit 1\"]\n    healthcheck:\n      test: [\"CMD\", \"false\"]\n    labels:\n      dive.service.class: core\n      dive.service.retries: \"0\"\n";
+    let f = env.stack("brk", yaml);
+    for _ in 0..3 {
+        let out = env.up("brk", &f);
+        assert_eq!(out.status.code(), Some(1));
+    }
+    let starts = || std::fs::read_to_string(env.dir.join("starts")).unwrap_or_default().lines().count();
+    assert_eq!(starts(), 3);
+    let t0 = Instant::now();
+    let out = env.up("brk", &f);
+    assert_eq!(out.status.code(), Some(1));
+    let t = text(&out);
+    assert!(t.contains("circuit breaker open"), "{t}");
+    assert!(t.contains("reset-breaker"), "says how to reset: {t}");
+    assert_eq!(starts(), 3, "an open breaker never starts the service");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    let out = env.run(&["stack", "reset-breaker", "-p", "brk", "bad"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let _ = env.up("brk", &f);
+    assert_eq!(starts(), 4, "after a reset the service is tried again");
+}
+
+#[test]
+fn a_crashing_service_is_restarted_by_the_supervisor() {
+    let env = Env::new();
+    let yaml = "services:\n  crashy:\n    command: [\"sh\", \"-c\", \"sleep 0.3; exit 2\"]\n    restart: on-failure\n    labels:\n      dive.service.class: core\n";
+    let f = env.stack("crash", yaml);
+    let out = env.up("crash", &f);
+    assert!(out.status.success(), "{}", text(&out));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = env.status_json("crash");
+        let restarts = service(&st, "crashy")["restarts"].as_u64().unwrap_or(0);
+        if restarts >= 2 {
+            assert_eq!(service(&st, "crashy")["last_exit"]["code"], 2);
+            break;
+        }
+        assert!(Instant::now() < deadline, "no supervised restarts: {st}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    env.down("crash");
+}
+
+#[test]
+fn down_stops_dependents_before_their_dependencies() {
+    let env = Env::new();
+    let svc = |name: &str, dep: Option<&str>| {
+        let mut y = format!(
+            "  {name}:\n    command: [\"sh\", \"-c\", \"trap 'echo {name} >> order; exit 0' TERM; while :; do sleep 0.05; done\"]\n    labels:\n      dive.service.class: core\n"
+        );
+        if let Some(d) = dep {
+            y.push_str(&format!("    depends_on: [{d}]\n"));
+        }
+        y
+    };
+    let yaml = format!(
+        "services:\n{}{}{}",
+        svc("db", None),
+        svc("api", Some("db")),
+        svc("web", Some("api"))
+    );
+    let f = env.stack("order", &yaml);
+    assert!(env.up("order", &f).status.success());
+    std::thread::sleep(Duration::from_millis(200)); // let the traps be installed
+    let out = env.run(&["stack", "down", "-p", "order"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let order = std::fs::read_to_string(env.dir.join("order")).unwrap();
+    assert_eq!(order.lines().collect::<Vec<_>>(), vec!["web", "api", "db"]);
+    let st = env.run(&["stack", "status", "-p", "order"]);
+    assert_eq!(st.status.code(), Some(1), "not running after down");
+}
+
+#[test]
+fn a_service_that_ignores_sigterm_is_killed_after_its_grace_period() {
+    let env = Env::new();
+    let yaml = "services:\n  stubborn:\n    command: [\"sh\", \"-c\", \"trap '' TERM; while :; do sleep 0.05; done\"]\n    stop_grace_period: 300ms\n    labels:\n      dive.service.class: core\n";
+    let f = env.stack("stub", yaml);
+    assert!(env.up("stub", &f).status.success());
+    let pid = service(&env.status_json("stub"), "stubborn")["pid"].as_u64().unwrap();
+    let t0 = Instant::now();
+    assert!(env.run(&["stack", "down", "-p", "stub"]).status.success());
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert!(!Path::new(&format!("/proc/{pid}")).exists() || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(" Z "));
+}
+
+fn spawn_up(env: &Env, name: &str, file: &Path) -> Child {
+    env.cmd(&["stack", "up", "-p", name, "-f", file.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_for_lock(env: &Env) {
+    // The first deployment holds the lock once its deployment directory exists.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !env.home.join("stacks/one/deployments").exists() {
+        assert!(Instant::now() < deadline, "first deployment did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+}
+
+#[test]
+fn one_deployment_per_stack_while_other_stacks_deploy_concurrently() {
+    let env = Env::new();
+    let slow = env.stack("one", &format!("services:\n{}", ready_after("slowpoke", 2.0, "core", &[])));
+    let other = env.stack("two", &format!("services:\n{}", ready_after("quick", 0.0, "core", &[])));
+    let first = spawn_up(&env, "one", &slow);
+    wait_for_lock(&env);
+    let second = env.up("one", &slow);
+    assert_eq!(second.status.code(), Some(1), "{}", text(&second));
+    assert!(text(&second).contains("in progress"), "{}", text(&second));
+    let other_out = env.up("two", &other);
+    assert!(other_out.status.success(), "{}", text(&other_out));
+    let first = first.wait_with_output().unwrap();
+    assert!(first.status.success(), "{}", text(&first));
+    env.down("one");
+    env.down("two");
+}
+
+#[test]
+fn a_stale_lock_from_a_killed_deployment_is_recovered_with_a_message() {
+    let env = Env::new();
+    let slow = env.stack("one", &format!("services:\n{}", ready_after("slowpoke", 2.0, "core", &[])));
+    let mut first = spawn_up(&env, "one", &slow);
+    wait_for_lock(&env);
+    first.kill().unwrap(); // SIGKILL: no chance to release the lock
+    first.wait().unwrap();
+    let out = env.up("one", &slow);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("stale deployment lock"), "{}", text(&out));
+    env.down("one");
+}
+
+#[test]
+fn ctrl_c_records_interrupted_keeps_healthy_services_and_up_resumes() {
+    let env = Env::new();
+    let yaml = format!(
+        "services:\n{}{}",
+        ready_after("early", 0.0, "core", &[]),
+        ready_after("late", 3.0, "core", &[("early", "service_healthy")]),
+    );
+    let f = env.stack("intr", &yaml);
+    let child = spawn_up(&env, "intr", &f);
+    // Wait until `early` is healthy, then interrupt.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !env.dir.join("early.ready").exists() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: plain signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("interrupted"), "{}", text(&out));
+    assert_eq!(env.last_report("intr")["state"], "INTERRUPTED");
+    let st = env.status_json("intr");
+    assert_eq!(service(&st, "early")["state"], "running");
+    let early_pid = service(&st, "early")["pid"].clone();
+    // Up again continues: `early` is kept as it is, `late` gets started/finished.
+    let out = env.up("intr", &f);
+    assert!(out.status.success(), "{}", text(&out));
+    let r = env.last_report("intr");
+    assert_eq!(report_service(&r, "early")["outcome"], "unchanged");
+    assert_eq!(service(&env.status_json("intr"), "early")["pid"], early_pid);
+    // The lock was released: history shows both deployments.
+    let h = env.run(&["history", "-p", "intr", "--json"]);
+    let h: serde_json::Value = serde_json::from_slice(&h.stdout).unwrap();
+    let states: Vec<&str> = h["deployments"].as_array().unwrap().iter().map(|d| d["state"].as_str().unwrap()).collect();
+    assert!(states.contains(&"INTERRUPTED") && states.contains(&"COMPLETE"), "{states:?}");
+    env.down("intr");
+}
+
+#[test]
+fn re_up_is_a_quick_no_op_and_a_changed_service_is_restarted_alone() {
+    let env = Env::new();
+    let yaml = |v: &str| {
+        format!(
+            "services:\n{}  app:\n    command: [\"sleep\", \"60\"]\n    environment:\n      VERSION: \"{v}\"\n    depends_on:\n      base:\n        condition: service_healthy\n    labels:\n      dive.service.class: core\n",
+            ready_after("base", 0.0, "core", &[])
+        )
+    };
+    let f = env.stack("idem", &yaml("1"));
+    assert!(env.up("idem", &f).status.success());
+    let before = env.status_json("idem");
+    let t0 = Instant::now();
+    let out = env.up("idem", &f);
+    let took = t0.elapsed();
+    assert!(out.status.success());
+    assert!(text(&out).contains("nothing to do"), "{}", text(&out));
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    std::fs::write(&f, yaml("2")).unwrap();
+    let out = env.up("idem", &f);
+    assert!(out.status.success(), "{}", text(&out));
+    let r = env.last_report("idem");
+    assert_eq!(report_service(&r, "base")["outcome"], "unchanged");
+    assert_eq!(report_service(&r, "app")["outcome"], "ready");
+    let after = env.status_json("idem");
+    assert_eq!(service(&before, "base")["pid"], service(&after, "base")["pid"]);
+    assert_ne!(service(&before, "app")["pid"], service(&after, "app")["pid"]);
+    env.down("idem");
+}
+
+#[test]
+fn a_dead_supervisor_is_detected_and_its_orphans_cleaned_up() {
+    let env = Env::new();
+    let f = env.stack("orph", &format!("services:\n{}", ready_after("svc", 0.0, "core", &[])));
+    assert!(env.up("orph", &f).status.success());
+    let st = env.status_json("orph");
+    let sup = st["supervisor"]["pid"].as_i64().unwrap() as i32;
+    let child = service(&st, "svc")["pid"].as_u64().unwrap();
+    // SAFETY: killing the supervisor we started.
+    unsafe { libc::kill(sup, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(200));
+    let out = env.run(&["stack", "status", "-p", "orph"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("died"), "{}", text(&out));
+    assert!(Path::new(&format!("/proc/{child}")).exists(), "orphan still running before cleanup");
+    let out = env.up("orph", &f);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("orphan") || env.last_report("orph")["warnings"].to_string().contains("orphan"));
+    std::thread::sleep(Duration::from_millis(100));
+    let gone = !Path::new(&format!("/proc/{child}")).exists()
+        || std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default().contains(" Z ");
+    assert!(gone, "orphan {child} was cleaned up");
+    env.down("orph");
+}
+
+#[test]
+fn logs_status_ps_history_metrics_and_reports() {
+    let env = Env::new();
+    let yaml = "services:\n  talker:\n    command: [\"sh\", \"-c\", \"echo hello from talker; echo oops >&2; exec sleep 60\"]\n    labels:\n      dive.service.class: core\n";
+    let f = env.stack("obs", yaml);
+    assert!(env.up("obs", &f).status.success());
+    std::thread::sleep(Duration::from_millis(200));
+    let logs = env.run(&["stack", "logs", "-p", "obs", "talker"]);
+    assert!(logs.status.success());
+    let l = String::from_utf8_lossy(&logs.stdout);
+    assert!(l.contains("hello from talker") && l.contains("oops"), "{l}");
+    let st = env.run(&["stack", "status", "-p", "obs"]);
+    assert!(String::from_utf8_lossy(&st.stdout).contains("talker"));
+    let ps = env.run(&["stack", "ps"]);
+    assert!(String::from_utf8_lossy(&ps.stdout).contains("obs"));
+    let dir = env.home.join("stacks/obs/deployments");
+    let dep = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+    for f in ["events.jsonl", "report.md", "report.json"] {
+        assert!(dep.join(f).exists(), "{f} written");
+    }
+    let events = std::fs::read_to_string(dep.join("events.jsonl")).unwrap();
+    for line in events.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for k in ["ts", "level", "phase", "event"] {
+            assert!(v.get(k).is_some(), "event has {k}: {line}");
+        }
+    }
+    let md = std::fs::read_to_string(dep.join("report.md")).unwrap();
+    assert!(md.contains("| talker | core | ready |"), "{md}");
+    let h = env.run(&["history", "--json"]);
+    let h: serde_json::Value = serde_json::from_slice(&h.stdout).unwrap();
+    assert!(h["total"]["p50_ms"].is_i64(), "{h}");
+    assert!(h["services"]["talker"]["p99_ms"].is_i64(), "{h}");
+    let m = env.run(&["metrics"]);
+    let m = String::from_utf8_lossy(&m.stdout);
+    assert!(m.contains("dive_deployment_duration_seconds_count{stack=\"obs\"} 1"), "{m}");
+    assert!(m.contains("dive_service_up{stack=\"obs\",service=\"talker\"} 1"), "{m}");
+    assert!(m.contains("dive_deployment_state{stack=\"obs\",state=\"COMPLETE\"} 1"), "{m}");
+    env.down("obs");
+}
+
+#[test]
+fn nuke_refuses_without_confirmation_and_cleans_up_with_it() {
+    let env = Env::new();
+    let f = env.stack("gone", &format!("services:\n{}", ready_after("svc", 0.0, "core", &[])));
+    assert!(env.up("gone", &f).status.success());
+    let pid = service(&env.status_json("gone"), "svc")["pid"].as_u64().unwrap();
+    let out = env.run(&["nuke", "stack", "gone"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(env.home.join("stacks/gone").exists(), "nothing removed without confirmation");
+    let out = env.run(&["--dry-run", "nuke", "stack", "gone", "--confirm"]);
+    assert!(out.status.success());
+    assert!(env.home.join("stacks/gone").exists(), "dry run changes nothing");
+    let out = env.run(&["nuke", "stack", "gone", "--confirm"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("nothing of stack gone is left"), "{}", text(&out));
+    assert!(!env.home.join("stacks/gone").exists());
+    assert!(!Path::new(&format!("/proc/{pid}/cmdline")).exists() || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(" Z "));
+    let h = env.run(&["history", "-p", "gone", "--json"]);
+    let h: serde_json::Value = serde_json::from_slice(&h.stdout).unwrap();
+    assert_eq!(h["deployments"].as_array().unwrap().len(), 0, "state deleted");
+}
+
+#[test]
+fn dry_run_up_changes_nothing() {
+    let env = Env::new();
+    let f = env.stack("dry", &format!("services:\n{}", ready_after("svc", 0.0, "core", &[])));
+    let out = env.run(&["--dry-run", "stack", "up", "-p", "dry", "-f", f.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("svc"));
+    assert!(!env.home.join("stacks/dry").exists());
+    assert!(!env.dir.join("svc.ready").exists());
+}
+
+/// The same deployment on PostgreSQL as the state store.
+#[test]
+fn deploys_with_postgresql_as_the_state_store() {
+    let base = std::env::var("DIVE_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let db = format!("dive_cli_{}", std::process::id());
+    let created = Command::new("psql")
+        .args([&format!("{base}/postgres"), "-qc", &format!("CREATE DATABASE {db}")])
+        .output();
+    if !created.map(|o| o.status.success()).unwrap_or(false) {
+        eprintln!("SKIPPED deploys_with_postgresql_as_the_state_store: no PostgreSQL reachable at {base}");
+        return;
+    }
+    let url = format!("{base}/{db}");
+    let env = Env::new();
+    let f = env.stack("pg", &format!("services:\n{}", ready_after("svc", 0.0, "core", &[])));
+    let out = env.run(&["--state-url", &url, "stack", "up", "-p", "pg", "-f", f.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let h = env.run(&["--state-url", &url, "history", "--json"]);
+    let h: serde_json::Value = serde_json::from_slice(&h.stdout).unwrap();
+    assert_eq!(h["deployments"][0]["state"], "COMPLETE", "{h}");
+    let s = env.run(&["--state-url", &url, "orch-db", "status"]);
+    assert!(s.status.success());
+    assert!(String::from_utf8_lossy(&s.stdout).to_lowercase().contains("postgres"));
+    let _ = env.run(&["--state-url", &url, "nuke", "all", "--confirm"]);
+    let _ = Command::new("psql")
+        .args([&format!("{base}/postgres"), "-qc", &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")])
+        .output();
+}
