@@ -5,4 +5,5 @@
 //! their conditions, through a per-stack supervisor daemon that keeps the processes running after
 //! the CLI exits. Every deployment is recorded in the state store and reported.
 
+pub mod plan;
 pub mod spec;

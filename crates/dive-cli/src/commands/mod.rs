@@ -6,10 +6,15 @@ use clap::Subcommand;
 
 use crate::context::Context;
 
+pub mod stack;
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show where DIVE keeps its state.
     Home,
+    /// Compose-format stacks of local processes: plan (and later up, down, status, logs, ps).
+    #[command(subcommand)]
+    Stack(stack::StackCommand),
 }
 
 pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
@@ -18,5 +23,6 @@ pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
             println!("{}", ctx.home.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Stack(cmd) => stack::run(cmd, ctx),
     }
 }
