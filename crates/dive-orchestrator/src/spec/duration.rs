@@ -85,7 +85,7 @@ pub fn format_duration(d: Duration) -> String {
     }
     let total_ms = d.as_millis();
     if d.as_secs() == 0 {
-        return if d.subsec_nanos() % 1_000_000 == 0 {
+        return if d.subsec_nanos().is_multiple_of(1_000_000) {
             format!("{total_ms}ms")
         } else {
             format!("{}us", d.as_micros())

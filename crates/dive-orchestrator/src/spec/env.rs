@@ -50,7 +50,7 @@ pub struct EnvFileError {
 /// Parse compose env-file syntax: `KEY=VALUE` lines, optional `export ` prefix, `#` comments,
 /// unquoted values (trimmed, ` #` starts a comment), `'single'` (literal), `"double"` (escapes
 /// `\n \t \r \\ \" \$`, interpolated). Unquoted and double-quoted values are interpolated with
-/// earlier entries of the same file first, then `outer`. A bare `KEY` takes its value from `outer`
+/// `outer` first (the process environment wins, as in compose), then earlier entries of the file. A bare `KEY` takes its value from `outer`
 /// (and is left out when `outer` has none).
 pub fn parse_env_file(
     text: &str,
@@ -85,11 +85,12 @@ pub fn parse_env_file(
             continue;
         };
         let lookup = |name: &str| {
-            out.iter()
-                .rev()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .or_else(|| outer(name))
+            outer(name).or_else(|| {
+                out.iter()
+                    .rev()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            })
         };
         let interp = |s: &str| {
             interpolate(s, &lookup, &mut Vec::new()).map_err(|e| match e {

@@ -348,6 +348,8 @@ impl<'a> Resolver<'a> {
                 K::Invalid("no services defined".into()),
             ));
         }
+        // In file order, whatever order the resolver visited them in.
+        self.ignored.sort_by_key(|k| (k.pos.line, k.pos.column));
         let spec = StackSpec {
             name,
             source: self.file.clone(),
@@ -656,7 +658,7 @@ impl<'a> Resolver<'a> {
         let s = self.string(node, path)?;
         let bad = || self.err(node.pos, path, K::InvalidRestart(s.clone()));
         Ok(match s.as_str() {
-            "no" | "\"no\"" => RestartPolicy::No,
+            "no" => RestartPolicy::No,
             "always" => RestartPolicy::Always,
             "unless-stopped" => RestartPolicy::UnlessStopped,
             "on-failure" => RestartPolicy::OnFailure(None),
