@@ -803,7 +803,7 @@ impl<'a> Resolver<'a> {
         };
         let mut test: Option<Probe> = None;
         let mut disabled = false;
-        if let Some((node, path)) = hc {
+        if let Some((node, path)) = &hc {
             for (k, v) in self.entries(node, &path)? {
                 let key = k.key_text();
                 let p = format!("{path}.{key}");
@@ -849,6 +849,16 @@ impl<'a> Resolver<'a> {
         let probe = match (native, test) {
             (Some(n), _) => n,
             (None, Some(t)) if !disabled => t,
+            (None, None) if !disabled => {
+                // Compose would inherit the image's test; with no image there is none.
+                if let Some((node, path)) = hc {
+                    self.notice(
+                        node.pos,
+                        format!("{path}: no `test` and no {LABEL_HEALTH_HTTP}/{LABEL_HEALTH_TCP} label; the service has no health check"),
+                    );
+                }
+                return Ok(None);
+            }
             _ => return Ok(None),
         };
         check.probe = probe;

@@ -840,3 +840,20 @@ fn load_reports_unreadable_files() {
         "{e}"
     );
 }
+
+#[test]
+fn healthcheck_without_test_is_none_with_a_notice() {
+    let spec = ok(
+        "services:\n  a:\n    command: x\n    labels: {dive.service.class: core}\n    healthcheck:\n      interval: 1s\n",
+    );
+    assert!(svc(&spec, "a").healthcheck.is_none());
+    assert_eq!(spec.notices.len(), 1);
+    assert!(
+        spec.notices[0]
+            .message
+            .contains("services.a.healthcheck: no `test`"),
+        "{:?}",
+        spec.notices
+    );
+    assert_eq!(spec.notices[0].pos.line, 6);
+}

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
 
 use super::types::Pos;
 
@@ -81,6 +81,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
     let mut b = Builder {
         parser: Parser::new_from_str(text),
         anchors: HashMap::new(),
+        alias_nodes: 0,
     };
     let mut root = None;
     loop {
@@ -113,9 +114,35 @@ pub fn parse(text: &str) -> Result<Option<Node>, YamlError> {
     Ok(root)
 }
 
+/// Most nodes that aliases may expand to: a few levels of nested aliases can otherwise turn a
+/// small file into gigabytes ("billion laughs"). Real stack files are far below this.
+const MAX_ALIAS_NODES: usize = 100_000;
+
 struct Builder<'a> {
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
     anchors: HashMap<usize, Node>,
+    /// Nodes produced by alias expansion so far.
+    alias_nodes: usize,
+}
+
+fn size(node: &Node) -> usize {
+    1 + match &node.kind {
+        Kind::Scalar { .. } => 0,
+        Kind::Seq(items) => items.iter().map(size).sum(),
+        Kind::Map(entries) => entries.iter().map(|(k, v)| size(k) + size(v)).sum(),
+    }
+}
+
+/// Only the core-schema tags (`!!str`, `!!int`...) are harmless; others (compose's `!reset`,
+/// `!override`) change meaning in ways this loader does not implement, so they are refused.
+fn check_tag(tag: Option<&Tag>, pos: Pos) -> Result<(), YamlError> {
+    match tag {
+        Some(t) if !t.is_yaml_core_schema() => Err(YamlError {
+            pos,
+            message: format!("YAML tag {}{} is not supported", t.handle, t.suffix),
+        }),
+        _ => Ok(()),
+    }
 }
 
 impl<'a> Builder<'a> {
@@ -139,27 +166,38 @@ impl<'a> Builder<'a> {
     fn node(&mut self, ev: Event<'a>, span: Span) -> Result<Node, YamlError> {
         let pos = pos_of(&span);
         let (node, anchor) = match ev {
-            Event::Scalar(text, style, anchor, _tag) => (
-                Node {
-                    pos,
-                    kind: Kind::Scalar {
-                        text: text.into_owned(),
-                        plain: style == ScalarStyle::Plain,
+            Event::Scalar(text, style, anchor, tag) => {
+                check_tag(tag.as_deref(), pos)?;
+                (
+                    Node {
+                        pos,
+                        kind: Kind::Scalar {
+                            text: text.into_owned(),
+                            plain: style == ScalarStyle::Plain,
+                        },
                     },
-                },
-                anchor,
-            ),
+                    anchor,
+                )
+            }
             Event::Alias(id) => {
                 let target = self.anchors.get(&id).ok_or_else(|| YamlError {
                     pos,
                     message: "alias to an anchor that is not defined before it".into(),
                 })?;
                 // The alias is reported where it is used: errors in aliased content point at the alias.
+                self.alias_nodes += size(target);
+                if self.alias_nodes > MAX_ALIAS_NODES {
+                    return Err(YamlError {
+                        pos,
+                        message: format!("aliases expand to more than {MAX_ALIAS_NODES} nodes"),
+                    });
+                }
                 let mut n = target.clone();
                 n.pos = pos;
                 return Ok(n);
             }
-            Event::SequenceStart(anchor, _) => {
+            Event::SequenceStart(anchor, tag) => {
+                check_tag(tag.as_deref(), pos)?;
                 let mut items = Vec::new();
                 loop {
                     let (ev, span) = self.next()?;
@@ -176,7 +214,10 @@ impl<'a> Builder<'a> {
                     anchor,
                 )
             }
-            Event::MappingStart(anchor, _) => (self.mapping(pos)?, anchor),
+            Event::MappingStart(anchor, tag) => {
+                check_tag(tag.as_deref(), pos)?;
+                (self.mapping(pos)?, anchor)
+            }
             other => {
                 return Err(YamlError {
                     pos,
@@ -315,6 +356,31 @@ mod tests {
     #[test]
     fn unknown_alias_is_error() {
         assert!(parse("a: *nope\n").is_err());
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..8 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let e = parse(&text).unwrap_err();
+        assert!(
+            e.message.contains("aliases expand to more than"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn non_core_tags_are_refused() {
+        let e = parse("a: !reset null\n").unwrap_err();
+        assert_eq!(e.message, "YAML tag !reset is not supported");
+        assert_eq!(e.pos.line, 1);
+        assert!(parse("a: !!str 5\nb: !!map {c: 1}\n").is_ok());
     }
 
     #[test]
