@@ -804,7 +804,7 @@ impl<'a> Resolver<'a> {
         let mut test: Option<Probe> = None;
         let mut disabled = false;
         if let Some((node, path)) = &hc {
-            for (k, v) in self.entries(node, &path)? {
+            for (k, v) in self.entries(node, path)? {
                 let key = k.key_text();
                 let p = format!("{path}.{key}");
                 match key.as_str() {
