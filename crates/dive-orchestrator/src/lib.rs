@@ -12,6 +12,7 @@ pub mod probe;
 pub mod process;
 pub mod retry;
 pub mod scheduler;
+pub mod plan;
 pub mod spec;
 pub mod supervisor;
 pub mod metrics;

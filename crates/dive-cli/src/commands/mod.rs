@@ -13,11 +13,9 @@ pub mod stack_runtime;
 pub enum Command {
     /// Show where DIVE keeps its state.
     Home,
-    /// Compose-format stacks: plan, up, status, logs, down.
-    Stack {
-        #[command(subcommand)]
-        command: stack::StackCommand,
-    },
+    /// Compose-format stacks of local processes: plan (and later up, down, status, logs, ps).
+    #[command(subcommand)]
+    Stack(stack::StackCommand),
 }
 
 pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
@@ -26,6 +24,6 @@ pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
             println!("{}", ctx.home.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Stack { command } => stack::run(command, ctx),
+        Command::Stack(cmd) => stack::run(cmd, ctx),
     }
 }
