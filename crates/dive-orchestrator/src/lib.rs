@@ -6,3 +6,4 @@
 //! the CLI exits. Every deployment is recorded in the state store and reported.
 
 pub mod spec;
+pub mod state;

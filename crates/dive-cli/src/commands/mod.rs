@@ -6,10 +6,15 @@ use clap::Subcommand;
 
 use crate::context::Context;
 
+pub mod orch_db;
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show where DIVE keeps its state.
     Home,
+    /// The orchestration state store.
+    #[command(subcommand)]
+    OrchDb(orch_db::OrchDbCommand),
 }
 
 pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
@@ -18,5 +23,6 @@ pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
             println!("{}", ctx.home.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::OrchDb(cmd) => orch_db::run(cmd, ctx),
     }
 }
