@@ -1,6 +1,7 @@
 //! Identifiers and timestamps: time-ordered text ids generated in Rust, unix milliseconds.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Unix time in milliseconds, the store's only timestamp representation.
@@ -15,9 +16,17 @@ pub fn now_millis() -> UnixMillis {
         .unwrap_or(0)
 }
 
-/// A new id that sorts by creation time: 12 hex digits of milliseconds, then 16 random hex digits.
+/// A new id that sorts by creation time: 12 hex digits of milliseconds, 8 of a per-process
+/// sequence (so ids made within one millisecond by one process keep their order), then 8 random
+/// ones (so ids made by different processes never collide).
 pub(crate) fn new_id() -> String {
-    format!("{:012x}-{:016x}", now_millis(), rand::random::<u64>())
+    static SEQUENCE: AtomicU32 = AtomicU32::new(0);
+    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{:012x}-{seq:08x}{:08x}",
+        now_millis(),
+        rand::random::<u32>()
+    )
 }
 
 /// Render unix milliseconds as an RFC 3339 UTC timestamp for messages.
@@ -71,6 +80,10 @@ mod tests {
         let b = new_id();
         assert!(a < b, "{a} should sort before {b}");
         assert_ne!(new_id(), new_id());
+        let burst: Vec<String> = (0..1000).map(|_| new_id()).collect();
+        let mut sorted = burst.clone();
+        sorted.sort();
+        assert_eq!(burst, sorted, "ids of one process keep creation order");
     }
 
     #[test]

@@ -185,9 +185,10 @@ async fn delete_row(pool: &AnyPool, stack: &str, token: &str) -> Result<(), Stat
     Ok(())
 }
 
-/// The advisory-lock key of a stack: the first 8 bytes of SHA-256 over a namespaced name, so
-/// it is stable across processes, versions and platforms.
-pub(crate) fn advisory_key(stack: &str) -> i64 {
+/// The PostgreSQL advisory-lock key of a stack's deployment lock: the first 8 bytes of SHA-256
+/// over a namespaced name, so it is stable across processes, versions and platforms (and can be
+/// looked up in `pg_locks`).
+pub fn advisory_key(stack: &str) -> i64 {
     let digest = Sha256::digest(format!("dive.orchestrator.deploy-lock:{stack}").as_bytes());
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&digest[..8]);

@@ -146,7 +146,6 @@ impl FromStr for DeploymentState {
 #[cfg(test)]
 mod tests {
     use super::DeploymentState as S;
-    use super::*;
 
     /// The transition table written out independently of the implementation: row = from, and
     /// the columns follow `DeploymentState::ALL` (PEN INI DEP CON VER COM DEG FAI INT RB CLN).

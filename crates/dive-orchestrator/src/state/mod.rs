@@ -23,7 +23,7 @@ pub use deployments::{
 };
 pub use error::StateError;
 pub use ids::{DeploymentId, UnixMillis, format_millis, now_millis};
-pub use lock::{LockGuard, LockOptions, LockOwner, LockRecord};
+pub use lock::{LockGuard, LockOptions, LockOwner, LockRecord, advisory_key};
 pub use machine::{DeploymentState, UnknownState};
 pub use records::{ErrorRecord, EventRecord, ServiceResult, Severity};
 pub use stats::{DeploymentDuration, Percentiles, ServiceDuration, percentiles};
