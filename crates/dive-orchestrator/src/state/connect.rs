@@ -31,6 +31,9 @@ impl std::fmt::Display for Backend {
 /// How long a SQLite writer waits for another process's write to finish before failing.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long opening the store waits for a PostgreSQL server to answer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The schema, in order. The same files run on SQLite and PostgreSQL.
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
     1,
@@ -188,8 +191,11 @@ impl StateStore {
         }
         let url = loc.driver_url();
         let backend = loc.backend();
-        if backend == Backend::Sqlite {
-            enable_wal(&url).await.map_err(open_err)?;
+        // One direct connection first: it fails fast (the pool would retry until its acquire
+        // timeout) and, on SQLite, switches the file to WAL.
+        match backend {
+            Backend::Sqlite => enable_wal(&url).await.map_err(open_err)?,
+            Backend::Postgres => probe(&url).await.map_err(open_err)?,
         }
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {
@@ -246,6 +252,17 @@ async fn enable_wal(url: &str) -> Result<(), sqlx::Error> {
     };
     conn.close().await?;
     result
+}
+
+/// Connect once, within a bounded time, to report an unreachable server quickly.
+async fn probe(url: &str) -> Result<(), sqlx::Error> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, AnyConnection::connect(url)).await {
+        Ok(conn) => conn?.close().await,
+        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
+        ))),
+    }
 }
 
 /// Per-connection settings: wait for concurrent writers instead of failing at once.
