@@ -17,3 +17,4 @@ pub mod spec;
 pub mod supervisor;
 pub mod metrics;
 pub mod report;
+pub mod state;

@@ -8,6 +8,7 @@ use crate::context::Context;
 
 pub mod stack;
 pub mod stack_runtime;
+pub mod orch_db;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -16,6 +17,9 @@ pub enum Command {
     /// Compose-format stacks of local processes: plan (and later up, down, status, logs, ps).
     #[command(subcommand)]
     Stack(stack::StackCommand),
+    /// The orchestration state store.
+    #[command(subcommand)]
+    OrchDb(orch_db::OrchDbCommand),
 }
 
 pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
@@ -25,5 +29,6 @@ pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Stack(cmd) => stack::run(cmd, ctx),
+        Command::OrchDb(cmd) => orch_db::run(cmd, ctx),
     }
 }
