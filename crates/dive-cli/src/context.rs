@@ -54,10 +54,10 @@ pub struct Context {
     pub home: PathBuf,
     pub log_format: LogFormat,
     pub verbosity: i8,
-    pub yes: bool,
     pub dry_run: bool,
     pub state_url: Option<String>,
-    /// Standard input and standard error are terminals: prompts and live progress are allowed.
+    /// Standard input and standard error are terminals and `--yes` was not given: prompts and
+    /// live progress are allowed.
     pub interactive: bool,
 }
 
@@ -71,7 +71,6 @@ impl Context {
             home,
             log_format: args.log_format,
             verbosity: if args.quiet { -1 } else { args.verbose as i8 },
-            yes: args.yes,
             dry_run: args.dry_run,
             state_url: args.state_url.clone(),
             interactive: !args.yes

@@ -134,8 +134,12 @@ fn services_start_as_soon_as_their_own_dependencies_are_ready() {
     assert!(out.status.success(), "{}", text(&out));
     let r = env.last_report("par");
     assert_eq!(r["state"], "COMPLETE");
-    let start_af = report_service(&r, "after_fast")["start_offset_ms"].as_i64().unwrap();
-    let slow_ready = report_service(&r, "slow")["ready_offset_ms"].as_i64().unwrap();
+    let start_af = report_service(&r, "after_fast")["start_offset_ms"]
+        .as_i64()
+        .unwrap();
+    let slow_ready = report_service(&r, "slow")["ready_offset_ms"]
+        .as_i64()
+        .unwrap();
     assert!(
         start_af < slow_ready,
         "after_fast started at {start_af} ms, after slow was ready at {slow_ready} ms"
@@ -157,7 +161,12 @@ fn a_core_failure_fails_the_deployment_and_starts_nothing_further() {
     let yaml = format!(
         "services:\n{}  broken:\n    command: [\"sh\", \"-c\", \"echo cannot open database file >&2; exit 3\"]\n    healthcheck:\n      test: [\"CMD\", \"false\"]\n    labels:\n      dive.service.class: core\n      dive.service.retries: \"1\"\n      dive.service.retry_backoff: 50ms\n{}",
         ready_after("ok", 0.0, "core", &[]),
-        ready_after("needs_broken", 0.0, "core", &[("broken", "service_healthy")]),
+        ready_after(
+            "needs_broken",
+            0.0,
+            "core",
+            &[("broken", "service_healthy")]
+        ),
     );
     let f = env.stack("corefail", &yaml);
     let out = env.up("corefail", &f);
@@ -166,13 +175,27 @@ fn a_core_failure_fails_the_deployment_and_starts_nothing_further() {
     assert!(t.contains("FAILED"), "{t}");
     assert!(t.contains("broken"), "{t}");
     assert!(t.contains("exit code 3"), "{t}");
-    assert!(t.contains("cannot open database file"), "last log lines shown: {t}");
-    assert!(t.contains("dive stack logs -p corefail broken"), "suggests a next step: {t}");
+    assert!(
+        t.contains("cannot open database file"),
+        "last log lines shown: {t}"
+    );
+    assert!(
+        t.contains("dive stack logs -p corefail broken"),
+        "suggests a next step: {t}"
+    );
     let r = env.last_report("corefail");
     assert_eq!(r["state"], "FAILED");
-    assert_eq!(report_service(&r, "broken")["attempts"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        report_service(&r, "broken")["attempts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     assert!(matches!(
-        report_service(&r, "needs_broken")["outcome"].as_str().unwrap(),
+        report_service(&r, "needs_broken")["outcome"]
+            .as_str()
+            .unwrap(),
         "not_started" | "skipped"
     ));
     // The healthy service is left running, and reported as such.
@@ -187,7 +210,12 @@ fn an_optional_failure_degrades_and_skips_its_dependents_with_the_reason() {
     let yaml = format!(
         "services:\n{}  extra:\n    command: [\"sh\", \"-c\", \"exit 1\"]\n    healthcheck:\n      test: [\"CMD\", \"false\"]\n    labels:\n      dive.service.class: optional\n      dive.service.retries: \"0\"\n{}",
         ready_after("core1", 0.0, "core", &[]),
-        ready_after("uses_extra", 0.0, "stretch", &[("extra", "service_healthy")]),
+        ready_after(
+            "uses_extra",
+            0.0,
+            "stretch",
+            &[("extra", "service_healthy")]
+        ),
     );
     let f = env.stack("opt", &yaml);
     let out = env.up("opt", &f);
@@ -198,7 +226,12 @@ fn an_optional_failure_degrades_and_skips_its_dependents_with_the_reason() {
     assert_eq!(r["state"], "DEGRADED");
     let skipped = report_service(&r, "uses_extra");
     assert_eq!(skipped["outcome"], "skipped");
-    assert!(skipped["reason"].as_str().unwrap().contains("dependency extra failed"));
+    assert!(
+        skipped["reason"]
+            .as_str()
+            .unwrap()
+            .contains("dependency extra failed")
+    );
     env.down("opt");
 }
 
@@ -210,7 +243,10 @@ fn retries_recover_a_flaky_service() {
     let out = env.up("flaky", &f);
     assert!(out.status.success(), "{}", text(&out));
     let r = env.last_report("flaky");
-    let attempts = report_service(&r, "flaky")["attempts"].as_array().unwrap().clone();
+    let attempts = report_service(&r, "flaky")["attempts"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(attempts.len(), 3, "{r}");
     assert_eq!(r["retries"], 2);
     env.down("flaky");
@@ -226,7 +262,12 @@ fn the_circuit_breaker_opens_then_fails_fast_until_reset() {
         let out = env.up("brk", &f);
         assert_eq!(out.status.code(), Some(1));
     }
-    let starts = || std::fs::read_to_string(env.dir.join("starts")).unwrap_or_default().lines().count();
+    let starts = || {
+        std::fs::read_to_string(env.dir.join("starts"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
     assert_eq!(starts(), 3);
     let t0 = Instant::now();
     let out = env.up("brk", &f);
@@ -298,11 +339,18 @@ fn a_service_that_ignores_sigterm_is_killed_after_its_grace_period() {
     let yaml = "services:\n  stubborn:\n    command: [\"sh\", \"-c\", \"trap '' TERM; while :; do sleep 0.05; done\"]\n    stop_grace_period: 300ms\n    labels:\n      dive.service.class: core\n";
     let f = env.stack("stub", yaml);
     assert!(env.up("stub", &f).status.success());
-    let pid = service(&env.status_json("stub"), "stubborn")["pid"].as_u64().unwrap();
+    let pid = service(&env.status_json("stub"), "stubborn")["pid"]
+        .as_u64()
+        .unwrap();
     let t0 = Instant::now();
     assert!(env.run(&["stack", "down", "-p", "stub"]).status.success());
     assert!(t0.elapsed() < Duration::from_secs(5));
-    assert!(!Path::new(&format!("/proc/{pid}")).exists() || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(" Z "));
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(" Z ")
+    );
 }
 
 fn spawn_up(env: &Env, name: &str, file: &Path) -> Child {
@@ -326,8 +374,14 @@ fn wait_for_lock(env: &Env) {
 #[test]
 fn one_deployment_per_stack_while_other_stacks_deploy_concurrently() {
     let env = Env::new();
-    let slow = env.stack("one", &format!("services:\n{}", ready_after("slowpoke", 2.0, "core", &[])));
-    let other = env.stack("two", &format!("services:\n{}", ready_after("quick", 0.0, "core", &[])));
+    let slow = env.stack(
+        "one",
+        &format!("services:\n{}", ready_after("slowpoke", 2.0, "core", &[])),
+    );
+    let other = env.stack(
+        "two",
+        &format!("services:\n{}", ready_after("quick", 0.0, "core", &[])),
+    );
     let first = spawn_up(&env, "one", &slow);
     wait_for_lock(&env);
     let second = env.up("one", &slow);
@@ -344,14 +398,21 @@ fn one_deployment_per_stack_while_other_stacks_deploy_concurrently() {
 #[test]
 fn a_stale_lock_from_a_killed_deployment_is_recovered_with_a_message() {
     let env = Env::new();
-    let slow = env.stack("one", &format!("services:\n{}", ready_after("slowpoke", 2.0, "core", &[])));
+    let slow = env.stack(
+        "one",
+        &format!("services:\n{}", ready_after("slowpoke", 2.0, "core", &[])),
+    );
     let mut first = spawn_up(&env, "one", &slow);
     wait_for_lock(&env);
     first.kill().unwrap(); // SIGKILL: no chance to release the lock
     first.wait().unwrap();
     let out = env.up("one", &slow);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("stale deployment lock"), "{}", text(&out));
+    assert!(
+        text(&out).contains("stale deployment lock"),
+        "{}",
+        text(&out)
+    );
     env.down("one");
 }
 
@@ -390,8 +451,16 @@ fn ctrl_c_records_interrupted_keeps_healthy_services_and_up_resumes() {
     // The lock was released: history shows both deployments.
     let h = env.run(&["history", "-p", "intr", "--json"]);
     let h: serde_json::Value = serde_json::from_slice(&h.stdout).unwrap();
-    let states: Vec<&str> = h["deployments"].as_array().unwrap().iter().map(|d| d["state"].as_str().unwrap()).collect();
-    assert!(states.contains(&"INTERRUPTED") && states.contains(&"COMPLETE"), "{states:?}");
+    let states: Vec<&str> = h["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["state"].as_str().unwrap())
+        .collect();
+    assert!(
+        states.contains(&"INTERRUPTED") && states.contains(&"COMPLETE"),
+        "{states:?}"
+    );
     env.down("intr");
 }
 
@@ -420,15 +489,24 @@ fn re_up_is_a_quick_no_op_and_a_changed_service_is_restarted_alone() {
     assert_eq!(report_service(&r, "base")["outcome"], "unchanged");
     assert_eq!(report_service(&r, "app")["outcome"], "ready");
     let after = env.status_json("idem");
-    assert_eq!(service(&before, "base")["pid"], service(&after, "base")["pid"]);
-    assert_ne!(service(&before, "app")["pid"], service(&after, "app")["pid"]);
+    assert_eq!(
+        service(&before, "base")["pid"],
+        service(&after, "base")["pid"]
+    );
+    assert_ne!(
+        service(&before, "app")["pid"],
+        service(&after, "app")["pid"]
+    );
     env.down("idem");
 }
 
 #[test]
 fn a_dead_supervisor_is_detected_and_its_orphans_cleaned_up() {
     let env = Env::new();
-    let f = env.stack("orph", &format!("services:\n{}", ready_after("svc", 0.0, "core", &[])));
+    let f = env.stack(
+        "orph",
+        &format!("services:\n{}", ready_after("svc", 0.0, "core", &[])),
+    );
     assert!(env.up("orph", &f).status.success());
     let st = env.status_json("orph");
     let sup = st["supervisor"]["pid"].as_i64().unwrap() as i32;
@@ -439,13 +517,23 @@ fn a_dead_supervisor_is_detected_and_its_orphans_cleaned_up() {
     let out = env.run(&["stack", "status", "-p", "orph"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("died"), "{}", text(&out));
-    assert!(Path::new(&format!("/proc/{child}")).exists(), "orphan still running before cleanup");
+    assert!(
+        Path::new(&format!("/proc/{child}")).exists(),
+        "orphan still running before cleanup"
+    );
     let out = env.up("orph", &f);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("orphan") || env.last_report("orph")["warnings"].to_string().contains("orphan"));
+    assert!(
+        text(&out).contains("orphan")
+            || env.last_report("orph")["warnings"]
+                .to_string()
+                .contains("orphan")
+    );
     std::thread::sleep(Duration::from_millis(100));
     let gone = !Path::new(&format!("/proc/{child}")).exists()
-        || std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default().contains(" Z ");
+        || std::fs::read_to_string(format!("/proc/{child}/stat"))
+            .unwrap_or_default()
+            .contains(" Z ");
     assert!(gone, "orphan {child} was cleaned up");
     env.down("orph");
 }
@@ -466,7 +554,12 @@ fn logs_status_ps_history_metrics_and_reports() {
     let ps = env.run(&["stack", "ps"]);
     assert!(String::from_utf8_lossy(&ps.stdout).contains("obs"));
     let dir = env.home.join("stacks/obs/deployments");
-    let dep = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+    let dep = std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     for f in ["events.jsonl", "report.md", "report.json"] {
         assert!(dep.join(f).exists(), "{f} written");
     }
@@ -485,39 +578,83 @@ fn logs_status_ps_history_metrics_and_reports() {
     assert!(h["services"]["talker"]["p99_ms"].is_i64(), "{h}");
     let m = env.run(&["metrics"]);
     let m = String::from_utf8_lossy(&m.stdout);
-    assert!(m.contains("dive_deployment_duration_seconds_count{stack=\"obs\"} 1"), "{m}");
-    assert!(m.contains("dive_service_up{stack=\"obs\",service=\"talker\"} 1"), "{m}");
-    assert!(m.contains("dive_deployment_state{stack=\"obs\",state=\"COMPLETE\"} 1"), "{m}");
+    assert!(
+        m.contains("dive_deployment_duration_seconds_count{stack=\"obs\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("dive_service_up{stack=\"obs\",service=\"talker\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("dive_deployment_state{stack=\"obs\",state=\"COMPLETE\"} 1"),
+        "{m}"
+    );
     env.down("obs");
 }
 
 #[test]
 fn nuke_refuses_without_confirmation_and_cleans_up_with_it() {
     let env = Env::new();
-    let f = env.stack("gone", &format!("services:\n{}", ready_after("svc", 0.0, "core", &[])));
+    let f = env.stack(
+        "gone",
+        &format!("services:\n{}", ready_after("svc", 0.0, "core", &[])),
+    );
     assert!(env.up("gone", &f).status.success());
-    let pid = service(&env.status_json("gone"), "svc")["pid"].as_u64().unwrap();
+    let pid = service(&env.status_json("gone"), "svc")["pid"]
+        .as_u64()
+        .unwrap();
     let out = env.run(&["nuke", "stack", "gone"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(env.home.join("stacks/gone").exists(), "nothing removed without confirmation");
+    assert!(
+        env.home.join("stacks/gone").exists(),
+        "nothing removed without confirmation"
+    );
     let out = env.run(&["--dry-run", "nuke", "stack", "gone", "--confirm"]);
     assert!(out.status.success());
-    assert!(env.home.join("stacks/gone").exists(), "dry run changes nothing");
+    assert!(
+        env.home.join("stacks/gone").exists(),
+        "dry run changes nothing"
+    );
     let out = env.run(&["nuke", "stack", "gone", "--confirm"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("nothing of stack gone is left"), "{}", text(&out));
+    assert!(
+        text(&out).contains("nothing of stack gone is left"),
+        "{}",
+        text(&out)
+    );
     assert!(!env.home.join("stacks/gone").exists());
-    assert!(!Path::new(&format!("/proc/{pid}/cmdline")).exists() || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(" Z "));
+    assert!(
+        !Path::new(&format!("/proc/{pid}/cmdline")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(" Z ")
+    );
     let h = env.run(&["history", "-p", "gone", "--json"]);
     let h: serde_json::Value = serde_json::from_slice(&h.stdout).unwrap();
-    assert_eq!(h["deployments"].as_array().unwrap().len(), 0, "state deleted");
+    assert_eq!(
+        h["deployments"].as_array().unwrap().len(),
+        0,
+        "state deleted"
+    );
 }
 
 #[test]
 fn dry_run_up_changes_nothing() {
     let env = Env::new();
-    let f = env.stack("dry", &format!("services:\n{}", ready_after("svc", 0.0, "core", &[])));
-    let out = env.run(&["--dry-run", "stack", "up", "-p", "dry", "-f", f.to_str().unwrap()]);
+    let f = env.stack(
+        "dry",
+        &format!("services:\n{}", ready_after("svc", 0.0, "core", &[])),
+    );
+    let out = env.run(&[
+        "--dry-run",
+        "stack",
+        "up",
+        "-p",
+        "dry",
+        "-f",
+        f.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("svc"));
     assert!(!env.home.join("stacks/dry").exists());
@@ -527,28 +664,55 @@ fn dry_run_up_changes_nothing() {
 /// The same deployment on PostgreSQL as the state store.
 #[test]
 fn deploys_with_postgresql_as_the_state_store() {
-    let base = std::env::var("DIVE_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let base = std::env::var("DIVE_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let db = format!("dive_cli_{}", std::process::id());
     let created = Command::new("psql")
-        .args([&format!("{base}/postgres"), "-qc", &format!("CREATE DATABASE {db}")])
+        .args([
+            &format!("{base}/postgres"),
+            "-qc",
+            &format!("CREATE DATABASE {db}"),
+        ])
         .output();
     if !created.map(|o| o.status.success()).unwrap_or(false) {
-        eprintln!("SKIPPED deploys_with_postgresql_as_the_state_store: no PostgreSQL reachable at {base}");
+        eprintln!(
+            "SKIPPED deploys_with_postgresql_as_the_state_store: no PostgreSQL reachable at {base}"
+        );
         return;
     }
     let url = format!("{base}/{db}");
     let env = Env::new();
-    let f = env.stack("pg", &format!("services:\n{}", ready_after("svc", 0.0, "core", &[])));
-    let out = env.run(&["--state-url", &url, "stack", "up", "-p", "pg", "-f", f.to_str().unwrap()]);
+    let f = env.stack(
+        "pg",
+        &format!("services:\n{}", ready_after("svc", 0.0, "core", &[])),
+    );
+    let out = env.run(&[
+        "--state-url",
+        &url,
+        "stack",
+        "up",
+        "-p",
+        "pg",
+        "-f",
+        f.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let h = env.run(&["--state-url", &url, "history", "--json"]);
     let h: serde_json::Value = serde_json::from_slice(&h.stdout).unwrap();
     assert_eq!(h["deployments"][0]["state"], "COMPLETE", "{h}");
     let s = env.run(&["--state-url", &url, "orch-db", "status"]);
     assert!(s.status.success());
-    assert!(String::from_utf8_lossy(&s.stdout).to_lowercase().contains("postgres"));
+    assert!(
+        String::from_utf8_lossy(&s.stdout)
+            .to_lowercase()
+            .contains("postgres")
+    );
     let _ = env.run(&["--state-url", &url, "nuke", "all", "--confirm"]);
     let _ = Command::new("psql")
-        .args([&format!("{base}/postgres"), "-qc", &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")])
+        .args([
+            &format!("{base}/postgres"),
+            "-qc",
+            &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+        ])
         .output();
 }

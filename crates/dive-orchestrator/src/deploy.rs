@@ -17,7 +17,7 @@ use crate::state::{
     BreakerConfig, DeploymentState, ServiceResult, Severity, StateError, StateStore, StepStatus,
 };
 use crate::supervisor::protocol::{Health, ServiceState, StackStatus};
-use crate::supervisor::{Client, OrphanCleanup, SpawnDaemon, SupervisorError, ensure_running};
+use crate::supervisor::{OrphanCleanup, SpawnDaemon, SupervisorError, ensure_running};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
@@ -48,7 +48,9 @@ pub struct UpRequest<'a> {
 #[derive(Debug)]
 pub enum UpResult {
     /// Everything planned already runs with the same definitions; nothing was recorded.
-    NoOp { services: usize },
+    NoOp {
+        services: usize,
+    },
     Deployed(Box<Deployed>),
 }
 
@@ -73,12 +75,8 @@ pub async fn up(
     cancel: impl Future<Output = ()>,
 ) -> Result<UpResult, DeployError> {
     let paths = StackPaths::new(req.home, &req.spec.name);
-    let services: Vec<&ServiceSpec> = req
-        .plan
-        .services()
-        .iter()
-        .filter_map(|n| req.spec.services.get(n.as_str()))
-        .collect();
+    // The plan's copies: dependencies outside the plan (non-required, excluded by profile) are gone.
+    let services: Vec<&ServiceSpec> = req.plan.services.values().map(|p| &p.spec).collect();
     let (mut client, orphans) = ensure_running(&paths, spawn).await?;
     let current = client.status().await?;
     if is_noop(&services, &current) {
@@ -126,24 +124,31 @@ pub async fn up(
     let lock = match store.acquire_lock(&req.spec.name, &id).await {
         Ok(l) => l,
         Err(e) => {
-            store.finish_step(&id, "PREFLIGHT", StepStatus::Failed, &e.to_string()).await?;
             store
-                .transition(&id, DeploymentState::Failed, &e.to_string())
+                .finish_step(&id, "PREFLIGHT", StepStatus::Failed, Some(&e.to_string()))
                 .await?;
             store
-                .finish_deployment(&id, DeploymentState::Failed, &serde_json::json!({"error": e.to_string()}))
+                .finish_deployment(
+                    &id,
+                    DeploymentState::Failed,
+                    &e.to_string(),
+                    &serde_json::json!({"error": e.to_string()}),
+                )
                 .await?;
             return Err(e.into());
         }
     };
-    let recovered_lock = lock.recovered_from().map(|o| {
+    let recovered_lock = lock.recovered_from.as_ref().map(|o| {
         let msg = format!(
-            "recovered a stale deployment lock left by {o} (its owner is gone)"
+            "recovered a stale deployment lock left by deployment {} (pid {} on {}; its owner is gone)",
+            o.deployment_id, o.pid, o.host
         );
         emit(phase_event(Level::Warn, "PREFLIGHT", "lock_recovered", &msg), &mut log);
         msg
     });
-    store.finish_step(&id, "PREFLIGHT", StepStatus::Done, "").await?;
+    store
+        .finish_step(&id, "PREFLIGHT", StepStatus::Done, None)
+        .await?;
     store
         .transition(&id, DeploymentState::Deploying, "plan ready, lock held")
         .await?;
@@ -164,10 +169,16 @@ pub async fn up(
         Ok(o) => o,
         Err(e) => {
             let msg = e.to_string();
-            store.finish_step(&id, "START", StepStatus::Failed, &msg).await?;
-            store.transition(&id, DeploymentState::Failed, &msg).await?;
             store
-                .finish_deployment(&id, DeploymentState::Failed, &serde_json::json!({"error": msg}))
+                .finish_step(&id, "START", StepStatus::Failed, Some(&msg))
+                .await?;
+            store
+                .finish_deployment(
+                    &id,
+                    DeploymentState::Failed,
+                    &msg,
+                    &serde_json::json!({"error": msg}),
+                )
                 .await?;
             lock.release().await?;
             return Err(e.into());
@@ -184,19 +195,11 @@ pub async fn up(
             } else {
                 StepStatus::Done
             },
-            state_reason(&outcome).as_str(),
+            Some(state_reason(&outcome).as_str()),
         )
         .await?;
     record_results(store, &id, &outcome).await?;
     let next_steps = next_steps(&req.spec.name, &outcome, &paths);
-    for step in &next_steps {
-        store
-            .record_error(&id, Severity::Info, None, step, None)
-            .await?;
-    }
-    store
-        .transition(&id, state, &state_reason(&outcome))
-        .await?;
 
     let comparison = compare(store, &req.spec.name, &id.to_string()).await?;
     let finished_at_ms = now_ms();
@@ -236,6 +239,7 @@ pub async fn up(
         .finish_deployment(
             &id,
             state,
+            &state_reason(&outcome),
             &serde_json::to_value(summary_of(&report)).unwrap_or_default(),
         )
         .await?;
@@ -297,18 +301,19 @@ async fn breaker_gates(
     for s in services {
         let gate = match store
             .breaker_allows(&req.spec.name, &s.name, now, &req.breaker)
-            .await?
+            .await
         {
-            Ok(permit) if permit.is_trial() => Gate::Trial,
+            Ok(permit) if permit.trial => Gate::Trial,
             Ok(_) => Gate::Allow,
-            Err(open) => Gate::Deny(format!(
+            Err(StateError::BreakerOpen(open)) => Gate::Deny(format!(
                 "circuit breaker open after {} consecutive failed starts (last: {}); it half-opens at {} — or reset it now with `dive stack reset-breaker -p {} {}`",
                 open.failures,
                 open.last_error.as_deref().unwrap_or("unknown"),
-                crate::fmt::rfc3339_ms(open.until_ms),
+                crate::fmt::rfc3339_ms(open.until),
                 req.spec.name,
                 s.name
             )),
+            Err(e) => return Err(e.into()),
         };
         gates.insert(s.name.clone(), gate);
     }
@@ -391,7 +396,7 @@ async fn record_results(
                     service: s.name.clone(),
                     class: s.class.as_str().to_string(),
                     outcome: s.outcome.as_str().to_string(),
-                    attempts: s.attempts.len() as i64,
+                    attempts: s.attempts.len() as u32,
                     time_to_healthy_ms: s.time_to_ready_ms,
                     error: s.reason.clone(),
                 },

@@ -5,16 +5,17 @@
 //! their conditions, through a per-stack supervisor daemon that keeps the processes running after
 //! the CLI exits. Every deployment is recorded in the state store and reported.
 
+pub mod deploy;
 pub mod fmt;
 pub mod logs;
+pub mod metrics;
 pub mod paths;
+pub mod plan;
 pub mod probe;
 pub mod process;
+pub mod report;
 pub mod retry;
 pub mod scheduler;
-pub mod plan;
 pub mod spec;
-pub mod supervisor;
-pub mod metrics;
-pub mod report;
 pub mod state;
+pub mod supervisor;

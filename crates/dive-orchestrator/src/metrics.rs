@@ -7,7 +7,9 @@ use std::fmt::Write;
 use crate::supervisor::protocol::{Health, ServiceState, StackStatus};
 
 /// Deployment duration histogram buckets, in seconds.
-pub const DURATION_BUCKETS: [f64; 11] = [0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+pub const DURATION_BUCKETS: [f64; 11] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
 
 /// What the store knows, flattened for rendering.
 #[derive(Debug, Default, Clone)]
@@ -40,6 +42,63 @@ pub const STATES: [&str; 11] = [
     "ROLLING_BACK",
     "CLEANUP",
 ];
+
+/// Gather [`StoreFacts`] from the state store (the most recent 1,000 deployments).
+pub async fn collect(
+    store: &crate::state::StateStore,
+) -> Result<StoreFacts, crate::state::StateError> {
+    use crate::state::{BreakerConfig, now_millis};
+    let mut facts = StoreFacts::default();
+    let deployments = store.list_deployments(None, 1000).await?;
+    for d in &deployments {
+        if let Some(ms) = d.duration_ms {
+            facts
+                .deployments
+                .push((d.stack.clone(), d.state.to_string(), ms));
+        }
+        // Newest first: the first seen per stack is its latest.
+        if !facts.latest_state.contains_key(&d.stack) {
+            facts
+                .latest_state
+                .insert(d.stack.clone(), d.state.to_string());
+            for r in store.service_results(&d.id).await? {
+                if let Some(ms) = r.time_to_healthy_ms {
+                    facts.time_to_healthy.push((d.stack.clone(), r.service, ms));
+                }
+            }
+        }
+        let mut by_severity: BTreeMap<String, i64> = BTreeMap::new();
+        for e in store.errors(&d.id).await? {
+            *by_severity
+                .entry(e.severity.as_str().to_string())
+                .or_default() += 1;
+        }
+        for (severity, n) in by_severity {
+            match facts
+                .errors
+                .iter_mut()
+                .find(|(st, sv, _)| *st == d.stack && *sv == severity)
+            {
+                Some(entry) => entry.2 += n,
+                None => facts.errors.push((d.stack.clone(), severity, n)),
+            }
+        }
+    }
+    let now = now_millis();
+    let cfg = BreakerConfig::default();
+    for b in store.list_breakers(None).await? {
+        let state = b.record.effective_state(now, &cfg).as_str().to_lowercase();
+        facts.breakers.push((b.stack, b.service, state));
+    }
+    facts.locks = store
+        .active_locks()
+        .await?
+        .into_iter()
+        .filter(|l| !l.stale)
+        .map(|l| l.stack)
+        .collect();
+    Ok(facts)
+}
 
 pub fn render(facts: &StoreFacts, live: &[StackStatus]) -> String {
     let mut out = String::new();
@@ -156,7 +215,11 @@ pub fn render(facts: &StoreFacts, live: &[StackStatus]) -> String {
         *locks.entry(s.as_str()).or_default() += 1;
     }
     for (stack, n) in locks {
-        w.sample("dive_deployment_locks_active", &[("stack", stack)], n as f64);
+        w.sample(
+            "dive_deployment_locks_active",
+            &[("stack", stack)],
+            n as f64,
+        );
     }
 
     w.header(
@@ -268,9 +331,19 @@ mod tests {
             ..StoreFacts::default()
         };
         let text = render(&facts, &[]);
-        assert!(text.contains("dive_deployment_duration_seconds_bucket{stack=\"a\\\"b\",le=\"0.25\"} 0"));
-        assert!(text.contains("dive_deployment_duration_seconds_bucket{stack=\"a\\\"b\",le=\"0.5\"} 1"));
-        assert!(text.contains("dive_deployment_duration_seconds_bucket{stack=\"a\\\"b\",le=\"+Inf\"} 2"));
+        assert!(
+            text.contains(
+                "dive_deployment_duration_seconds_bucket{stack=\"a\\\"b\",le=\"0.25\"} 0"
+            )
+        );
+        assert!(
+            text.contains("dive_deployment_duration_seconds_bucket{stack=\"a\\\"b\",le=\"0.5\"} 1")
+        );
+        assert!(
+            text.contains(
+                "dive_deployment_duration_seconds_bucket{stack=\"a\\\"b\",le=\"+Inf\"} 2"
+            )
+        );
         assert!(text.contains("dive_deployment_duration_seconds_sum{stack=\"a\\\"b\"} 2.3"));
         assert!(text.contains("dive_deployment_state{stack=\"a\\\"b\",state=\"FAILED\"} 1"));
         assert!(text.contains("dive_deployment_state{stack=\"a\\\"b\",state=\"COMPLETE\"} 0"));

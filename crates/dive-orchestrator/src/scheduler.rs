@@ -15,14 +15,11 @@ use tokio::sync::mpsc;
 use crate::fmt::{duration as fmt_duration, now_ms};
 use crate::paths::StackPaths;
 use crate::retry::Backoff;
-use crate::spec::{DependencyCondition, ServiceClass, ServiceSpec};
+use crate::spec::{
+    DependencyCondition, LABEL_RETRIES, LABEL_RETRY_BACKOFF, ServiceClass, ServiceSpec,
+};
 use crate::supervisor::protocol::{Event, Health, Request, Response, ServiceState, StackStatus};
 use crate::supervisor::{Client, SupervisorError};
-
-/// Label: how many times a failed start is retried (default [`SchedulerConfig::retries`]).
-pub const LABEL_RETRIES: &str = "dive.service.retries";
-/// Label: the first retry delay; later ones double (default [`SchedulerConfig::backoff`]).
-pub const LABEL_RETRY_BACKOFF: &str = "dive.service.retry_backoff";
 
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {

@@ -184,7 +184,7 @@ async fn deployment_lifecycle(ctx: Ctx) {
         .await
         .unwrap();
     let summary = serde_json::json!({"services": 3, "degraded": ["search"]});
-    s.finish_deployment(&id, S::Degraded, &summary)
+    s.finish_deployment(&id, S::Degraded, "test", &summary)
         .await
         .unwrap();
 
@@ -235,7 +235,7 @@ async fn refused_transitions_change_nothing(ctx: Ctx) {
 
     let id2 = s.create_deployment("demo", "spoke", "h").await.unwrap();
     assert!(matches!(
-        s.finish_deployment(&id2, S::Verifying, &serde_json::json!({}))
+        s.finish_deployment(&id2, S::Verifying, "test", &serde_json::json!({}))
             .await,
         Err(StateError::NotFinal(S::Verifying))
     ));
@@ -506,7 +506,7 @@ async fn history_feeds_percentiles(ctx: Ctx) {
         .await
         .unwrap();
         if i < 3 {
-            s.finish_deployment(&id, S::Complete, &serde_json::json!({}))
+            s.finish_deployment(&id, S::Complete, "test", &serde_json::json!({}))
                 .await
                 .unwrap();
         }
@@ -901,7 +901,7 @@ async fn concurrent_writers_do_not_fail(ctx: Ctx) {
                 st.begin_step(&id, "start").await?;
                 st.record_event(&id, Some("svc"), &format!("e{i}"), None)
                     .await?;
-                st.finish_deployment(&id, S::Complete, &serde_json::json!({"i": i}))
+                st.finish_deployment(&id, S::Complete, "test", &serde_json::json!({"i": i}))
                     .await?;
             }
             Ok::<_, StateError>(())

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use dive_orchestrator::fmt::duration;
 use dive_orchestrator::process::{cpu_ticks, rss_bytes};
 use dive_orchestrator::report::percentile;
 
@@ -56,7 +55,9 @@ pub fn run(_ctx: &Context, a: &BenchArgs) -> anyhow::Result<ExitCode> {
 
 fn orchestrate(o: &OrchestrateArgs) -> anyhow::Result<ExitCode> {
     if o.runs == 0 || o.services == 0 {
-        return Err(crate::exit::bad_input("--runs and --services must be at least 1"));
+        return Err(crate::exit::bad_input(
+            "--runs and --services must be at least 1",
+        ));
     }
     let exe = std::env::current_exe()?;
     let work = tempfile::Builder::new().prefix("dive-bench-").tempdir()?;
@@ -67,7 +68,10 @@ fn orchestrate(o: &OrchestrateArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(&wide, wide_stack(o.services, false))?;
     let (times, _) = repeat_up(&exe, work.path(), &wide, "wide", o.runs)?;
     figures.push(figure(
-        &format!("{} services, DAG of 10 levels, ready at once (plan+start+ready)", o.services),
+        &format!(
+            "{} services, DAG of 10 levels, ready at once (plan+start+ready)",
+            o.services
+        ),
         &times,
         "< 1 s",
         format!("{:.2} ms per service", median(&times) / o.services as f64),
@@ -78,7 +82,10 @@ fn orchestrate(o: &OrchestrateArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(&wide_h, wide_stack(o.services, true))?;
     let (times, _) = repeat_up(&exe, work.path(), &wide_h, "wideh", o.runs)?;
     figures.push(figure(
-        &format!("{} services with CMD health probes, service_healthy deps", o.services),
+        &format!(
+            "{} services with CMD health probes, service_healthy deps",
+            o.services
+        ),
         &times,
         "< 1 s",
         format!(
@@ -95,10 +102,7 @@ fn orchestrate(o: &OrchestrateArgs) -> anyhow::Result<ExitCode> {
         "4-deep chain, each service ready after 300 ms (critical path 1.2 s)",
         &times,
         "< 1.4 s",
-        format!(
-            "{:.0} ms above the critical path",
-            median(&times) - 1200.0
-        ),
+        format!("{:.0} ms above the critical path", median(&times) - 1200.0),
     ));
 
     // 4. No-op re-up of the healthy chain (the last run left it up).
@@ -162,11 +166,7 @@ fn figure(name: &str, times: &[f64], goal: &str, note: String) -> Figure {
 fn median(times: &[f64]) -> f64 {
     let mut v = times.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() {
-        0.0
-    } else {
-        v[v.len() / 2]
-    }
+    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
 }
 
 /// Deploy `file` from scratch `runs` times (a fresh DIVE_HOME each time, torn down after all but

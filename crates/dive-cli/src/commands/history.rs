@@ -44,7 +44,9 @@ pub fn run(ctx: &Context, a: &HistoryArgs) -> anyhow::Result<ExitCode> {
     let (deployments, all, services) = rt.block_on(async {
         let store = super::open_store(ctx).await?;
         let stack = a.project.as_deref();
-        let recent = store.list_deployments(stack, a.limit as i64).await?;
+        let recent = store
+            .list_deployments(stack, a.limit.min(u32::MAX as usize) as u32)
+            .await?;
         let all = store.list_deployments(stack, 1000).await?;
         let services = store.service_durations(stack, 1000).await?;
         anyhow::Ok((recent, all, services))
@@ -55,8 +57,11 @@ pub fn run(ctx: &Context, a: &HistoryArgs) -> anyhow::Result<ExitCode> {
         .filter_map(|d| d.duration_ms)
         .collect();
     let mut per_service: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for (_, service, ms) in &services {
-        per_service.entry(service.clone()).or_default().push(*ms);
+    for s in &services {
+        per_service
+            .entry(s.service.clone())
+            .or_default()
+            .push(s.time_to_healthy_ms);
     }
     let total_p = percentiles(&totals);
     let service_p: BTreeMap<&String, Percentiles> = per_service
@@ -87,7 +92,7 @@ pub fn run(ctx: &Context, a: &HistoryArgs) -> anyhow::Result<ExitCode> {
             d.stack,
             d.kind,
             d.state.to_string(),
-            rfc3339_ms(d.started_at_ms),
+            rfc3339_ms(d.started_at),
             d.duration_ms.map(millis).unwrap_or_else(|| "-".into())
         );
     }

@@ -12,7 +12,7 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let text = rt.block_on(async {
         let store = super::open_store(ctx).await?;
-        let facts = store.metric_facts().await?;
+        let facts = dive_orchestrator::metrics::collect(&store).await?;
         let mut live = Vec::new();
         for paths in StackPaths::all(&ctx.home)? {
             if let Ok(mut c) = Client::connect(&paths).await {

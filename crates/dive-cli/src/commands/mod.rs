@@ -6,20 +6,34 @@ use clap::Subcommand;
 
 use crate::context::Context;
 
+pub mod bench;
+pub mod history;
+pub mod metrics;
+pub mod nuke;
+pub mod orch_db;
+pub mod progress;
 pub mod stack;
 pub mod stack_runtime;
-pub mod orch_db;
+pub mod stack_up;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show where DIVE keeps its state.
     Home,
-    /// Compose-format stacks of local processes: plan (and later up, down, status, logs, ps).
+    /// Compose-format stacks of local processes: plan, up, status, logs, ps, down.
     #[command(subcommand)]
     Stack(stack::StackCommand),
+    /// Past deployments with p50/p95/p99 of total and per-service durations.
+    History(history::HistoryArgs),
+    /// Prometheus text metrics of deployments, services, breakers and locks.
+    Metrics,
+    /// Stop and delete a stack, or everything, and verify nothing is left.
+    Nuke(nuke::NukeArgs),
     /// The orchestration state store.
     #[command(subcommand)]
     OrchDb(orch_db::OrchDbCommand),
+    /// Re-runnable benchmarks of DIVE's own components.
+    Bench(bench::BenchArgs),
 }
 
 pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
@@ -29,6 +43,16 @@ pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Stack(cmd) => stack::run(cmd, ctx),
+        Command::History(a) => history::run(ctx, &a),
+        Command::Metrics => metrics::run(ctx),
+        Command::Nuke(a) => nuke::run(ctx, &a),
         Command::OrchDb(cmd) => orch_db::run(cmd, ctx),
+        Command::Bench(a) => bench::run(ctx, &a),
     }
+}
+
+/// Open the orchestration state store (`--state-url`, else `$DIVE_HOME/state.db`).
+pub async fn open_store(ctx: &Context) -> anyhow::Result<dive_orchestrator::state::StateStore> {
+    let location = orch_db::state_location(ctx);
+    Ok(dive_orchestrator::state::StateStore::open(&location).await?)
 }

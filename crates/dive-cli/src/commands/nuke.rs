@@ -54,7 +54,10 @@ pub fn run(ctx: &Context, a: &NukeArgs) -> anyhow::Result<ExitCode> {
     if ctx.dry_run {
         println!("dry run: would stop and delete {what}:");
         for s in &stacks {
-            println!("  stack {s}: processes, logs, reports ({}), recorded state", StackPaths::new(&ctx.home, s).dir.display());
+            println!(
+                "  stack {s}: processes, logs, reports ({}), recorded state",
+                StackPaths::new(&ctx.home, s).dir.display()
+            );
         }
         if matches!(a.target, NukeTarget::All) {
             println!("  and the whole directory {}", ctx.home.display());
@@ -85,7 +88,10 @@ pub fn run(ctx: &Context, a: &NukeArgs) -> anyhow::Result<ExitCode> {
         let paths = StackPaths::new(&ctx.home, s);
         let (_, orphans) = rt.block_on(shutdown_stack(&paths))?;
         if !orphans.killed.is_empty() {
-            println!("stack {s}: stopped orphaned services {}", orphans.killed.join(", "));
+            println!(
+                "stack {s}: stopped orphaned services {}",
+                orphans.killed.join(", ")
+            );
         }
         if let Ok(store) = rt.block_on(super::open_store(ctx)) {
             rt.block_on(store.delete_stack(s))?;

@@ -121,11 +121,7 @@ impl LiveTable {
             let _ = writeln!(err, "\x1b[2K  {n}");
             lines += 1;
         }
-        let _ = writeln!(
-            err,
-            "\x1b[2K  deploying… {}",
-            duration(self.t0.elapsed())
-        );
+        let _ = writeln!(err, "\x1b[2K  deploying… {}", duration(self.t0.elapsed()));
         lines += 1;
         for (svc, (state, detail)) in &self.rows {
             let mark = match state.as_str() {

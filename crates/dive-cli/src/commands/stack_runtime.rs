@@ -255,7 +255,11 @@ fn log_services(paths: &StackPaths) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
-fn print_line(out: &mut impl Write, prefix: Option<(&str, usize)>, line: &str) -> std::io::Result<()> {
+fn print_line(
+    out: &mut impl Write,
+    prefix: Option<(&str, usize)>,
+    line: &str,
+) -> std::io::Result<()> {
     match prefix {
         Some((s, w)) => writeln!(out, "{s:<w$} | {line}"),
         None => writeln!(out, "{line}"),
@@ -345,7 +349,10 @@ fn ps(ctx: &Context, a: &PsArgs) -> anyhow::Result<ExitCode> {
     } else if rows.is_empty() {
         println!("no stacks under {}", ctx.home.display());
     } else {
-        println!("{:<24} {:<12} {:>8} {:>10}", "STACK", "SUPERVISOR", "PID", "RUNNING");
+        println!(
+            "{:<24} {:<12} {:>8} {:>10}",
+            "STACK", "SUPERVISOR", "PID", "RUNNING"
+        );
         for r in rows {
             println!(
                 "{:<24} {:<12} {:>8} {:>10}",
@@ -380,7 +387,10 @@ fn down(ctx: &Context, a: &DownArgs) -> anyhow::Result<ExitCode> {
                     specs.join(", ")
                 );
             }
-            None => println!("dry run: stack {} is not running; nothing to stop", a.project),
+            None => println!(
+                "dry run: stack {} is not running; nothing to stop",
+                a.project
+            ),
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -388,11 +398,7 @@ fn down(ctx: &Context, a: &DownArgs) -> anyhow::Result<ExitCode> {
     let t0 = std::time::Instant::now();
     let (was_running, orphans) = rt.block_on(shutdown_stack(&paths))?;
     if was_running {
-        println!(
-            "stack {} stopped in {}",
-            a.project,
-            duration(t0.elapsed())
-        );
+        println!("stack {} stopped in {}", a.project, duration(t0.elapsed()));
     } else if !orphans.killed.is_empty() {
         println!(
             "stack {} had no supervisor; stopped its orphaned services: {}",

@@ -1,6 +1,5 @@
 //! `dive stack up`: deploy a compose-format stack and report how it went.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +11,7 @@ use dive_orchestrator::fmt::{duration, millis};
 use dive_orchestrator::logs::tail_lines;
 use dive_orchestrator::paths::StackPaths;
 use dive_orchestrator::scheduler::{SchedulerConfig, ServiceOutcome};
-use dive_orchestrator::state::{BreakerConfig, DeploymentState};
+use dive_orchestrator::state::{BreakerConfig, DeploymentState, StateError};
 use dive_orchestrator::supervisor::Client;
 
 use super::progress::Progress;
@@ -21,15 +20,8 @@ use crate::context::Context;
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// The stack file (compose format).
-    #[arg(short = 'f', long = "file", value_name = "FILE")]
-    pub file: Option<PathBuf>,
-    /// Stack name (default: the file's `name`, else its directory's name).
-    #[arg(short = 'p', long = "project-name", value_name = "NAME")]
-    pub project: Option<String>,
-    /// Enable services of this profile (repeatable).
-    #[arg(long = "profile", value_name = "PROFILE")]
-    pub profiles: Vec<String>,
+    #[command(flatten)]
+    pub stack: super::stack::StackFileArgs,
     /// Give up waiting after this many seconds (the deployment is recorded as interrupted;
     /// services already up keep running).
     #[arg(long, value_name = "SECONDS")]
@@ -41,16 +33,14 @@ pub struct UpArgs {
 
 pub fn up(ctx: &Context, a: &UpArgs) -> anyhow::Result<ExitCode> {
     let t0 = Instant::now();
-    let spec = super::stack::load_spec(a.file.as_deref(), a.project.as_deref())?;
-    super::stack_runtime::validate_stack_name(&spec.name)?;
-    let plan = super::stack::build_plan(&spec, &a.profiles)?;
+    let (spec, plan) = super::stack::load_and_plan(&a.stack)?;
     let paths = StackPaths::new(&ctx.home, &spec.name);
     let rt = runtime()?;
     if ctx.dry_run {
         return rt.block_on(dry_run(&spec, &plan, &paths));
     }
     let store = rt.block_on(super::open_store(ctx))?;
-    let names: Vec<String> = plan.services().to_vec();
+    let names: Vec<String> = plan.services.keys().cloned().collect();
     let mut progress = Progress::new(a.json, ctx.interactive, ctx.verbosity < 0, &names);
     let timed_out = Arc::new(AtomicBool::new(false));
     let cancel = {
@@ -86,7 +76,7 @@ pub fn up(ctx: &Context, a: &UpArgs) -> anyhow::Result<ExitCode> {
     progress.finish();
     let result = match result {
         Ok(r) => r,
-        Err(deploy::DeployError::State(e)) if e.is_lock_held() => {
+        Err(deploy::DeployError::State(e @ StateError::LockHeld { .. })) => {
             eprintln!("error: {e}");
             eprintln!(
                 "  another deployment of stack {} is in progress; wait for it to finish (`dive stack status -p {}`)",
@@ -164,12 +154,19 @@ fn summarise(stack: &str, d: &deploy::Deployed, paths: &StackPaths, timed_out: b
             if d.outcome.interrupted {
                 println!(
                     "stack {stack}: deployment interrupted{} after {}; {} services up and left running",
-                    if timed_out { " (wait timeout reached)" } else { "" },
+                    if timed_out {
+                        " (wait timeout reached)"
+                    } else {
+                        ""
+                    },
                     millis(d.outcome.elapsed_ms),
                     up.len()
                 );
             } else {
-                println!("stack {stack}: deployment FAILED after {}", millis(d.outcome.elapsed_ms));
+                println!(
+                    "stack {stack}: deployment FAILED after {}",
+                    millis(d.outcome.elapsed_ms)
+                );
             }
             for s in d.outcome.services.values() {
                 if s.outcome == ServiceOutcome::Failed {
@@ -195,7 +192,9 @@ fn summarise(stack: &str, d: &deploy::Deployed, paths: &StackPaths, timed_out: b
                 .filter(|s| {
                     matches!(
                         s.outcome,
-                        ServiceOutcome::NotStarted | ServiceOutcome::Skipped | ServiceOutcome::InProgress
+                        ServiceOutcome::NotStarted
+                            | ServiceOutcome::Skipped
+                            | ServiceOutcome::InProgress
                     )
                 })
                 .map(|s| s.name.as_str())
@@ -214,10 +213,7 @@ fn summarise(stack: &str, d: &deploy::Deployed, paths: &StackPaths, timed_out: b
     if !d.report.critical_chain.is_empty() {
         println!("  critical chain: {}", d.report.critical_chain.join(" → "));
     }
-    println!(
-        "  report: {}",
-        d.report_dir.join("report.md").display()
-    );
+    println!("  report: {}", d.report_dir.join("report.md").display());
 }
 
 async fn dry_run(
@@ -237,10 +233,8 @@ async fn dry_run(
     if current.is_none() {
         println!("  the stack's supervisor is not running: it would be started");
     }
-    for name in plan.services() {
-        let Some(s) = spec.services.get(name.as_str()) else {
-            continue;
-        };
+    for (name, planned) in &plan.services {
+        let s = &planned.spec;
         let running = current
             .as_ref()
             .and_then(|c| c.services.iter().find(|x| &x.name == name));
@@ -253,5 +247,40 @@ async fn dry_run(
         };
         println!("  {name:<24} {:<9} {action}", s.class.as_str());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct ResetBreakerArgs {
+    #[arg(short = 'p', long = "project-name", value_name = "NAME")]
+    pub project: String,
+    /// Only this service (default: every breaker of the stack).
+    pub service: Option<String>,
+}
+
+pub fn reset_breaker(ctx: &Context, a: &ResetBreakerArgs) -> anyhow::Result<ExitCode> {
+    super::stack_runtime::validate_stack_name(&a.project)?;
+    if ctx.dry_run {
+        println!(
+            "dry run: would close the circuit breaker of {} in stack {}",
+            a.service.as_deref().unwrap_or("every service"),
+            a.project
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rt = runtime()?;
+    let n = rt.block_on(async {
+        let store = super::open_store(ctx).await?;
+        anyhow::Ok(
+            store
+                .reset_breaker(&a.project, a.service.as_deref())
+                .await?,
+        )
+    })?;
+    println!(
+        "closed {n} circuit breaker{} of stack {}",
+        if n == 1 { "" } else { "s" },
+        a.project
+    );
     Ok(ExitCode::SUCCESS)
 }

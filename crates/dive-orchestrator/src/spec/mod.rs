@@ -21,8 +21,8 @@ pub use duration::{format_duration, parse_duration};
 pub use env::Environment;
 pub use error::{SpecError, SpecErrorKind};
 pub use resolve::{
-    LABEL_CLASS, LABEL_DESCRIPTION, LABEL_HEALTH_HTTP, LABEL_HEALTH_TCP, LABEL_TIMEOUT,
-    valid_stack_name,
+    LABEL_CLASS, LABEL_DESCRIPTION, LABEL_HEALTH_HTTP, LABEL_HEALTH_TCP, LABEL_RETRIES,
+    LABEL_RETRY_BACKOFF, LABEL_TIMEOUT, valid_stack_name,
 };
 pub use types::*;
 

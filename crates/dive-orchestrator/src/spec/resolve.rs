@@ -77,12 +77,18 @@ const IGNORED_TOP_KEYS: &[&str] = &["version", "volumes", "networks", "configs",
 pub const LABEL_CLASS: &str = "dive.service.class";
 pub const LABEL_DESCRIPTION: &str = "dive.service.description";
 pub const LABEL_TIMEOUT: &str = "dive.service.timeout";
+/// How many times a failed start is retried (a whole number; the scheduler has a default).
+pub const LABEL_RETRIES: &str = "dive.service.retries";
+/// The first retry delay (a duration; later ones double).
+pub const LABEL_RETRY_BACKOFF: &str = "dive.service.retry_backoff";
 pub const LABEL_HEALTH_HTTP: &str = "dive.health.http";
 pub const LABEL_HEALTH_TCP: &str = "dive.health.tcp";
 const KNOWN_DIVE_LABELS: &[&str] = &[
     LABEL_CLASS,
     LABEL_DESCRIPTION,
     LABEL_TIMEOUT,
+    LABEL_RETRIES,
+    LABEL_RETRY_BACKOFF,
     LABEL_HEALTH_HTTP,
     LABEL_HEALTH_TCP,
 ];
@@ -747,6 +753,24 @@ impl<'a> Resolver<'a> {
             })?),
             None => None,
         };
+        if let Some(r) = labels.get(LABEL_RETRIES) {
+            if r.parse::<u32>().is_err() {
+                return Err(self.err(
+                    at(LABEL_RETRIES),
+                    path(LABEL_RETRIES),
+                    K::Invalid(format!("{r:?} is not a whole number of retries")),
+                ));
+            }
+        }
+        if let Some(b) = labels.get(LABEL_RETRY_BACKOFF) {
+            parse_duration(b).map_err(|m| {
+                self.err(
+                    at(LABEL_RETRY_BACKOFF),
+                    path(LABEL_RETRY_BACKOFF),
+                    K::InvalidDuration(b.clone(), m),
+                )
+            })?;
+        }
         let http = labels.get(LABEL_HEALTH_HTTP);
         let tcp = labels.get(LABEL_HEALTH_TCP);
         let native_probe = match (http, tcp) {

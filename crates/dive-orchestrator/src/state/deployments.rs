@@ -207,17 +207,18 @@ impl StateStore {
         self.transition_with(id, to, reason, None).await
     }
 
-    /// End a deployment in a final state with its summary (JSON).
+    /// End a deployment in a final state, saying why, with its summary (JSON).
     pub async fn finish_deployment(
         &self,
         id: &DeploymentId,
         final_state: DeploymentState,
+        reason: &str,
         summary: &serde_json::Value,
     ) -> Result<(), StateError> {
         if !final_state.is_final() {
             return Err(StateError::NotFinal(final_state));
         }
-        self.transition_with(id, final_state, "deployment finished", Some(summary))
+        self.transition_with(id, final_state, reason, Some(summary))
             .await
     }
 

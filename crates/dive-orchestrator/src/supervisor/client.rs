@@ -251,9 +251,7 @@ pub async fn ensure_running(
 
 /// Stop a stack: every service in reverse dependency order, then the supervisor. Returns false
 /// when no supervisor was running (after cleaning up any orphans it left).
-pub async fn shutdown_stack(
-    paths: &StackPaths,
-) -> Result<(bool, OrphanCleanup), SupervisorError> {
+pub async fn shutdown_stack(paths: &StackPaths) -> Result<(bool, OrphanCleanup), SupervisorError> {
     match Client::connect(paths).await {
         Ok(c) => {
             c.shutdown().await?;
