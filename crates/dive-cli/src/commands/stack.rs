@@ -19,6 +19,9 @@ use crate::context::Context;
 pub enum StackCommand {
     /// Show what `up` would do: services by dependency level, health probes and the critical
     /// path. Reads the stack file only; touches nothing.
+    ///
+    /// The critical-path estimate per service is 0 without a health check, else its
+    /// `start_period`, else 100 ms (about when DIVE's first probe runs).
     Plan(PlanArgs),
     /// Deploy the stack: start each service as soon as its dependencies allow, wait until the
     /// deployment has settled, record and report it. Services keep running under the stack's
