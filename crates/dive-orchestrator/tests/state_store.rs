@@ -158,6 +158,7 @@ both_backends!(
     lock_race_has_one_winner,
     concurrent_writers_do_not_fail,
     reopening_is_idempotent,
+    abandoned_deployments_are_failed,
 );
 
 async fn deployment_lifecycle(ctx: Ctx) {
@@ -477,6 +478,20 @@ async fn results_errors_events_and_metrics(ctx: Ctx) {
         s.record_metric(Some(&ghost), "m", &[], 1.0).await,
         Err(StateError::UnknownDeployment(_))
     ));
+    let samples = s
+        .metric_samples(Some("dive_service_time_to_healthy_ms"), 10)
+        .await
+        .unwrap();
+    assert_eq!(samples.len(), 1);
+    assert_eq!(samples[0].deployment_id.as_ref(), Some(&id));
+    assert_eq!(
+        samples[0].labels.get("service").map(String::as_str),
+        Some("db")
+    );
+    assert_eq!(samples[0].value, 1234.0);
+    let all = s.metric_samples(None, 10).await.unwrap();
+    assert_eq!(all[0].name, "dive_store_opened", "newest first");
+    assert!(all[0].deployment_id.is_none() && all[0].labels.is_empty());
     let metrics = s
         .summary()
         .await
@@ -916,6 +931,44 @@ async fn concurrent_writers_do_not_fail(ctx: Ctx) {
     );
 }
 
+async fn abandoned_deployments_are_failed(ctx: Ctx) {
+    let s = &ctx.store;
+    let crashed = s.create_deployment("demo", "stack", "h").await.unwrap();
+    s.transition(&crashed, S::Deploying, "go").await.unwrap();
+    let finished = s.create_deployment("demo", "stack", "h").await.unwrap();
+    s.finish_deployment(&finished, S::Complete, &serde_json::json!({}))
+        .await
+        .unwrap();
+    let elsewhere = s.create_deployment("other", "stack", "h").await.unwrap();
+    let current = s.create_deployment("demo", "stack", "h").await.unwrap();
+
+    let closed = s
+        .fail_abandoned_deployments("demo", &current)
+        .await
+        .unwrap();
+    assert_eq!(closed, vec![crashed.clone()]);
+    let d = s.deployment(&crashed).await.unwrap();
+    assert_eq!(d.state, S::Failed);
+    assert!(d.finished_at.is_some());
+    let t = s.transitions(&crashed).await.unwrap();
+    assert!(
+        t.last()
+            .unwrap()
+            .reason
+            .starts_with("abandoned in DEPLOYING"),
+        "{t:?}"
+    );
+    assert_eq!(s.deployment(&current).await.unwrap().state, S::Pending);
+    assert_eq!(s.deployment(&elsewhere).await.unwrap().state, S::Pending);
+    assert_eq!(s.deployment(&finished).await.unwrap().state, S::Complete);
+    assert!(
+        s.fail_abandoned_deployments("demo", &current)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 async fn reopening_is_idempotent(ctx: Ctx) {
     let id = ctx
         .store
@@ -925,6 +978,16 @@ async fn reopening_is_idempotent(ctx: Ctx) {
     let again = ctx.another_store().await;
     assert_eq!(again.deployment(&id).await.unwrap().stack, "demo");
     assert_eq!(again.summary().await.unwrap().schema_version, 1);
+    // Our own migrations table, so a database shared with other sqlx users does not mix them.
+    let mut conn = AnyConnection::connect(&sqlite_or_pg_url(&ctx.location))
+        .await
+        .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orch_schema_migrations")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    conn.close().await.unwrap();
     assert!(!again.describe().is_empty());
 }
 
@@ -965,6 +1028,14 @@ async fn plant_lock(
     .await
     .unwrap();
     conn.close().await.unwrap();
+}
+
+fn sqlite_or_pg_url(location: &str) -> String {
+    if location.starts_with("postgres") {
+        location.to_string()
+    } else {
+        format!("sqlite://{location}")
+    }
 }
 
 fn this_host() -> String {

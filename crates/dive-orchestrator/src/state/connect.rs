@@ -41,8 +41,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
     include_str!("../../migrations/0001_initial.sql"),
 )];
 
+/// Our own migrations table: the database may be shared with other components' sqlx migrations
+/// (e.g. on one PostgreSQL server), whose versions must not mix with these.
+pub(crate) const MIGRATIONS_TABLE: &str = "orch_schema_migrations";
+
 fn migrator() -> Migrator {
-    Migrator::with_migrations(
+    let mut m = Migrator::with_migrations(
         MIGRATIONS
             .iter()
             .map(|(version, description, sql)| {
@@ -55,7 +59,9 @@ fn migrator() -> Migrator {
                 )
             })
             .collect(),
-    )
+    );
+    m.dangerous_set_table_name(MIGRATIONS_TABLE);
+    m
 }
 
 /// The newest schema version this build knows.

@@ -463,6 +463,44 @@ impl StateStore {
         .transpose()
     }
 
+    /// Close out deployments of `stack` that are still active although their process is gone
+    /// (killed, crashed, machine rebooted): they are recorded as FAILED with the reason. Call it
+    /// while holding the stack's lock, passing the current deployment, which is left alone —
+    /// the lock guarantees every other active deployment of the stack is abandoned.
+    pub async fn fail_abandoned_deployments(
+        &self,
+        stack: &str,
+        current: &DeploymentId,
+    ) -> Result<Vec<DeploymentId>, StateError> {
+        let rows = sqlx::query(
+            "SELECT id, state FROM deployments WHERE stack = $1 AND finished_at IS NULL AND id <> $2",
+        )
+        .bind(stack)
+        .bind(current.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StateError::query("finding abandoned deployments"))?;
+        let mut closed = Vec::new();
+        for r in rows {
+            let q = || StateError::query("finding abandoned deployments");
+            let id = DeploymentId::new(r.try_get::<String, _>("id").map_err(q())?);
+            let state = parse_state(r.try_get("state").map_err(q())?)?;
+            if state.is_final() {
+                continue;
+            }
+            let reason = format!(
+                "abandoned in {state}: its process ended without finishing (found by deployment {current})"
+            );
+            match self.transition(&id, DeploymentState::Failed, &reason).await {
+                Ok(()) => closed.push(id),
+                // Finished by its owner in the meantime: nothing to close.
+                Err(StateError::Conflict { .. } | StateError::InvalidTransition { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(closed)
+    }
+
     /// Turn a foreign-key violation into "unknown deployment"; other errors stay query errors.
     pub(crate) fn fk_or(
         &self,

@@ -26,7 +26,7 @@ pub use ids::{DeploymentId, UnixMillis, format_millis, now_millis};
 pub use lock::{LockGuard, LockOptions, LockOwner, LockRecord, advisory_key};
 pub use machine::{DeploymentState, UnknownState};
 pub use records::{ErrorRecord, EventRecord, ServiceResult, Severity};
-pub use stats::{DeploymentDuration, Percentiles, ServiceDuration, percentiles};
+pub use stats::{DeploymentDuration, MetricSample, Percentiles, ServiceDuration, percentiles};
 pub use summary::{StoreSummary, TableCount};
 
 use sqlx::AnyPool;

@@ -55,7 +55,53 @@ pub struct DeploymentDuration {
     pub duration_ms: i64,
 }
 
+/// One recorded metric sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSample {
+    pub deployment_id: Option<DeploymentId>,
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub value: f64,
+    pub at: UnixMillis,
+}
+
 impl StateStore {
+    /// The most recent `limit` samples (of one metric or all), newest first.
+    pub async fn metric_samples(
+        &self,
+        name: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<MetricSample>, StateError> {
+        let rows = sqlx::query(
+            "SELECT deployment_id, name, labels, value, at FROM metrics \
+             WHERE ($1 IS NULL OR name = $1) ORDER BY at DESC, id DESC LIMIT $2",
+        )
+        .bind(name)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StateError::query("reading metrics"))?;
+        rows.iter()
+            .map(|r| {
+                let q = || StateError::query("reading metrics");
+                let labels: String = r.try_get("labels").map_err(q())?;
+                Ok(MetricSample {
+                    deployment_id: r
+                        .try_get::<Option<String>, _>("deployment_id")
+                        .map_err(q())?
+                        .map(DeploymentId::new),
+                    name: r.try_get("name").map_err(q())?,
+                    labels: serde_json::from_str(&labels).map_err(|_| StateError::Corrupt {
+                        what: "metric labels",
+                        value: labels,
+                    })?,
+                    value: r.try_get("value").map_err(q())?,
+                    at: r.try_get("at").map_err(q())?,
+                })
+            })
+            .collect()
+    }
+
     /// Times to healthy of services in the most recent `limit` deployments (of one stack or all),
     /// newest deployment first.
     pub async fn service_durations(

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use super::breaker::BreakerState;
-use super::connect::{Backend, latest_schema_version};
+use super::connect::{Backend, MIGRATIONS_TABLE, latest_schema_version};
 use super::{StateError, StateStore};
 
 /// Tables of the store, in display order.
@@ -47,11 +47,11 @@ pub struct StoreSummary {
 impl StateStore {
     /// Backend, location, schema version, row counts, active locks and open breakers.
     pub async fn summary(&self) -> Result<StoreSummary, StateError> {
-        let schema_version: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(StateError::query("reading the schema version"))?;
+        let sql = format!("SELECT MAX(version) FROM {MIGRATIONS_TABLE} WHERE success = TRUE");
+        let schema_version: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StateError::query("reading the schema version"))?;
         let mut counts = Vec::new();
         for table in TABLES {
             let sql = format!("SELECT COUNT(*) AS n FROM {table}");
