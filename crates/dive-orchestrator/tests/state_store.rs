@@ -936,7 +936,7 @@ async fn abandoned_deployments_are_failed(ctx: Ctx) {
     let crashed = s.create_deployment("demo", "stack", "h").await.unwrap();
     s.transition(&crashed, S::Deploying, "go").await.unwrap();
     let finished = s.create_deployment("demo", "stack", "h").await.unwrap();
-    s.finish_deployment(&finished, S::Complete, &serde_json::json!({}))
+    s.finish_deployment(&finished, S::Complete, "test", &serde_json::json!({}))
         .await
         .unwrap();
     let elsewhere = s.create_deployment("other", "stack", "h").await.unwrap();
