@@ -146,6 +146,10 @@ pub async fn up(
         emit(phase_event(Level::Warn, "PREFLIGHT", "lock_recovered", &msg), &mut log);
         msg
     });
+    // A deployment of this stack that died without finishing (its lock is now ours) is closed out.
+    store
+        .fail_abandoned_deployments(&req.spec.name, &id)
+        .await?;
     store
         .finish_step(&id, "PREFLIGHT", StepStatus::Done, None)
         .await?;

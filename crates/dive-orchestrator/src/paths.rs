@@ -25,10 +25,10 @@ impl StackPaths {
             Ok(entries) => {
                 for e in entries {
                     let e = e?;
-                    if e.file_type()?.is_dir() {
-                        if let Some(name) = e.file_name().to_str() {
-                            out.push(StackPaths::new(home, name));
-                        }
+                    if e.file_type()?.is_dir()
+                        && let Some(name) = e.file_name().to_str()
+                    {
+                        out.push(StackPaths::new(home, name));
                     }
                 }
             }

@@ -15,10 +15,10 @@ pub fn run(ctx: &Context) -> anyhow::Result<ExitCode> {
         let facts = dive_orchestrator::metrics::collect(&store).await?;
         let mut live = Vec::new();
         for paths in StackPaths::all(&ctx.home)? {
-            if let Ok(mut c) = Client::connect(&paths).await {
-                if let Ok(s) = c.status().await {
-                    live.push(s);
-                }
+            if let Ok(mut c) = Client::connect(&paths).await
+                && let Ok(s) = c.status().await
+            {
+                live.push(s);
             }
         }
         anyhow::Ok(dive_orchestrator::metrics::render(&facts, &live))

@@ -753,14 +753,14 @@ impl<'a> Resolver<'a> {
             })?),
             None => None,
         };
-        if let Some(r) = labels.get(LABEL_RETRIES) {
-            if r.parse::<u32>().is_err() {
-                return Err(self.err(
-                    at(LABEL_RETRIES),
-                    path(LABEL_RETRIES),
-                    K::Invalid(format!("{r:?} is not a whole number of retries")),
-                ));
-            }
+        if let Some(r) = labels.get(LABEL_RETRIES)
+            && r.parse::<u32>().is_err()
+        {
+            return Err(self.err(
+                at(LABEL_RETRIES),
+                path(LABEL_RETRIES),
+                K::Invalid(format!("{r:?} is not a whole number of retries")),
+            ));
         }
         if let Some(b) = labels.get(LABEL_RETRY_BACKOFF) {
             parse_duration(b).map_err(|m| {
