@@ -576,6 +576,22 @@ fn logs_status_ps_history_metrics_and_reports() {
     let h: serde_json::Value = serde_json::from_slice(&h.stdout).unwrap();
     assert!(h["total"]["p50_ms"].is_i64(), "{h}");
     assert!(h["services"]["talker"]["p99_ms"].is_i64(), "{h}");
+    let db = env.run(&["orch-db", "status", "--json"]);
+    let db: serde_json::Value = serde_json::from_slice(&db.stdout).unwrap();
+    let rows = |t: &str| {
+        db["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["table"] == t)
+            .unwrap()["rows"]
+            .as_i64()
+            .unwrap()
+    };
+    assert!(
+        rows("events") >= 1 && rows("transitions") >= 2 && rows("service_results") == 1,
+        "{db}"
+    );
     let m = env.run(&["metrics"]);
     let m = String::from_utf8_lossy(&m.stdout);
     assert!(

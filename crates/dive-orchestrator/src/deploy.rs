@@ -203,6 +203,7 @@ pub async fn up(
         )
         .await?;
     record_results(store, &id, &outcome).await?;
+    store.record_events(&id, &event_records(&events)).await?;
     let next_steps = next_steps(&req.spec.name, &outcome, &paths);
 
     let comparison = compare(store, &req.spec.name, &id.to_string()).await?;
@@ -494,4 +495,18 @@ fn summary_of(r: &Report) -> Summary<'_> {
         retries: r.retries,
         critical_chain: &r.critical_chain,
     }
+}
+
+/// The deployment's events as stored: everything but the chatty `starting`/`spawned` lines.
+fn event_records(events: &[DeployEvent]) -> Vec<crate::state::EventRecord> {
+    events
+        .iter()
+        .filter(|e| !matches!(e.event.as_str(), "starting" | "spawned"))
+        .map(|e| crate::state::EventRecord {
+            at: e.ts_ms,
+            service: e.service.clone(),
+            event: e.event.clone(),
+            detail: Some(e.message.clone()),
+        })
+        .collect()
 }

@@ -223,6 +223,38 @@ impl StateStore {
         Ok(())
     }
 
+    /// Record many events of a deployment in one transaction (a deployment's per-service events
+    /// are written together when it settles, so that recording costs one commit, not hundreds).
+    pub async fn record_events(
+        &self,
+        id: &DeploymentId,
+        events: &[EventRecord],
+    ) -> Result<(), StateError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(StateError::query("starting to record events"))?;
+        for e in events {
+            sqlx::query(
+                "INSERT INTO events (id, deployment_id, at, service, event, detail) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(new_id())
+            .bind(id.as_str())
+            .bind(e.at)
+            .bind(e.service.as_deref())
+            .bind(e.event.as_str())
+            .bind(e.detail.as_deref())
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| self.fk_or(err, id, "recording events"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(StateError::query("committing events"))
+    }
+
     /// The events of a deployment, oldest first.
     pub async fn events(&self, id: &DeploymentId) -> Result<Vec<EventRecord>, StateError> {
         let rows = sqlx::query(
