@@ -497,6 +497,17 @@ fn re_up_is_a_quick_no_op_and_a_changed_service_is_restarted_alone() {
         service(&before, "app")["pid"],
         service(&after, "app")["pid"]
     );
+    // A service removed from the file is stopped: the file is the source of truth.
+    std::fs::write(
+        &f,
+        format!("services:\n{}", ready_after("base", 0.0, "core", &[])),
+    )
+    .unwrap();
+    let out = env.up("idem", &f);
+    assert!(out.status.success(), "{}", text(&out));
+    let st = env.status_json("idem");
+    assert_eq!(st["services"].as_array().unwrap().len(), 1, "{st}");
+    assert_eq!(service(&st, "base")["pid"], service(&before, "base")["pid"]);
     env.down("idem");
 }
 

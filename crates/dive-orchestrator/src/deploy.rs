@@ -157,6 +157,21 @@ pub async fn up(
         .transition(&id, DeploymentState::Deploying, "plan ready, lock held")
         .await?;
 
+    let removed = remove_unplanned(&mut client, &services, &current).await?;
+    if !removed.is_empty() {
+        emit(
+            phase_event(
+                Level::Info,
+                "START",
+                "removed",
+                &format!(
+                    "stopped services no longer in the plan: {}",
+                    removed.join(", ")
+                ),
+            ),
+            &mut log,
+        );
+    }
     let gates = breaker_gates(store, &req, &services).await?;
     store.begin_step(&id, "START").await?;
     let outcome = scheduler::run(
@@ -271,6 +286,7 @@ fn files(dir: &Path, source: std::io::Error) -> DeployError {
 /// Every planned service already runs (or has completed) with the same definition and is healthy.
 pub fn is_noop(services: &[&ServiceSpec], current: &StackStatus) -> bool {
     !services.is_empty()
+        && not_planned(services, current).is_empty()
         && services.iter().all(|spec| {
             current.services.iter().any(|s| {
                 s.name == spec.name
@@ -509,4 +525,37 @@ fn event_records(events: &[DeployEvent]) -> Vec<crate::state::EventRecord> {
             detail: Some(e.message.clone()),
         })
         .collect()
+}
+
+/// Services the supervisor still has that the plan no longer contains (removed from the stack
+/// file, or outside the active profiles).
+fn not_planned(services: &[&ServiceSpec], current: &StackStatus) -> Vec<String> {
+    current
+        .services
+        .iter()
+        .filter(|s| !services.iter().any(|p| p.name == s.name))
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+/// Stop and forget services that are no longer planned: the stack file is the source of truth.
+async fn remove_unplanned(
+    client: &mut crate::supervisor::Client,
+    services: &[&ServiceSpec],
+    current: &StackStatus,
+) -> Result<Vec<String>, SupervisorError> {
+    let stale = not_planned(services, current);
+    if !stale.is_empty() {
+        client
+            .request(&crate::supervisor::protocol::Request::Stop {
+                services: stale.clone(),
+            })
+            .await?;
+        client
+            .request(&crate::supervisor::protocol::Request::Forget {
+                services: stale.clone(),
+            })
+            .await?;
+    }
+    Ok(stale)
 }
