@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::fmt::now_ms;
 use crate::paths::StackPaths;
 use crate::plan::Plan;
-use crate::report::{Comparison, EventLog, Report, ReportHeader, percentile};
+use crate::report::{Comparison, EventLog, Report, ReportHeader};
 use crate::scheduler::{
     self, DeployEvent, Gate, Level, RunOutcome, SchedulerConfig, ServiceOutcome, phase_event,
 };
@@ -474,11 +474,12 @@ async fn compare(
         .filter(|d| d.id.to_string() != this_id)
         .filter_map(|d| d.duration_ms)
         .collect();
+    let p = crate::state::percentiles(&earlier.iter().map(|v| *v as f64).collect::<Vec<_>>());
     Ok(Comparison {
         previous: earlier.len(),
         previous_duration_ms: earlier.first().copied(),
-        p50_ms: percentile(&earlier, 50.0),
-        p95_ms: percentile(&earlier, 95.0),
+        p50_ms: p.map(|p| p.p50 as i64),
+        p95_ms: p.map(|p| p.p95 as i64),
     })
 }
 

@@ -209,30 +209,3 @@ pub struct ReportHeader {
 fn opt_ms(v: Option<i64>) -> String {
     v.map(millis).unwrap_or_else(|| "-".into())
 }
-
-/// Nearest-rank percentile (`p` in 0..=100) of unsorted values.
-pub fn percentile(values: &[i64], p: f64) -> Option<i64> {
-    if values.is_empty() {
-        return None;
-    }
-    let mut v = values.to_vec();
-    v.sort_unstable();
-    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
-    Some(v[rank.min(v.len()) - 1])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let v: Vec<i64> = (1..=100).collect();
-        assert_eq!(percentile(&v, 50.0), Some(50));
-        assert_eq!(percentile(&v, 95.0), Some(95));
-        assert_eq!(percentile(&v, 99.0), Some(99));
-        assert_eq!(percentile(&[7], 99.0), Some(7));
-        assert_eq!(percentile(&[], 50.0), None);
-        assert_eq!(percentile(&[3, 1, 2], 50.0), Some(2));
-    }
-}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use dive_orchestrator::process::{cpu_ticks, rss_bytes};
-use dive_orchestrator::report::percentile;
+use dive_orchestrator::state::percentiles;
 
 use crate::context::Context;
 
@@ -152,12 +152,11 @@ fn orchestrate(o: &OrchestrateArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn figure(name: &str, times: &[f64], goal: &str, note: String) -> Figure {
-    let ms: Vec<i64> = times.iter().map(|t| (*t * 1000.0) as i64).collect();
     Figure {
         name: name.to_string(),
         runs: times.len(),
         median_ms: median(times),
-        p95_ms: percentile(&ms, 95.0).unwrap_or(0) as f64 / 1000.0,
+        p95_ms: percentiles(times).map_or(0.0, |p| p.p95),
         goal: goal.to_string(),
         note,
     }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use dive_orchestrator::fmt::{millis, rfc3339_ms};
-use dive_orchestrator::report::percentile;
+use dive_orchestrator::state::percentiles as nearest_rank;
 
 use super::stack_runtime::runtime;
 use crate::context::Context;
@@ -31,11 +31,12 @@ struct Percentiles {
 }
 
 fn percentiles(values: &[i64]) -> Percentiles {
+    let p = nearest_rank(&values.iter().map(|v| *v as f64).collect::<Vec<_>>());
     Percentiles {
         count: values.len(),
-        p50_ms: percentile(values, 50.0),
-        p95_ms: percentile(values, 95.0),
-        p99_ms: percentile(values, 99.0),
+        p50_ms: p.map(|p| p.p50 as i64),
+        p95_ms: p.map(|p| p.p95 as i64),
+        p99_ms: p.map(|p| p.p99 as i64),
     }
 }
 
