@@ -56,6 +56,8 @@ struct Svc {
     /// Increases with every spawn: events and tasks of an older generation are ignored.
     generation: u64,
     pid: Option<u32>,
+    /// The running process's identity, read once at spawn (for the orphan record).
+    process: Option<ProcessId>,
     started_at_ms: Option<i64>,
     started_at: Option<Instant>,
     /// The operator wants it running (false after Stop/Shutdown).
@@ -306,6 +308,7 @@ async fn start(shared: &SharedRef, spec: ServiceSpec, restart: bool) -> Response
                 health: Health::Starting,
                 generation,
                 pid: None,
+                process: None,
                 started_at_ms: None,
                 started_at: None,
                 desired: true,
@@ -376,6 +379,7 @@ fn spawn_generation(shared: &SharedRef, name: &str, generation: u64) {
         let mut inner = lock(shared);
         if let Some(s) = inner.services.get_mut(name) {
             s.pid = Some(pid);
+            s.process = ProcessId::of(pid);
             s.started_at_ms = Some(now_ms());
             s.started_at = Some(Instant::now());
             s.exited = exit_rx;
@@ -488,6 +492,7 @@ async fn on_exit(shared: &SharedRef, name: &str, generation: u64, exit: ExitInfo
             return;
         }
         s.pid = None;
+        s.process = None;
         s.last_exit = Some(exit.clone());
         let ran_for = s.started_at.map(|t| t.elapsed()).unwrap_or_default();
         let decision = decide_after_exit(s, &exit, ran_for, &shared.config);
@@ -781,10 +786,9 @@ fn persist_pids(shared: &SharedRef) {
             .services
             .iter()
             .filter_map(|(name, s)| {
-                let pid = s.pid?;
                 Some(OrphanRecord {
                     service: name.clone(),
-                    process: ProcessId::of(pid)?,
+                    process: s.process?,
                 })
             })
             .collect()
