@@ -70,7 +70,10 @@ fn orchestrate(o: &OrchestrateArgs) -> anyhow::Result<ExitCode> {
         floor.push(spawn_floor(o.services)?);
     }
     figures.push(figure(
-        &format!("floor: spawn {} processes directly, no orchestration", o.services),
+        &format!(
+            "floor: spawn {} processes directly, no orchestration",
+            o.services
+        ),
         &floor,
         "-",
         format!("{:.2} ms per process", median(&floor) / o.services as f64),

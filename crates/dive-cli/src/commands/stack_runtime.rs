@@ -419,7 +419,12 @@ fn supervise(ctx: &Context, a: &SuperviseArgs) -> anyhow::Result<ExitCode> {
             a.project
         ));
     }
-    let rt = runtime()?;
+    // Two workers: spawning a process (fork/exec) blocks its thread, and a second one keeps
+    // answering the scheduler and running probes meanwhile.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(daemon::run(paths, daemon::DaemonConfig::default()))?;
     Ok(ExitCode::SUCCESS)
 }
