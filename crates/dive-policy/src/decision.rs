@@ -1,7 +1,7 @@
 //! The decision: `{allow, reason, obligations, evaluation_details}`, cheap to clone and share.
 
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
@@ -20,13 +20,26 @@ pub struct DecisionData {
     pub policy_version: Option<String>,
 }
 
-/// A decision; clones share one allocation (the cache hands out the same decision many times).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Decision(Arc<DecisionData>);
+/// A decision; clones share one allocation (the cache hands out the same decision many times),
+/// including its JSON text, serialised once on first use.
+#[derive(Debug, Clone)]
+pub struct Decision(Arc<DecisionData>, Arc<OnceLock<String>>);
+
+impl PartialEq for Decision {
+    fn eq(&self, other: &Decision) -> bool {
+        self.0 == other.0
+    }
+}
 
 impl Decision {
     pub(crate) fn new(data: DecisionData) -> Decision {
-        Decision(Arc::new(data))
+        Decision(Arc::new(data), Arc::new(OnceLock::new()))
+    }
+
+    /// The decision as compact JSON text (computed once per decision, shared by cache hits).
+    pub fn json_text(&self) -> &str {
+        self.1
+            .get_or_init(|| serde_json::to_string(&*self.0).unwrap_or_else(|_| "null".into()))
     }
 
     /// Fail closed: a deny carrying the reason the policy could not decide.

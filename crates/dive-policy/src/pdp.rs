@@ -276,7 +276,7 @@ pub(crate) fn new_engine(
 fn evaluate(loaded: &Loaded, entrypoint: Entrypoint, input: &Input) -> Result<Decision, String> {
     let policy = &loaded.policies[entrypoint as usize];
     let value = policy
-        .eval_with_input(regorus::Value::from(input.as_json().clone()))
+        .eval_with_input(input.rego_value())
         .map_err(|e| e.to_string())?;
     if value == regorus::Value::Undefined {
         return Err("the policy produced no decision".into());

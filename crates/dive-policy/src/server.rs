@@ -56,12 +56,23 @@ async fn data(
     };
     let input = Input::from_json(input);
     // Decisions are CPU-bound microseconds: evaluate inline rather than hopping threads.
-    let decision = pdp.decide_at(entrypoint, &input).to_json();
-    let result = match field {
-        None => decision,
-        Some(f) => decision.get(f).cloned().unwrap_or(Value::Null),
-    };
-    Json(json!({ "result": result })).into_response()
+    let decision = pdp.decide_at(entrypoint, &input);
+    match field {
+        // The whole decision: its JSON text is serialised once and shared by cache hits.
+        None => json_response(format!("{{\"result\":{}}}", decision.json_text())),
+        Some(f) => {
+            let result = decision.to_json().get(f).cloned().unwrap_or(Value::Null);
+            Json(json!({ "result": result })).into_response()
+        }
+    }
+}
+
+fn json_response(body: String) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 fn resolve(path: &str) -> Option<(Entrypoint, Option<&'static str>)> {

@@ -316,3 +316,48 @@ async fn opa_compatible_data_api() {
     let _ = tx.send(());
     server.await.expect("join").expect("serve");
 }
+
+#[test]
+fn typed_inputs_from_token_claims_and_labels() {
+    use dive_core::{
+        CoiOperator, CountryCode, Equivalency, ResourceAttributes, SecurityLabel, SubjectAttributes,
+    };
+    let claims = json!({
+        "uniqueID": "testuser-deu-4", "clearance": "GEHEIM", "countryOfAffiliation": "DEU",
+        "acpCOI": ["NATO"], "organizationType": "MIL", "acr": "2", "amr": ["pwd", "otp"],
+        "auth_time": 1_790_000_000, "iss": "https://localhost:8446/realms/dive-deu", "roles": ["dive-user"],
+    });
+    let subject = SubjectAttributes::from_claims(&claims, Equivalency::builtin()).expect("claims");
+    let cc = |c: &str| CountryCode::new(c).expect("country");
+    let label = SecurityLabel::from_national(
+        Equivalency::builtin(),
+        cc("FRA"),
+        "SECRET DÉFENSE",
+        [cc("FRA"), cc("DEU")],
+    )
+    .expect("label")
+    .with_coi(CoiOperator::All, ["NATO"]);
+    let resource = ResourceAttributes::from_label("doc-fr-1", label, true);
+    let pdp = Pdp::embedded().expect("pdp");
+    let d = pdp.decide(&Input::new(
+        &subject,
+        "read",
+        &resource,
+        &dive_policy::RequestContext::default(),
+    ));
+    assert!(d.allow, "{}", d.reason);
+    assert_eq!(
+        d.evaluation_details["resource"]["originalClassification"],
+        "SECRET DÉFENSE"
+    );
+    let ctx = dive_policy::RequestContext {
+        integrity_verified: Some(false),
+        current_time: None,
+    };
+    let d = pdp.decide(&Input::new(&subject, "read", &resource, &ctx));
+    assert!(
+        d.reason.starts_with("Integrity check failed"),
+        "{}",
+        d.reason
+    );
+}
