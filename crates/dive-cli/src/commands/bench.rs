@@ -22,6 +22,8 @@ pub struct BenchArgs {
 pub enum BenchWhat {
     /// Plan + start + healthy for synthetic stacks; no-op re-up; supervisor idle footprint.
     Orchestrate(OrchestrateArgs),
+    /// Load-test the PDP Data API with decision requests over keep-alive connections.
+    Pdp(super::bench_pdp::PdpBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -47,9 +49,10 @@ struct Figure {
     note: String,
 }
 
-pub fn run(_ctx: &Context, a: &BenchArgs) -> anyhow::Result<ExitCode> {
-    match &a.what {
-        BenchWhat::Orchestrate(o) => orchestrate(o),
+pub fn run(_ctx: &Context, a: BenchArgs) -> anyhow::Result<ExitCode> {
+    match a.what {
+        BenchWhat::Orchestrate(o) => orchestrate(&o),
+        BenchWhat::Pdp(p) => super::bench_pdp::pdp(p),
     }
 }
 

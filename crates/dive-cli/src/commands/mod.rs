@@ -7,11 +7,14 @@ use clap::Subcommand;
 use crate::context::Context;
 
 pub mod bench;
+pub mod bench_pdp;
 pub mod history;
 pub mod metrics;
 pub mod nuke;
 pub mod orch_db;
+pub mod policy;
 pub mod progress;
+pub mod serve;
 pub mod stack;
 pub mod stack_runtime;
 pub mod stack_up;
@@ -32,7 +35,13 @@ pub enum Command {
     /// The orchestration state store.
     #[command(subcommand)]
     OrchDb(orch_db::OrchDbCommand),
-    /// Re-runnable benchmarks of DIVE's own components.
+    /// Policy tools: run the Rego unit tests, evaluate an input document.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Run a DIVE service in the foreground.
+    #[command(subcommand)]
+    Serve(serve::ServeCommand),
+    /// Re-runnable benchmarks and load tests of DIVE's own components.
     Bench(bench::BenchArgs),
 }
 
@@ -47,7 +56,9 @@ pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         Command::Metrics => metrics::run(ctx),
         Command::Nuke(a) => nuke::run(ctx, &a),
         Command::OrchDb(cmd) => orch_db::run(cmd, ctx),
-        Command::Bench(a) => bench::run(ctx, &a),
+        Command::Policy(c) => policy::run(c, ctx),
+        Command::Serve(c) => serve::run(c, ctx),
+        Command::Bench(a) => bench::run(ctx, a),
     }
 }
 

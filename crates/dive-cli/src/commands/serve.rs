@@ -1,0 +1,80 @@
+//! `dive serve <component>`: run one DIVE service in the foreground.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use dive_policy::{Pdp, Sources};
+
+use crate::context::Context;
+use crate::exit::bad_input;
+
+#[derive(Debug, Subcommand)]
+pub enum ServeCommand {
+    /// The OPA-compatible policy decision API (POST /v1/data/dive/authz, GET /health).
+    Pdp(PdpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PdpArgs {
+    /// Address to listen on. Plain HTTP, so loopback only until TLS from the installation CA lands.
+    #[arg(long, default_value = "127.0.0.1:8181", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Directory of .rego policies (default: the embedded ones).
+    #[arg(long, value_name = "DIR")]
+    pub policies: Option<PathBuf>,
+    /// Directory of data documents (default: the embedded ones). Changes are picked up live.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// How often to check the policy and data files for changes, in seconds.
+    #[arg(long, default_value_t = 2, value_name = "SECONDS")]
+    pub reload_interval: u64,
+}
+
+pub fn run(command: ServeCommand, _ctx: &Context) -> anyhow::Result<ExitCode> {
+    match command {
+        ServeCommand::Pdp(args) => pdp(args),
+    }
+}
+
+fn pdp(args: PdpArgs) -> anyhow::Result<ExitCode> {
+    if !args.listen.ip().is_loopback() {
+        return Err(bad_input(format!(
+            "--listen {}: the PDP serves plain HTTP, so only loopback addresses are allowed",
+            args.listen
+        )));
+    }
+    let pdp = Pdp::new(Sources {
+        policy_dir: args.policies,
+        data_dir: args.data,
+    })
+    .map_err(|e| bad_input(e.to_string()))?;
+    let pdp = Arc::new(pdp);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+        eprintln!(
+            "PDP listening on http://{} (policy version {})",
+            args.listen,
+            pdp.version()
+        );
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        dive_policy::server::serve(
+            pdp,
+            listener,
+            Duration::from_secs(args.reload_interval.max(1)),
+            shutdown,
+        )
+        .await?;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,356 @@
+//! Where policies and data come from: a directory on disk, or the copies embedded in the binary.
+//! Both are read into memory as one snapshot with a content version, so that a reload is atomic.
+
+use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use dive_core::{CoiRegistry, CountryCode, Equivalency};
+use serde_json::{Map, Value};
+
+use crate::error::{PolicyError, io};
+
+/// DIVE's own policies, embedded so that the binary works without the repository.
+const EMBEDDED_POLICIES: &[(&str, &str)] = &[
+    ("common.rego", include_str!("../../../policies/common.rego")),
+    ("authz.rego", include_str!("../../../policies/authz.rego")),
+    ("admin.rego", include_str!("../../../policies/admin.rego")),
+    (
+        "guardrails.rego",
+        include_str!("../../../policies/guardrails.rego"),
+    ),
+];
+
+/// The default data documents, embedded likewise.
+const EMBEDDED_DATA: &[(&str, &str)] = &[
+    (
+        "settings.json",
+        include_str!("../../../policies/data/settings.json"),
+    ),
+    (
+        "trusted_issuers.json",
+        include_str!("../../../policies/data/trusted_issuers.json"),
+    ),
+    (
+        "federation.json",
+        include_str!("../../../policies/data/federation.json"),
+    ),
+    (
+        "industry_caps.json",
+        include_str!("../../../policies/data/industry_caps.json"),
+    ),
+];
+
+/// Where to read policies and data from; `None` means the embedded defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub policy_dir: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+}
+
+/// One Rego module.
+#[derive(Debug, Clone)]
+pub struct PolicyFile {
+    pub path: String,
+    pub text: String,
+}
+
+impl PolicyFile {
+    pub fn is_test(&self) -> bool {
+        self.path.ends_with("_test.rego")
+    }
+}
+
+/// Policies and data read at one moment, with a version that changes when any content does.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub policies: Vec<PolicyFile>,
+    /// The `data` document: everything lives under `data.dive`.
+    pub data: Value,
+    pub version: String,
+}
+
+impl Sources {
+    pub fn embedded() -> Sources {
+        Sources::default()
+    }
+
+    /// Read everything now.
+    pub fn load(&self) -> Result<Snapshot, PolicyError> {
+        let policies = match &self.policy_dir {
+            Some(dir) => read_policies(dir)?,
+            None => EMBEDDED_POLICIES
+                .iter()
+                .map(|(p, t)| PolicyFile {
+                    path: format!("embedded:{p}"),
+                    text: t.to_string(),
+                })
+                .collect(),
+        };
+        let data = load_data(self.data_dir.as_deref())?;
+        let mut h = DefaultHasher::new();
+        for p in &policies {
+            (&p.path, &p.text).hash(&mut h);
+        }
+        data.to_string().hash(&mut h);
+        Ok(Snapshot {
+            policies,
+            data,
+            version: format!("{:016x}", h.finish()),
+        })
+    }
+
+    /// A cheap fingerprint of the files' names, sizes and modification times: when it changes,
+    /// a reload is due. Embedded sources never change.
+    pub fn fingerprint(&self) -> u64 {
+        let mut h = DefaultHasher::new();
+        for dir in [&self.policy_dir, &self.data_dir].into_iter().flatten() {
+            for (path, meta) in dir_entries(dir) {
+                path.hash(&mut h);
+                meta.0.hash(&mut h);
+                meta.1.hash(&mut h);
+            }
+        }
+        h.finish()
+    }
+}
+
+fn dir_entries(dir: &Path) -> Vec<(PathBuf, (u64, Option<SystemTime>))> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let m = e.metadata().ok()?;
+            Some((e.path(), (m.len(), m.modified().ok())))
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn read_policies(dir: &Path) -> Result<Vec<PolicyFile>, PolicyError> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| io(dir, e))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "rego"))
+        .collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(PolicyError::NoPolicies(dir.display().to_string()));
+    }
+    paths
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).map_err(|e| io(&p, e))?;
+            Ok(PolicyFile {
+                path: p.display().to_string(),
+                text,
+            })
+        })
+        .collect()
+}
+
+/// Build `data.dive`: each `NAME.json` becomes `data.dive.NAME`, except `equivalency.json` and
+/// `coi.json`, which replace dive-core's built-in tables and are validated by dive-core. The
+/// country list comes from dive-core.
+fn load_data(dir: Option<&Path>) -> Result<Value, PolicyError> {
+    let mut files: BTreeMap<String, (String, String)> = EMBEDDED_DATA
+        .iter()
+        .map(|(n, t)| (stem(n), (format!("embedded:{n}"), t.to_string())))
+        .collect();
+    if let Some(dir) = dir {
+        for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))?.flatten() {
+            let p = entry.path();
+            if p.extension().is_some_and(|x| x == "json") {
+                let text = std::fs::read_to_string(&p).map_err(|e| io(&p, e))?;
+                files.insert(
+                    stem(&p.display().to_string()),
+                    (p.display().to_string(), text),
+                );
+            }
+        }
+    }
+    let mut dive = Map::new();
+    let equivalency = match files.remove("equivalency") {
+        Some((path, text)) => Equivalency::from_json(&text).map_err(|e| data_err(&path, e))?,
+        None => Equivalency::builtin().clone(),
+    };
+    let coi = match files.remove("coi") {
+        Some((path, text)) => CoiRegistry::from_json(&text).map_err(|e| data_err(&path, e))?,
+        None => CoiRegistry::builtin().clone(),
+    };
+    for (name, (path, text)) in files {
+        let v: Value = serde_json::from_str(&text).map_err(|e| PolicyError::Data {
+            path: path.clone(),
+            why: e.to_string(),
+        })?;
+        validate_document(&name, &v).map_err(|why| PolicyError::Data { path, why })?;
+        dive.insert(name, v);
+    }
+    dive.insert("equivalency".into(), equivalency.policy_index());
+    dive.insert("fold".into(), equivalency.policy_fold_map());
+    dive.insert("coi".into(), coi.policy_data());
+    let countries: Map<String, Value> = CountryCode::all()
+        .map(|c| (c.to_string(), Value::Bool(true)))
+        .collect();
+    dive.insert("countries".into(), Value::Object(countries));
+    let mut root = Map::new();
+    root.insert("dive".into(), Value::Object(dive));
+    Ok(Value::Object(root))
+}
+
+fn stem(path: &str) -> String {
+    Path::new(path)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn data_err(path: &str, e: dive_core::CoreError) -> PolicyError {
+    PolicyError::Data {
+        path: path.to_string(),
+        why: e.to_string(),
+    }
+}
+
+/// Structural checks of the documents the policy reads, so that a typo in a data file is reported
+/// at load time rather than silently denying (or allowing) everything.
+fn validate_document(name: &str, v: &Value) -> Result<(), String> {
+    let country = |c: &str, what: &str| {
+        CountryCode::new(c)
+            .map(|_| ())
+            .map_err(|e| format!("{what}: {e}"))
+    };
+    let level = |l: &Value, what: &str| {
+        l.as_str()
+            .and_then(|s| s.parse::<dive_core::Clearance>().ok())
+            .filter(|c| l.as_str() == Some(c.as_str()))
+            .map(|_| ())
+            .ok_or_else(|| format!("{what}: {l} is not a level name (UNCLASSIFIED … TOP_SECRET)"))
+    };
+    let obj = v.as_object().ok_or("expected a JSON object")?;
+    match name {
+        "settings" => {
+            let inst = obj
+                .get("instance")
+                .and_then(Value::as_str)
+                .ok_or("instance: expected a country code")?;
+            country(inst, "instance")?;
+            if let Some(ttl) = obj.get("cacheTtlSeconds") {
+                for (k, secs) in ttl
+                    .as_object()
+                    .ok_or("cacheTtlSeconds: expected an object")?
+                {
+                    level(&Value::String(k.clone()), "cacheTtlSeconds")?;
+                    secs.as_u64()
+                        .ok_or(format!("cacheTtlSeconds.{k}: expected seconds"))?;
+                }
+            }
+        }
+        "trusted_issuers" => {
+            for (iss, def) in obj {
+                let inst = def
+                    .get("instance")
+                    .and_then(Value::as_str)
+                    .ok_or(format!("{iss}: instance missing"))?;
+                country(inst, iss)?;
+            }
+        }
+        "federation" => {
+            for (inst, partners) in obj {
+                country(inst, "federation")?;
+                for p in partners
+                    .as_array()
+                    .ok_or(format!("{inst}: expected an array"))?
+                {
+                    country(p.as_str().unwrap_or_default(), inst)?;
+                }
+            }
+        }
+        "industry_caps" => {
+            level(obj.get("default").unwrap_or(&Value::Null), "default")?;
+            for (c, l) in obj
+                .get("caps")
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                country(c, "caps")?;
+                level(l, c)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_snapshot_has_every_document() {
+        let snap = Sources::embedded().load().expect("embedded sources load");
+        let dive = &snap.data["dive"];
+        for key in [
+            "settings",
+            "trusted_issuers",
+            "federation",
+            "industry_caps",
+            "equivalency",
+            "fold",
+            "coi",
+            "countries",
+        ] {
+            assert!(dive.get(key).is_some(), "{key}");
+        }
+        assert_eq!(snap.policies.len(), 4);
+    }
+
+    #[test]
+    fn bad_data_files_are_reported_with_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("industry_caps.json"),
+            r#"{"default":"SEKRIT"}"#,
+        )
+        .expect("write");
+        let err = Sources {
+            policy_dir: None,
+            data_dir: Some(dir.path().into()),
+        }
+        .load()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(
+            err.contains("industry_caps.json") && err.contains("SEKRIT"),
+            "{err}"
+        );
+        std::fs::write(
+            dir.path().join("industry_caps.json"),
+            r#"{"default":"SECRET"}"#,
+        )
+        .expect("write");
+        std::fs::write(
+            dir.path().join("coi.json"),
+            r#"{"version":"1","cois":{},"subsets":[["A","B"]]}"#,
+        )
+        .expect("write");
+        let err = Sources {
+            policy_dir: None,
+            data_dir: Some(dir.path().into()),
+        }
+        .load()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(
+            err.contains("coi.json") && err.contains("unknown COI"),
+            "{err}"
+        );
+    }
+}
