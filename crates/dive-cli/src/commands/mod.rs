@@ -6,10 +6,15 @@ use clap::Subcommand;
 
 use crate::context::Context;
 
+pub mod ztdf;
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Show where DIVE keeps its state.
     Home,
+    /// Zero Trust Data Format: encrypt, inspect and decrypt ZTDF (OpenTDF) files.
+    #[command(subcommand)]
+    Ztdf(ztdf::ZtdfCommand),
 }
 
 pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
@@ -18,5 +23,6 @@ pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
             println!("{}", ctx.home.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Ztdf(cmd) => ztdf::run(cmd, ctx),
     }
 }
