@@ -18,6 +18,9 @@ use crate::manifest::{MANIFEST_ENTRY, Manifest, PAYLOAD_ENTRY, Policy};
 use crate::writer::{MAX_SEGMENT_SIZE, SEGMENT_OVERHEAD};
 use crate::zip::{self, Directory, Entry};
 
+/// Manifest name used by the opentdf-rs writer, accepted when `0.manifest.json` is absent.
+pub const ALT_MANIFEST_ENTRY: &str = "manifest.json";
+
 /// Manifests above this size are refused before parsing (memory bound for hostile input).
 pub const MAX_MANIFEST_SIZE: u64 = 16 * 1024 * 1024;
 
@@ -67,7 +70,12 @@ impl<R: Read + Seek> TdfReader<R> {
     pub fn open(mut src: R) -> Result<Self> {
         let directory = zip::read_directory(&mut src)?;
         let payload = directory.entry(PAYLOAD_ENTRY).cloned().ok_or(Error::MissingEntry(PAYLOAD_ENTRY))?;
-        let m_entry = directory.entry(MANIFEST_ENTRY).cloned().ok_or(Error::MissingEntry(MANIFEST_ENTRY))?;
+        // opentdf-rs names the manifest `manifest.json`; every other SDK uses `0.manifest.json`.
+        let m_entry = directory
+            .entry(MANIFEST_ENTRY)
+            .or_else(|| directory.entry(ALT_MANIFEST_ENTRY))
+            .cloned()
+            .ok_or(Error::MissingEntry(MANIFEST_ENTRY))?;
         if m_entry.size > MAX_MANIFEST_SIZE {
             return Err(Error::ManifestTooLarge { size: m_entry.size, limit: MAX_MANIFEST_SIZE });
         }
