@@ -57,7 +57,10 @@ impl Assertion {
         if id.is_empty() {
             return Err("assertion has no id".into());
         }
-        let st = m.get("statement").and_then(Value::as_object).ok_or("assertion has no statement object")?;
+        let st = m
+            .get("statement")
+            .and_then(Value::as_object)
+            .ok_or("assertion has no statement object")?;
         let value = match st.get("value") {
             Some(Value::String(s)) => s.clone(),
             Some(o @ Value::Object(_)) => go_compact(o),
@@ -66,7 +69,10 @@ impl Assertion {
         };
         let binding = match m.get("binding") {
             None | Some(Value::Null) => None,
-            Some(Value::Object(b)) => Some(Binding { method: str_field(b, "method")?, signature: str_field(b, "signature")? }),
+            Some(Value::Object(b)) => Some(Binding {
+                method: str_field(b, "method")?,
+                signature: str_field(b, "signature")?,
+            }),
             Some(_) => return Err("binding must be an object".into()),
         };
         Ok(Assertion {
@@ -74,7 +80,11 @@ impl Assertion {
             kind: str_field(m, "type")?,
             scope: str_field(m, "scope")?,
             applies_to_state: Some(str_field(m, "appliesToState")?).filter(|s| !s.is_empty()),
-            statement: Statement { format: str_field(st, "format")?, schema: str_field(st, "schema")?, value },
+            statement: Statement {
+                format: str_field(st, "format")?,
+                schema: str_field(st, "schema")?,
+                value,
+            },
             binding,
         })
     }
@@ -89,14 +99,21 @@ impl Assertion {
             m.insert("appliesToState".into(), a.clone().into());
         }
         let mut st = Map::new();
-        for (k, v) in [("format", &self.statement.format), ("schema", &self.statement.schema), ("value", &self.statement.value)] {
+        for (k, v) in [
+            ("format", &self.statement.format),
+            ("schema", &self.statement.schema),
+            ("value", &self.statement.value),
+        ] {
             if !v.is_empty() {
                 st.insert(k.into(), v.clone().into());
             }
         }
         m.insert("statement".into(), Value::Object(st));
         if with_binding && let Some(b) = &self.binding {
-            m.insert("binding".into(), serde_json::json!({"method": b.method, "signature": b.signature}));
+            m.insert(
+                "binding".into(),
+                serde_json::json!({"method": b.method, "signature": b.signature}),
+            );
         }
         Value::Object(m)
     }
@@ -115,23 +132,45 @@ impl Assertion {
         claims.insert("assertionHash".into(), hex::encode(hash).into());
         claims.insert("assertionSig".into(), b64::encode(sig_input).into());
         if !self.statement.schema.is_empty() {
-            claims.insert("assertionSchema".into(), self.statement.schema.clone().into());
+            claims.insert(
+                "assertionSchema".into(),
+                self.statement.schema.clone().into(),
+            );
         }
-        self.binding = Some(Binding { method: "jws".into(), signature: jws::sign_hs256(&claims, dek) });
+        self.binding = Some(Binding {
+            method: "jws".into(),
+            signature: jws::sign_hs256(&claims, dek),
+        });
     }
 
     /// Verify the binding against the DEK, the aggregate segment hash and the root signature.
-    pub fn verify(&self, dek: &[u8], aggregate_hash: &[u8], root_signature_b64: &str) -> Result<(), String> {
-        let b = self.binding.as_ref().ok_or("assertion has no binding: it cannot be verified")?;
+    pub fn verify(
+        &self,
+        dek: &[u8],
+        aggregate_hash: &[u8],
+        root_signature_b64: &str,
+    ) -> Result<(), String> {
+        let b = self
+            .binding
+            .as_ref()
+            .ok_or("assertion has no binding: it cannot be verified")?;
         if b.method != "jws" {
             return Err(format!("unsupported binding method {:?}", b.method));
         }
         let claims = jws::verify_hs256(&b.signature, dek).map_err(|e| e.to_string())?;
-        let claim = |k: &str| claims.get(k).and_then(Value::as_str).ok_or_else(|| format!("JWS has no string claim {k:?}"));
+        let claim = |k: &str| {
+            claims
+                .get(k)
+                .and_then(Value::as_str)
+                .ok_or_else(|| format!("JWS has no string claim {k:?}"))
+        };
         let hash = self.hash();
         let hash_hex = hex::encode(hash);
         if claim("assertionHash")? != hash_hex {
-            return Err("assertion content does not match the signed assertionHash (assertion modified)".into());
+            return Err(
+                "assertion content does not match the signed assertionHash (assertion modified)"
+                    .into(),
+            );
         }
         if let Some(schema) = claims.get("assertionSchema").and_then(Value::as_str)
             && schema != self.statement.schema
@@ -212,7 +251,9 @@ fn write_string(s: &str, out: &mut String, go_escapes: bool) {
             '\t' => out.push_str("\\t"),
             '\u{8}' if !go_escapes => out.push_str("\\b"),
             '\u{c}' if !go_escapes => out.push_str("\\f"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' if go_escapes => out.push_str(&format!("\\u{:04x}", c as u32)),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' if go_escapes => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
             c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
@@ -226,9 +267,16 @@ mod tests {
 
     #[test]
     fn jcs_sorts_and_escapes() {
-        let v: Value = serde_json::from_str(r#"{"b":[1,"\u0007é"],"a":{"z":true,"y":null},"€":"<"}"#).unwrap();
-        assert_eq!(jcs(&v), "{\"a\":{\"y\":null,\"z\":true},\"b\":[1,\"\\u0007é\"],\"€\":\"<\"}");
-        assert_eq!(go_compact(&v), "{\"a\":{\"y\":null,\"z\":true},\"b\":[1,\"\\u0007é\"],\"€\":\"\\u003c\"}");
+        let v: Value =
+            serde_json::from_str(r#"{"b":[1,"\u0007é"],"a":{"z":true,"y":null},"€":"<"}"#).unwrap();
+        assert_eq!(
+            jcs(&v),
+            "{\"a\":{\"y\":null,\"z\":true},\"b\":[1,\"\\u0007é\"],\"€\":\"<\"}"
+        );
+        assert_eq!(
+            go_compact(&v),
+            "{\"a\":{\"y\":null,\"z\":true},\"b\":[1,\"\\u0007é\"],\"€\":\"\\u003c\"}"
+        );
     }
 
     /// Older files carry object statement values; the Go SDK re-encodes them before hashing.
@@ -253,7 +301,11 @@ mod tests {
             kind: HANDLING.into(),
             scope: "tdo".into(),
             applies_to_state: Some("encrypted".into()),
-            statement: Statement { format: STANAG_FORMAT.into(), schema: "s".into(), value: "{}".into() },
+            statement: Statement {
+                format: STANAG_FORMAT.into(),
+                schema: "s".into(),
+                value: "{}".into(),
+            },
             binding: None,
         };
         let dek = [3u8; 32];
@@ -263,6 +315,10 @@ mod tests {
         assert!(a.verify(&[4u8; 32], b"aggregate", "root").is_err());
         let mut t = a.clone();
         t.statement.value = "{\"x\":1}".into();
-        assert!(t.verify(&dek, b"aggregate", "root").unwrap_err().contains("assertion modified"));
+        assert!(
+            t.verify(&dek, b"aggregate", "root")
+                .unwrap_err()
+                .contains("assertion modified")
+        );
     }
 }

@@ -17,7 +17,9 @@ pub const TAG_LEN: usize = 16;
 pub type SecretKey = Zeroizing<[u8; KEY_LEN]>;
 
 pub fn random_bytes(out: &mut [u8]) -> Result<()> {
-    SystemRandom::new().fill(out).map_err(|_| Error::Crypto("system random generator failed"))
+    SystemRandom::new()
+        .fill(out)
+        .map_err(|_| Error::Crypto("system random generator failed"))
 }
 
 pub fn random_key() -> Result<SecretKey> {
@@ -32,7 +34,8 @@ pub fn key_from_slice(bytes: &[u8]) -> Option<SecretKey> {
 }
 
 pub fn gcm_key(key: &[u8]) -> Result<LessSafeKey> {
-    let unbound = UnboundKey::new(&AES_256_GCM, key).map_err(|_| Error::Crypto("AES-256-GCM key must be 32 bytes"))?;
+    let unbound = UnboundKey::new(&AES_256_GCM, key)
+        .map_err(|_| Error::Crypto("AES-256-GCM key must be 32 bytes"))?;
     Ok(LessSafeKey::new(unbound))
 }
 
@@ -44,7 +47,11 @@ pub fn gcm_seal(key: &LessSafeKey, plaintext: &[u8]) -> Result<Vec<u8>> {
     out.extend_from_slice(&iv);
     out.extend_from_slice(plaintext);
     let tag = key
-        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv), Aad::empty(), &mut out[IV_LEN..])
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(iv),
+            Aad::empty(),
+            &mut out[IV_LEN..],
+        )
         .map_err(|_| Error::Crypto("AES-256-GCM seal failed"))?;
     out.extend_from_slice(tag.as_ref());
     Ok(out)
@@ -57,7 +64,10 @@ pub fn gcm_open(key: &LessSafeKey, blob: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
     }
     let iv: [u8; IV_LEN] = blob[..IV_LEN].try_into().ok()?;
     let mut buf = Zeroizing::new(blob[IV_LEN..].to_vec());
-    let len = key.open_in_place(Nonce::assume_unique_for_key(iv), Aad::empty(), &mut buf).ok()?.len();
+    let len = key
+        .open_in_place(Nonce::assume_unique_for_key(iv), Aad::empty(), &mut buf)
+        .ok()?
+        .len();
     buf.truncate(len);
     Some(buf)
 }
@@ -99,9 +109,12 @@ impl hkdf::KeyType for Len {
 pub fn hkdf_sha256(salt: &[u8], secret: &[u8], info: &[u8]) -> Result<SecretKey> {
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(secret);
     let info = [info];
-    let okm = prk.expand(&info, Len(KEY_LEN)).map_err(|_| Error::Crypto("HKDF expand failed"))?;
+    let okm = prk
+        .expand(&info, Len(KEY_LEN))
+        .map_err(|_| Error::Crypto("HKDF expand failed"))?;
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
-    okm.fill(&mut out[..]).map_err(|_| Error::Crypto("HKDF fill failed"))?;
+    okm.fill(&mut out[..])
+        .map_err(|_| Error::Crypto("HKDF fill failed"))?;
     Ok(out)
 }
 
@@ -114,7 +127,10 @@ pub mod b64 {
         STANDARD.encode(data)
     }
     pub fn decode(s: &str) -> Option<Vec<u8>> {
-        STANDARD.decode(s).ok().or_else(|| STANDARD_NO_PAD.decode(s).ok())
+        STANDARD
+            .decode(s)
+            .ok()
+            .or_else(|| STANDARD_NO_PAD.decode(s).ok())
     }
     pub fn url_encode(data: impl AsRef<[u8]>) -> String {
         URL_SAFE_NO_PAD.encode(data)
@@ -147,6 +163,9 @@ mod tests {
         let salt = hex::decode("000102030405060708090a0b0c").unwrap();
         let info = hex::decode("f0f1f2f3f4f5f6f7f8f9").unwrap();
         let okm = hkdf_sha256(&salt, &ikm, &info).unwrap();
-        assert_eq!(hex::encode(&okm[..]), "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf");
+        assert_eq!(
+            hex::encode(&okm[..]),
+            "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
+        );
     }
 }

@@ -23,16 +23,24 @@ pub enum Error {
     #[error("security label: {0}")]
     Label(String),
     #[error("key access object {index}: {code}: {detail}")]
-    Kao { index: usize, code: KaoErrorCode, detail: String },
+    Kao {
+        index: usize,
+        code: KaoErrorCode,
+        detail: String,
+    },
     #[error("key: {0}")]
     Key(String),
     #[error("integrity: {0}")]
     Integrity(String),
     #[error("integrity: segment {index}: {detail}")]
     Segment { index: usize, detail: String },
-    #[error("integrity: root signature does not match the segment hashes (wrong key or tampered manifest)")]
+    #[error(
+        "integrity: root signature does not match the segment hashes (wrong key or tampered manifest)"
+    )]
     RootSignature,
-    #[error("policy binding of key access object {index} (split {sid:?}) does not match the policy")]
+    #[error(
+        "policy binding of key access object {index} (split {sid:?}) does not match the policy"
+    )]
     PolicyBinding { index: usize, sid: String },
     #[error("assertion {id:?}: {detail}")]
     Assertion { id: String, detail: String },

@@ -68,9 +68,21 @@ impl Inspection {
 pub fn inspect<R: Read + Seek>(src: R) -> Result<Inspection> {
     let mut r = TdfReader::open(src)?;
     let mut checks = vec![
-        Check { name: "container", ok: true, detail: "ZIP layout valid; 0.payload and 0.manifest.json present, stored".into() },
-        Check { name: "manifest", ok: true, detail: "manifest, policy, key access objects and assertions well-formed".into() },
-        Check { name: "segment layout", ok: true, detail: "segment sizes account for the payload exactly".into() },
+        Check {
+            name: "container",
+            ok: true,
+            detail: "ZIP layout valid; 0.payload and 0.manifest.json present, stored".into(),
+        },
+        Check {
+            name: "manifest",
+            ok: true,
+            detail: "manifest, policy, key access objects and assertions well-formed".into(),
+        },
+        Check {
+            name: "segment layout",
+            ok: true,
+            detail: "segment sizes account for the payload exactly".into(),
+        },
     ];
     let structure = r.check_payload_structure();
     checks.push(Check {
@@ -133,7 +145,10 @@ pub fn inspect<R: Read + Seek>(src: R) -> Result<Inspection> {
                 scope: a.scope.clone(),
                 format: a.statement.format.clone(),
                 schema: a.statement.schema.clone(),
-                binding_alg: a.binding.as_ref().and_then(|b| crate::jws::header_alg(&b.signature).ok()),
+                binding_alg: a
+                    .binding
+                    .as_ref()
+                    .and_then(|b| crate::jws::header_alg(&b.signature).ok()),
                 value: a.statement.value.clone(),
             })
             .collect(),

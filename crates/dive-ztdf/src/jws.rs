@@ -33,14 +33,21 @@ pub enum JwsError {
 /// Header `alg` of a compact JWS, without verifying it.
 pub fn header_alg(token: &str) -> Result<String, JwsError> {
     let h = token.split('.').next().ok_or(JwsError::Malformed)?;
-    let header: Value = serde_json::from_slice(&b64::url_decode(h).ok_or(JwsError::Malformed)?).map_err(|_| JwsError::Malformed)?;
-    header.get("alg").and_then(Value::as_str).map(str::to_string).ok_or(JwsError::Malformed)
+    let header: Value = serde_json::from_slice(&b64::url_decode(h).ok_or(JwsError::Malformed)?)
+        .map_err(|_| JwsError::Malformed)?;
+    header
+        .get("alg")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or(JwsError::Malformed)
 }
 
 /// Verify an HS256 compact JWS and return its claims.
 pub fn verify_hs256(token: &str, key: &[u8]) -> Result<Map<String, Value>, JwsError> {
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(JwsError::Malformed);
     };
     let alg = header_alg(token)?;
@@ -70,8 +77,15 @@ mod tests {
         let t = sign_hs256(&c, b"k1");
         assert_eq!(verify_hs256(&t, b"k1").unwrap(), c);
         assert_eq!(verify_hs256(&t, b"k2").unwrap_err(), JwsError::BadSignature);
-        let none = format!("{}.{}.", b64::url_encode(r#"{"alg":"none"}"#), t.split('.').nth(1).unwrap());
-        assert_eq!(verify_hs256(&none, b"k1").unwrap_err(), JwsError::UnsupportedAlg("none".into()));
+        let none = format!(
+            "{}.{}.",
+            b64::url_encode(r#"{"alg":"none"}"#),
+            t.split('.').nth(1).unwrap()
+        );
+        assert_eq!(
+            verify_hs256(&none, b"k1").unwrap_err(),
+            JwsError::UnsupportedAlg("none".into())
+        );
         assert_eq!(verify_hs256("a.b", b"k1").unwrap_err(), JwsError::Malformed);
     }
 }

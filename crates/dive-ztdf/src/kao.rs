@@ -115,10 +115,17 @@ pub struct KaoError {
 
 impl KaoError {
     pub fn new(code: KaoErrorCode, detail: impl Into<String>) -> Self {
-        KaoError { code, detail: detail.into() }
+        KaoError {
+            code,
+            detail: detail.into(),
+        }
     }
     pub fn at(self, index: usize) -> Error {
-        Error::Kao { index, code: self.code, detail: self.detail }
+        Error::Kao {
+            index,
+            code: self.code,
+            detail: self.detail,
+        }
     }
 }
 
@@ -167,7 +174,10 @@ fn opt_str(m: &Map<String, Value>, key: &str) -> std::result::Result<Option<Stri
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(KaoError::new(KaoErrorCode::SchemaViolation, format!("field {key:?} must be a string"))),
+        Some(_) => Err(KaoError::new(
+            KaoErrorCode::SchemaViolation,
+            format!("field {key:?} must be a string"),
+        )),
     }
 }
 
@@ -192,9 +202,14 @@ fn aliased(
 impl KeyAccessObject {
     /// Parse and validate one KAO from the manifest (v4.4 rules, accepting 4.3 aliases).
     pub fn from_json(v: &Value) -> std::result::Result<Self, KaoError> {
-        let m = v.as_object().ok_or_else(|| KaoError::new(KaoErrorCode::SchemaViolation, "a KAO must be an object"))?;
+        let m = v.as_object().ok_or_else(|| {
+            KaoError::new(KaoErrorCode::SchemaViolation, "a KAO must be an object")
+        })?;
         if let Some(unknown) = m.keys().find(|k| !KNOWN_FIELDS.contains(&k.as_str())) {
-            return Err(KaoError::new(KaoErrorCode::SchemaViolation, format!("unknown field {unknown:?}")));
+            return Err(KaoError::new(
+                KaoErrorCode::SchemaViolation,
+                format!("unknown field {unknown:?}"),
+            ));
         }
         let alg_s = opt_str(m, "alg")?;
         let type_s = opt_str(m, "type")?;
@@ -202,11 +217,22 @@ impl KeyAccessObject {
         let protected_key = aliased(m, "protectedKey", "wrappedKey")?;
         let ephemeral_key = aliased(m, "ephemeralKey", "ephemeralPublicKey")?;
         if alg_s.is_none() && type_s.is_none() {
-            return Err(KaoError::new(KaoErrorCode::MissingRequiredField, "neither \"alg\" nor \"type\" is present"));
+            return Err(KaoError::new(
+                KaoErrorCode::MissingRequiredField,
+                "neither \"alg\" nor \"type\" is present",
+            ));
         }
-        let kas = kas.ok_or_else(|| KaoError::new(KaoErrorCode::MissingRequiredField, "neither \"kas\" nor \"url\" is present"))?;
+        let kas = kas.ok_or_else(|| {
+            KaoError::new(
+                KaoErrorCode::MissingRequiredField,
+                "neither \"kas\" nor \"url\" is present",
+            )
+        })?;
         let protected_key = protected_key.ok_or_else(|| {
-            KaoError::new(KaoErrorCode::MissingRequiredField, "neither \"protectedKey\" nor \"wrappedKey\" is present")
+            KaoError::new(
+                KaoErrorCode::MissingRequiredField,
+                "neither \"protectedKey\" nor \"wrappedKey\" is present",
+            )
         })?;
         let policy_binding = parse_binding(m.get("policyBinding"))?;
         let alg = resolve_alg(alg_s.as_deref(), type_s.as_deref())?;
@@ -217,12 +243,18 @@ impl KeyAccessObject {
             ));
         }
         if !kas.contains(':') {
-            return Err(KaoError::new(KaoErrorCode::SchemaViolation, format!("KAS URL {kas:?} is not a URI")));
+            return Err(KaoError::new(
+                KaoErrorCode::SchemaViolation,
+                format!("KAS URL {kas:?} is not a URI"),
+            ));
         }
         if let Some(p) = m.get("protocol").filter(|p| !p.is_null())
             && p != "kas"
         {
-            return Err(KaoError::new(KaoErrorCode::SchemaViolation, "\"protocol\" must be \"kas\""));
+            return Err(KaoError::new(
+                KaoErrorCode::SchemaViolation,
+                "\"protocol\" must be \"kas\"",
+            ));
         }
         Ok(KeyAccessObject {
             alg,
@@ -260,7 +292,13 @@ impl KeyAccessObject {
         if let Some(sid) = &self.sid {
             m.insert("sid".into(), sid.clone().into());
         }
-        m.insert("schemaVersion".into(), self.schema_version.clone().unwrap_or_else(|| "1.0".into()).into());
+        m.insert(
+            "schemaVersion".into(),
+            self.schema_version
+                .clone()
+                .unwrap_or_else(|| "1.0".into())
+                .into(),
+        );
         if let Some(e) = &self.ephemeral_key {
             m.insert("ephemeralPublicKey".into(), e.clone().into());
         }
@@ -273,8 +311,12 @@ impl KeyAccessObject {
     }
 
     pub fn protected_key_bytes(&self) -> std::result::Result<Vec<u8>, KaoError> {
-        b64::decode(&self.protected_key)
-            .ok_or_else(|| KaoError::new(KaoErrorCode::InvalidEncoding, "protected key is not valid base64"))
+        b64::decode(&self.protected_key).ok_or_else(|| {
+            KaoError::new(
+                KaoErrorCode::InvalidEncoding,
+                "protected key is not valid base64",
+            )
+        })
     }
 
     /// Check the binding of `policy_b64` (exactly as stored in the manifest) to `share`.
@@ -284,17 +326,21 @@ impl KeyAccessObject {
 
     /// Decrypt `encryptedMetadata` with the share; `Ok(None)` when there is none.
     pub fn decrypt_metadata(&self, share: &[u8]) -> std::result::Result<Option<Vec<u8>>, KaoError> {
-        let Some(md) = &self.encrypted_metadata else { return Ok(None) };
+        let Some(md) = &self.encrypted_metadata else {
+            return Ok(None);
+        };
         let fail = |d: &str| KaoError::new(KaoErrorCode::MetadataDecryptFailed, d.to_string());
         let json = b64::decode(md).ok_or_else(|| fail("encryptedMetadata is not base64"))?;
-        let v: Value = serde_json::from_slice(&json).map_err(|_| fail("encryptedMetadata is not JSON"))?;
+        let v: Value =
+            serde_json::from_slice(&json).map_err(|_| fail("encryptedMetadata is not JSON"))?;
         let ct = v
             .get("ciphertext")
             .and_then(Value::as_str)
             .and_then(b64::decode)
             .ok_or_else(|| fail("encryptedMetadata has no base64 \"ciphertext\""))?;
         let key = crypto::gcm_key(share).map_err(|_| fail("share is not an AES-256 key"))?;
-        let pt = crypto::gcm_open(&key, &ct).ok_or_else(|| fail("metadata does not authenticate under the share"))?;
+        let pt = crypto::gcm_open(&key, &ct)
+            .ok_or_else(|| fail("metadata does not authenticate under the share"))?;
         Ok(Some(pt.to_vec()))
     }
 }
@@ -305,13 +351,23 @@ fn resolve_alg(alg: Option<&str>, ty: Option<&str>) -> std::result::Result<KeyAl
         Some("wrapped") => Some("wrapped"),
         Some("ec-wrapped") => Some("ec-wrapped"),
         Some("remote") => {
-            return Err(KaoError::new(KaoErrorCode::UnsupportedAlg, "KAO type \"remote\" carries no wrapped key"));
+            return Err(KaoError::new(
+                KaoErrorCode::UnsupportedAlg,
+                "KAO type \"remote\" carries no wrapped key",
+            ));
         }
-        Some(other) => return Err(KaoError::new(KaoErrorCode::UnknownType, format!("unknown KAO type {other:?}"))),
+        Some(other) => {
+            return Err(KaoError::new(
+                KaoErrorCode::UnknownType,
+                format!("unknown KAO type {other:?}"),
+            ));
+        }
     };
     match alg {
         Some(a) => {
-            let alg = KeyAlg::parse(a).ok_or_else(|| KaoError::new(KaoErrorCode::UnknownAlg, format!("unknown alg {a:?}")))?;
+            let alg = KeyAlg::parse(a).ok_or_else(|| {
+                KaoError::new(KaoErrorCode::UnknownAlg, format!("unknown alg {a:?}"))
+            })?;
             if let Some(t) = from_type
                 && alg.legacy_type() != Some(t)
             {
@@ -331,11 +387,17 @@ fn resolve_alg(alg: Option<&str>, ty: Option<&str>) -> std::result::Result<KeyAl
 
 fn parse_binding(v: Option<&Value>) -> std::result::Result<String, KaoError> {
     match v {
-        None | Some(Value::Null) => Err(KaoError::new(KaoErrorCode::PolicyBindingMissing, "no \"policyBinding\"")),
+        None | Some(Value::Null) => Err(KaoError::new(
+            KaoErrorCode::PolicyBindingMissing,
+            "no \"policyBinding\"",
+        )),
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Object(o)) => {
             if let Some(k) = o.keys().find(|k| *k != "alg" && *k != "hash") {
-                return Err(KaoError::new(KaoErrorCode::SchemaViolation, format!("policyBinding has unknown field {k:?}")));
+                return Err(KaoError::new(
+                    KaoErrorCode::SchemaViolation,
+                    format!("policyBinding has unknown field {k:?}"),
+                ));
             }
             let alg = o.get("alg").and_then(Value::as_str);
             let hash = o.get("hash").and_then(Value::as_str);
@@ -345,10 +407,16 @@ fn parse_binding(v: Option<&Value>) -> std::result::Result<String, KaoError> {
                     KaoErrorCode::PolicyBindingAlgUnsupported,
                     format!("policy binding alg {a:?} is not HS256"),
                 )),
-                _ => Err(KaoError::new(KaoErrorCode::SchemaViolation, "policyBinding needs string \"alg\" and \"hash\"")),
+                _ => Err(KaoError::new(
+                    KaoErrorCode::SchemaViolation,
+                    "policyBinding needs string \"alg\" and \"hash\"",
+                )),
             }
         }
-        Some(_) => Err(KaoError::new(KaoErrorCode::SchemaViolation, "policyBinding must be an object or a string")),
+        Some(_) => Err(KaoError::new(
+            KaoErrorCode::SchemaViolation,
+            "policyBinding must be an object or a string",
+        )),
     }
 }
 
@@ -359,7 +427,9 @@ pub fn policy_binding(share: &[u8], policy_b64: &str) -> String {
 
 /// Verify a binding in the raw (4.4) or legacy hex-then-base64 form, in constant time.
 pub fn verify_binding(binding_b64: &str, share: &[u8], policy_b64: &str) -> bool {
-    let Some(decoded) = b64::decode(binding_b64) else { return false };
+    let Some(decoded) = b64::decode(binding_b64) else {
+        return false;
+    };
     match decoded.len() {
         32 => crypto::hmac_sha256_verify(share, policy_b64.as_bytes(), &decoded),
         64 => {
@@ -405,20 +475,35 @@ mod tests {
     #[test]
     fn round_trips_through_json() {
         let k = KeyAccessObject::from_json(&base()).unwrap();
-        assert_eq!(KeyAccessObject::from_json(&k.to_json()).unwrap(), KeyAccessObject { schema_version: Some("1.0".into()), ..k });
+        assert_eq!(
+            KeyAccessObject::from_json(&k.to_json()).unwrap(),
+            KeyAccessObject {
+                schema_version: Some("1.0".into()),
+                ..k
+            }
+        );
     }
 
     #[test]
     fn codes() {
         let mut v = base();
         v["alg"] = "ECDH-HKDF".into();
-        assert_eq!(KeyAccessObject::from_json(&v).unwrap_err().code, KaoErrorCode::EphemeralKeyRequired);
+        assert_eq!(
+            KeyAccessObject::from_json(&v).unwrap_err().code,
+            KaoErrorCode::EphemeralKeyRequired
+        );
         let mut v = base();
         v["type"] = "weird".into();
-        assert_eq!(KeyAccessObject::from_json(&v).unwrap_err().code, KaoErrorCode::UnknownType);
+        assert_eq!(
+            KeyAccessObject::from_json(&v).unwrap_err().code,
+            KaoErrorCode::UnknownType
+        );
         let mut v = base();
         v["policyBinding"] = json!({"alg":"HS256"});
-        assert_eq!(KeyAccessObject::from_json(&v).unwrap_err().code, KaoErrorCode::SchemaViolation);
+        assert_eq!(
+            KeyAccessObject::from_json(&v).unwrap_err().code,
+            KaoErrorCode::SchemaViolation
+        );
     }
 
     #[test]
@@ -436,8 +521,17 @@ mod tests {
     fn metadata_round_trip() {
         let share = [9u8; 32];
         let md = encrypt_metadata(&share, b"{\"note\":1}").unwrap();
-        let k = KeyAccessObject { encrypted_metadata: Some(md), ..KeyAccessObject::from_json(&base()).unwrap() };
-        assert_eq!(k.decrypt_metadata(&share).unwrap().unwrap(), b"{\"note\":1}");
-        assert_eq!(k.decrypt_metadata(&[1u8; 32]).unwrap_err().code, KaoErrorCode::MetadataDecryptFailed);
+        let k = KeyAccessObject {
+            encrypted_metadata: Some(md),
+            ..KeyAccessObject::from_json(&base()).unwrap()
+        };
+        assert_eq!(
+            k.decrypt_metadata(&share).unwrap().unwrap(),
+            b"{\"note\":1}"
+        );
+        assert_eq!(
+            k.decrypt_metadata(&[1u8; 32]).unwrap_err().code,
+            KaoErrorCode::MetadataDecryptFailed
+        );
     }
 }

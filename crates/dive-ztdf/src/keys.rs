@@ -2,12 +2,14 @@
 //! [`KeyUnwrapper`] abstraction that lets a local key and the KAS rewrap client stand in for
 //! each other when decrypting.
 
-use aws_lc_rs::agreement::{self, ECDH_P256, EphemeralPrivateKey, ParsedPublicKey, UnparsedPublicKey};
+use aws_lc_rs::agreement::{
+    self, ECDH_P256, EphemeralPrivateKey, ParsedPublicKey, UnparsedPublicKey,
+};
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{
-    KeySize, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, OaepPublicEncryptingKey,
-    PrivateDecryptingKey, PublicEncryptingKey,
+    KeySize, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey,
+    OaepPublicEncryptingKey, PrivateDecryptingKey, PublicEncryptingKey,
 };
 use zeroize::Zeroizing;
 
@@ -38,7 +40,8 @@ pub struct OaepPublicKey {
 
 impl OaepPublicKey {
     fn key(&self) -> Result<OaepPublicEncryptingKey> {
-        let k = PublicEncryptingKey::from_der(&self.der).map_err(|_| Error::Key("invalid RSA public key".into()))?;
+        let k = PublicEncryptingKey::from_der(&self.der)
+            .map_err(|_| Error::Key("invalid RSA public key".into()))?;
         OaepPublicEncryptingKey::new(k).map_err(|_| Error::Key("RSA key unusable for OAEP".into()))
     }
 }
@@ -59,7 +62,10 @@ impl KasPublicKey {
     pub fn from_spki_der(der: &[u8]) -> Result<Self> {
         if let Ok(rsa) = PublicEncryptingKey::from_der(der) {
             if rsa.key_size_bits() < 2048 {
-                return Err(Error::Key(format!("KAS RSA key has {} bits; at least 2048 are required", rsa.key_size_bits())));
+                return Err(Error::Key(format!(
+                    "KAS RSA key has {} bits; at least 2048 are required",
+                    rsa.key_size_bits()
+                )));
             }
             return Ok(KasPublicKey::Rsa(OaepPublicKey { der: der.to_vec() }));
         }
@@ -90,14 +96,25 @@ impl KasPublicKey {
             }
             KasPublicKey::Ec(peer) => {
                 let rng = SystemRandom::new();
-                let eph = EphemeralPrivateKey::generate(&ECDH_P256, &rng).map_err(|_| Error::Crypto("EC key generation failed"))?;
-                let eph_pub = eph.compute_public_key().map_err(|_| Error::Crypto("EC public key failed"))?;
-                let eph_der: PublicKeyX509Der = eph_pub.as_der().map_err(|_| Error::Crypto("EC public key encoding failed"))?;
-                let kek = agreement::agree_ephemeral(eph, peer.clone(), Error::Crypto("ECDH failed"), |secret| {
-                    crypto::hkdf_sha256(&ec_wrap_salt(), secret, &[])
-                })?;
+                let eph = EphemeralPrivateKey::generate(&ECDH_P256, &rng)
+                    .map_err(|_| Error::Crypto("EC key generation failed"))?;
+                let eph_pub = eph
+                    .compute_public_key()
+                    .map_err(|_| Error::Crypto("EC public key failed"))?;
+                let eph_der: PublicKeyX509Der = eph_pub
+                    .as_der()
+                    .map_err(|_| Error::Crypto("EC public key encoding failed"))?;
+                let kek = agreement::agree_ephemeral(
+                    eph,
+                    peer.clone(),
+                    Error::Crypto("ECDH failed"),
+                    |secret| crypto::hkdf_sha256(&ec_wrap_salt(), secret, &[]),
+                )?;
                 let blob = crypto::gcm_seal(&crypto::gcm_key(&kek[..])?, share)?;
-                Ok((b64::encode(blob), Some(pem::encode("PUBLIC KEY", eph_der.as_ref()))))
+                Ok((
+                    b64::encode(blob),
+                    Some(pem::encode("PUBLIC KEY", eph_der.as_ref())),
+                ))
             }
         }
     }
@@ -144,66 +161,127 @@ impl KasPrivateKey {
 
     /// Generate an RSA-2048 key pair (tests, tooling). Returns (private PKCS#8 PEM, public SPKI PEM).
     pub fn generate_rsa_pem() -> Result<(String, String)> {
-        let k = PrivateDecryptingKey::generate(KeySize::Rsa2048).map_err(|_| Error::Crypto("RSA key generation failed"))?;
-        let der: Pkcs8V1Der = k.as_der().map_err(|_| Error::Crypto("RSA key encoding failed"))?;
-        let pubder: PublicKeyX509Der = k.public_key().as_der().map_err(|_| Error::Crypto("RSA key encoding failed"))?;
-        Ok((pem::encode("PRIVATE KEY", der.as_ref()), pem::encode("PUBLIC KEY", pubder.as_ref())))
+        let k = PrivateDecryptingKey::generate(KeySize::Rsa2048)
+            .map_err(|_| Error::Crypto("RSA key generation failed"))?;
+        let der: Pkcs8V1Der = k
+            .as_der()
+            .map_err(|_| Error::Crypto("RSA key encoding failed"))?;
+        let pubder: PublicKeyX509Der = k
+            .public_key()
+            .as_der()
+            .map_err(|_| Error::Crypto("RSA key encoding failed"))?;
+        Ok((
+            pem::encode("PRIVATE KEY", der.as_ref()),
+            pem::encode("PUBLIC KEY", pubder.as_ref()),
+        ))
     }
 
     /// Generate an EC P-256 key pair. Returns (private PKCS#8 PEM, public SPKI PEM).
     pub fn generate_ec_pem() -> Result<(String, String)> {
-        let k = agreement::PrivateKey::generate(&ECDH_P256).map_err(|_| Error::Crypto("EC key generation failed"))?;
-        let der: Pkcs8V1Der = k.as_der().map_err(|_| Error::Crypto("EC key encoding failed"))?;
-        let pubk = k.compute_public_key().map_err(|_| Error::Crypto("EC key failed"))?;
-        let pubder: PublicKeyX509Der = pubk.as_der().map_err(|_| Error::Crypto("EC key encoding failed"))?;
-        Ok((pem::encode("PRIVATE KEY", der.as_ref()), pem::encode("PUBLIC KEY", pubder.as_ref())))
+        let k = agreement::PrivateKey::generate(&ECDH_P256)
+            .map_err(|_| Error::Crypto("EC key generation failed"))?;
+        let der: Pkcs8V1Der = k
+            .as_der()
+            .map_err(|_| Error::Crypto("EC key encoding failed"))?;
+        let pubk = k
+            .compute_public_key()
+            .map_err(|_| Error::Crypto("EC key failed"))?;
+        let pubder: PublicKeyX509Der = pubk
+            .as_der()
+            .map_err(|_| Error::Crypto("EC key encoding failed"))?;
+        Ok((
+            pem::encode("PRIVATE KEY", der.as_ref()),
+            pem::encode("PUBLIC KEY", pubder.as_ref()),
+        ))
     }
 
     /// Whether this key can unwrap KAOs of `alg`.
     pub fn supports(&self, alg: KeyAlg) -> bool {
         matches!(
             (self, alg),
-            (KasPrivateKey::Rsa(_), KeyAlg::RsaOaep | KeyAlg::RsaOaep256) | (KasPrivateKey::Ec(_), KeyAlg::EcdhHkdf)
+            (KasPrivateKey::Rsa(_), KeyAlg::RsaOaep | KeyAlg::RsaOaep256)
+                | (KasPrivateKey::Ec(_), KeyAlg::EcdhHkdf)
         )
     }
 
     /// Recover the share protected in `kao` (no policy check: see [`KeyUnwrapper`]).
-    pub fn unwrap_kao(&self, kao: &KeyAccessObject) -> std::result::Result<Zeroizing<Vec<u8>>, KaoError> {
+    pub fn unwrap_kao(
+        &self,
+        kao: &KeyAccessObject,
+    ) -> std::result::Result<Zeroizing<Vec<u8>>, KaoError> {
         let fail = |d: &str| KaoError::new(KaoErrorCode::UnwrapFailed, d.to_string());
         let ct = kao.protected_key_bytes()?;
         match (self, kao.alg) {
             (KasPrivateKey::Rsa(k), KeyAlg::RsaOaep | KeyAlg::RsaOaep256) => {
-                let alg = if kao.alg == KeyAlg::RsaOaep { &OAEP_SHA1_MGF1SHA1 } else { &OAEP_SHA256_MGF1SHA256 };
+                let alg = if kao.alg == KeyAlg::RsaOaep {
+                    &OAEP_SHA1_MGF1SHA1
+                } else {
+                    &OAEP_SHA256_MGF1SHA256
+                };
                 let mut out = Zeroizing::new(vec![0u8; k.min_output_size()]);
                 let len = k
                     .decrypt(alg, &ct, &mut out, None)
-                    .map_err(|_| fail("RSA-OAEP decryption failed (wrong key or corrupted wrappedKey)"))?
+                    .map_err(|_| {
+                        fail("RSA-OAEP decryption failed (wrong key or corrupted wrappedKey)")
+                    })?
                     .len();
                 out.truncate(len);
                 Ok(out)
             }
             (KasPrivateKey::Ec(k), KeyAlg::EcdhHkdf) => {
                 let eph = kao.ephemeral_key.as_deref().ok_or_else(|| {
-                    KaoError::new(KaoErrorCode::EphemeralKeyRequired, "ECDH-HKDF needs an ephemeral key")
+                    KaoError::new(
+                        KaoErrorCode::EphemeralKeyRequired,
+                        "ECDH-HKDF needs an ephemeral key",
+                    )
                 })?;
                 let eph_bytes = if eph.contains("-----BEGIN") {
-                    pem::decode(eph).map_err(|e| KaoError::new(KaoErrorCode::InvalidEncoding, format!("ephemeral key: {e}")))?.der
+                    pem::decode(eph)
+                        .map_err(|e| {
+                            KaoError::new(
+                                KaoErrorCode::InvalidEncoding,
+                                format!("ephemeral key: {e}"),
+                            )
+                        })?
+                        .der
                 } else {
-                    b64::decode(eph).ok_or_else(|| KaoError::new(KaoErrorCode::InvalidEncoding, "ephemeral key is neither PEM nor base64"))?
+                    b64::decode(eph).ok_or_else(|| {
+                        KaoError::new(
+                            KaoErrorCode::InvalidEncoding,
+                            "ephemeral key is neither PEM nor base64",
+                        )
+                    })?
                 };
                 let kek = agreement::agree(
                     k,
                     UnparsedPublicKey::new(&ECDH_P256, &eph_bytes),
                     fail("ECDH with the ephemeral key failed (not a P-256 point?)"),
-                    |secret| crypto::hkdf_sha256(&ec_wrap_salt(), secret, &[]).map_err(|_| fail("HKDF failed")),
+                    |secret| {
+                        crypto::hkdf_sha256(&ec_wrap_salt(), secret, &[])
+                            .map_err(|_| fail("HKDF failed"))
+                    },
                 )?;
                 let key = crypto::gcm_key(&kek[..]).map_err(|_| fail("bad derived key"))?;
-                crypto::gcm_open(&key, &ct).ok_or_else(|| fail("AES-GCM tag check of the wrapped key failed (wrong key or tampered KAO)"))
+                crypto::gcm_open(&key, &ct).ok_or_else(|| {
+                    fail("AES-GCM tag check of the wrapped key failed (wrong key or tampered KAO)")
+                })
             }
-            (_, alg) if matches!(alg, KeyAlg::MlKem768 | KeyAlg::MlKem1024 | KeyAlg::XEcdhMlKem768) => {
-                Err(KaoError::new(KaoErrorCode::UnsupportedAlg, format!("{} is not supported yet", alg.as_str())))
+            (_, alg)
+                if matches!(
+                    alg,
+                    KeyAlg::MlKem768 | KeyAlg::MlKem1024 | KeyAlg::XEcdhMlKem768
+                ) =>
+            {
+                Err(KaoError::new(
+                    KaoErrorCode::UnsupportedAlg,
+                    format!("{} is not supported yet", alg.as_str()),
+                ))
             }
-            (_, alg) => Err(fail(&format!("this {} private key cannot unwrap a {} KAO", self.kind(), alg.as_str()))),
+            (_, alg) => Err(fail(&format!(
+                "this {} private key cannot unwrap a {} KAO",
+                self.kind(),
+                alg.as_str()
+            ))),
         }
     }
 
@@ -234,7 +312,11 @@ pub enum UnwrapError {
 /// the KAS, which verifies the binding and decides. The reader verifies the binding again after
 /// unwrapping, so an unwrapper cannot weaken the check.
 pub trait KeyUnwrapper {
-    fn unwrap_share(&self, kao: &KeyAccessObject, policy_b64: &str) -> std::result::Result<Zeroizing<Vec<u8>>, UnwrapError>;
+    fn unwrap_share(
+        &self,
+        kao: &KeyAccessObject,
+        policy_b64: &str,
+    ) -> std::result::Result<Zeroizing<Vec<u8>>, UnwrapError>;
 }
 
 /// Offline unwrapping with local private keys (operators, tests). Keys are tried in order; a
@@ -255,12 +337,17 @@ impl LocalKeyUnwrapper {
 }
 
 impl KeyUnwrapper for LocalKeyUnwrapper {
-    fn unwrap_share(&self, kao: &KeyAccessObject, policy_b64: &str) -> std::result::Result<Zeroizing<Vec<u8>>, UnwrapError> {
+    fn unwrap_share(
+        &self,
+        kao: &KeyAccessObject,
+        policy_b64: &str,
+    ) -> std::result::Result<Zeroizing<Vec<u8>>, UnwrapError> {
         let candidates = self.keys.iter().filter(|(kid, key)| {
-            key.supports(kao.alg) && match (kid, &kao.kid) {
-                (Some(a), Some(b)) => a == b,
-                _ => true,
-            }
+            key.supports(kao.alg)
+                && match (kid, &kao.kid) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => true,
+                }
         });
         let mut last = None;
         for (_, key) in candidates {
@@ -280,7 +367,11 @@ impl KeyUnwrapper for LocalKeyUnwrapper {
         }
         Err(match last {
             Some(e) => UnwrapError::Kao(e),
-            None => UnwrapError::NoKey(format!("no local {} key (kid {:?})", kao.alg.as_str(), kao.kid)),
+            None => UnwrapError::NoKey(format!(
+                "no local {} key (kid {:?})",
+                kao.alg.as_str(),
+                kao.kid
+            )),
         })
     }
 }

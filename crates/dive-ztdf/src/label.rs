@@ -63,7 +63,12 @@ impl Classification {
 
     /// Accepts the DIVE level names (any case, space/underscore/hyphen) and US abbreviations.
     pub fn parse(s: &str) -> Option<Self> {
-        let n: String = s.trim().to_ascii_uppercase().chars().map(|c| if c == ' ' || c == '-' { '_' } else { c }).collect();
+        let n: String = s
+            .trim()
+            .to_ascii_uppercase()
+            .chars()
+            .map(|c| if c == ' ' || c == '-' { '_' } else { c })
+            .collect();
         Some(match n.as_str() {
             "UNCLASSIFIED" | "U" => Classification::Unclassified,
             "RESTRICTED" | "R" => Classification::Restricted,
@@ -96,11 +101,23 @@ pub struct SecurityLabel {
     pub coi_operator: CoiOperator,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub caveats: Vec<String>,
-    #[serde(rename = "originalClassification", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "originalClassification",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub original_classification: Option<String>,
-    #[serde(rename = "originalCountry", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "originalCountry",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub original_country: Option<String>,
-    #[serde(rename = "creationDate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "creationDate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub creation_date: Option<String>,
     #[serde(rename = "releasableToIndustry", default)]
     pub releasable_to_industry: bool,
@@ -115,13 +132,17 @@ fn is_country(c: &str) -> bool {
 }
 
 fn is_tag(t: &str) -> bool {
-    !t.is_empty() && t.len() <= 64 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !t.is_empty()
+        && t.len() <= 64
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl SecurityLabel {
     /// Parse the JSON label (`--label-file`) and validate it.
     pub fn from_json(text: &str) -> Result<Self> {
-        let l: SecurityLabel = serde_json::from_str(text).map_err(|e| label_err(format!("invalid label JSON: {e}")))?;
+        let l: SecurityLabel = serde_json::from_str(text)
+            .map_err(|e| label_err(format!("invalid label JSON: {e}")))?;
         l.validate()?;
         Ok(l)
     }
@@ -130,26 +151,44 @@ impl SecurityLabel {
     /// an RFC 3339 creation date.
     pub fn validate(&self) -> Result<()> {
         if self.releasability_to.is_empty() {
-            return Err(label_err("releasabilityTo is empty: the document would be releasable to no one"));
+            return Err(label_err(
+                "releasabilityTo is empty: the document would be releasable to no one",
+            ));
         }
         if let Some(c) = self.releasability_to.iter().find(|c| !is_country(c)) {
-            return Err(label_err(format!("releasabilityTo: {c:?} is not an upper-case ISO 3166-1 alpha-3 code")));
+            return Err(label_err(format!(
+                "releasabilityTo: {c:?} is not an upper-case ISO 3166-1 alpha-3 code"
+            )));
         }
         if let Some(c) = self.original_country.as_ref().filter(|c| !is_country(c)) {
-            return Err(label_err(format!("originalCountry: {c:?} is not an upper-case ISO 3166-1 alpha-3 code")));
+            return Err(label_err(format!(
+                "originalCountry: {c:?} is not an upper-case ISO 3166-1 alpha-3 code"
+            )));
         }
         if let Some(t) = self.coi.iter().find(|t| !is_tag(t)) {
-            return Err(label_err(format!("COI: {t:?} is not a valid tag (letters, digits, '-', '_')")));
+            return Err(label_err(format!(
+                "COI: {t:?} is not a valid tag (letters, digits, '-', '_')"
+            )));
         }
         if let Some(t) = self.caveats.iter().find(|t| !is_tag(t)) {
-            return Err(label_err(format!("caveats: {t:?} is not a valid caveat (letters, digits, '-', '_')")));
+            return Err(label_err(format!(
+                "caveats: {t:?} is not a valid caveat (letters, digits, '-', '_')"
+            )));
         }
         if let Some(d) = &self.creation_date {
             time::OffsetDateTime::parse(d, &time::format_description::well_known::Rfc3339)
-                .map_err(|_| label_err(format!("creationDate: {d:?} is not an RFC 3339 timestamp")))?;
+                .map_err(|_| {
+                    label_err(format!("creationDate: {d:?} is not an RFC 3339 timestamp"))
+                })?;
         }
-        if let Some(o) = self.original_classification.as_ref().filter(|o| o.trim().is_empty() || o.len() > 128) {
-            return Err(label_err(format!("originalClassification: {o:?} must be 1 to 128 characters")));
+        if let Some(o) = self
+            .original_classification
+            .as_ref()
+            .filter(|o| o.trim().is_empty() || o.len() > 128)
+        {
+            return Err(label_err(format!(
+                "originalClassification: {o:?} must be 1 to 128 characters"
+            )));
         }
         Ok(())
     }
@@ -178,8 +217,13 @@ impl SecurityLabel {
         for seg in parts {
             let upper = seg.to_ascii_uppercase();
             if seg.is_empty() {
-                return Err(label_err(format!("marking {marking:?} has an empty segment")));
-            } else if let Some(rest) = upper.strip_prefix("REL TO ").or_else(|| upper.strip_prefix("REL ")) {
+                return Err(label_err(format!(
+                    "marking {marking:?} has an empty segment"
+                )));
+            } else if let Some(rest) = upper
+                .strip_prefix("REL TO ")
+                .or_else(|| upper.strip_prefix("REL "))
+            {
                 if !label.releasability_to.is_empty() {
                     return Err(label_err("marking has more than one REL TO segment"));
                 }
@@ -194,12 +238,17 @@ impl SecurityLabel {
                 if !label.coi.is_empty() {
                     return Err(label_err("marking has more than one COI segment"));
                 }
-                label.coi = tags.split(['/', ',']).map(|t| t.trim().to_string()).collect();
+                label.coi = tags
+                    .split(['/', ','])
+                    .map(|t| t.trim().to_string())
+                    .collect();
                 label.coi_operator = op;
             }
         }
         if label.releasability_to.is_empty() {
-            return Err(label_err(format!("marking {marking:?} has no 'REL TO' segment; releasability is required")));
+            return Err(label_err(format!(
+                "marking {marking:?} has no 'REL TO' segment; releasability is required"
+            )));
         }
         label.validate()?;
         Ok(label)
@@ -226,16 +275,32 @@ impl SecurityLabel {
 
     /// Policy `dataAttributes` FQNs for this label (see the module table).
     pub fn to_attribute_fqns(&self, namespace: &str) -> Vec<String> {
-        let fqn = |attr: &str, value: &str| format!("https://{namespace}/attr/{attr}/value/{}", pct_encode(value));
-        let mut out = vec![fqn("classification", &self.classification.as_str().to_ascii_lowercase())];
-        out.extend(self.releasability_to.iter().map(|c| fqn("releasableTo", &c.to_ascii_lowercase())));
+        let fqn = |attr: &str, value: &str| {
+            format!(
+                "https://{namespace}/attr/{attr}/value/{}",
+                pct_encode(value)
+            )
+        };
+        let mut out = vec![fqn(
+            "classification",
+            &self.classification.as_str().to_ascii_lowercase(),
+        )];
+        out.extend(
+            self.releasability_to
+                .iter()
+                .map(|c| fqn("releasableTo", &c.to_ascii_lowercase())),
+        );
         out.extend(self.coi.iter().map(|c| fqn("coi", &c.to_ascii_lowercase())));
         let op = match self.coi_operator {
             CoiOperator::All => "all",
             CoiOperator::Any => "any",
         };
         out.push(fqn("coiOperator", op));
-        out.extend(self.caveats.iter().map(|c| fqn("caveats", &c.to_ascii_lowercase())));
+        out.extend(
+            self.caveats
+                .iter()
+                .map(|c| fqn("caveats", &c.to_ascii_lowercase())),
+        );
         if let Some(o) = &self.original_classification {
             out.push(fqn("originalClassification", o));
         }
@@ -245,13 +310,23 @@ impl SecurityLabel {
         if let Some(d) = &self.creation_date {
             out.push(fqn("creationDate", d));
         }
-        out.push(fqn("releasableToIndustry", if self.releasable_to_industry { "true" } else { "false" }));
+        out.push(fqn(
+            "releasableToIndustry",
+            if self.releasable_to_industry {
+                "true"
+            } else {
+                "false"
+            },
+        ));
         out
     }
 
     /// Rebuild a label from policy FQNs of `namespace`; FQNs of other namespaces are ignored.
     /// Fails when the FQNs under the namespace do not form a valid label.
-    pub fn from_attribute_fqns<'a>(fqns: impl IntoIterator<Item = &'a str>, namespace: &str) -> Result<Option<Self>> {
+    pub fn from_attribute_fqns<'a>(
+        fqns: impl IntoIterator<Item = &'a str>,
+        namespace: &str,
+    ) -> Result<Option<Self>> {
         let prefix = format!("https://{namespace}/attr/");
         let mut classification = None;
         let mut label = SecurityLabel {
@@ -267,20 +342,24 @@ impl SecurityLabel {
         };
         let mut any = false;
         for f in fqns {
-            let Some(rest) = f.strip_prefix(&prefix) else { continue };
+            let Some(rest) = f.strip_prefix(&prefix) else {
+                continue;
+            };
             any = true;
             let (attr, value) = rest
                 .split_once("/value/")
                 .ok_or_else(|| label_err(format!("attribute FQN {f:?} has no '/value/' part")))?;
-            let value = pct_decode(value).ok_or_else(|| label_err(format!("attribute FQN {f:?} has a bad percent-encoding")))?;
+            let value = pct_decode(value).ok_or_else(|| {
+                label_err(format!("attribute FQN {f:?} has a bad percent-encoding"))
+            })?;
             match attr {
                 "classification" => {
                     if classification.is_some() {
                         return Err(label_err("policy carries more than one classification"));
                     }
-                    classification = Some(
-                        Classification::parse(&value).ok_or_else(|| label_err(format!("unknown classification value {value:?}")))?,
-                    );
+                    classification = Some(Classification::parse(&value).ok_or_else(|| {
+                        label_err(format!("unknown classification value {value:?}"))
+                    })?);
                 }
                 "releasableTo" => label.releasability_to.push(value.to_ascii_uppercase()),
                 "coi" => label.coi.push(value.to_ascii_uppercase()),
@@ -288,7 +367,9 @@ impl SecurityLabel {
                     label.coi_operator = match value.as_str() {
                         "all" => CoiOperator::All,
                         "any" => CoiOperator::Any,
-                        other => return Err(label_err(format!("unknown coiOperator value {other:?}"))),
+                        other => {
+                            return Err(label_err(format!("unknown coiOperator value {other:?}")));
+                        }
                     }
                 }
                 "caveats" => label.caveats.push(value.to_ascii_uppercase()),
@@ -299,16 +380,25 @@ impl SecurityLabel {
                     label.releasable_to_industry = match value.as_str() {
                         "true" => true,
                         "false" => false,
-                        other => return Err(label_err(format!("releasableToIndustry value {other:?} is not true/false"))),
+                        other => {
+                            return Err(label_err(format!(
+                                "releasableToIndustry value {other:?} is not true/false"
+                            )));
+                        }
                     }
                 }
-                other => return Err(label_err(format!("unknown DIVE attribute {other:?} in {f:?}"))),
+                other => {
+                    return Err(label_err(format!(
+                        "unknown DIVE attribute {other:?} in {f:?}"
+                    )));
+                }
             }
         }
         if !any {
             return Ok(None);
         }
-        label.classification = classification.ok_or_else(|| label_err("policy has DIVE attributes but no classification"))?;
+        label.classification = classification
+            .ok_or_else(|| label_err("policy has DIVE attributes but no classification"))?;
         label.validate()?;
         Ok(Some(label))
     }
@@ -316,17 +406,25 @@ impl SecurityLabel {
     /// The STANAG 4774 confidentiality label in its STANAG 5636 JSON form (`ocl`), as carried by
     /// the handling assertion. `policy_id` identifies the label policy.
     pub fn to_stanag_json(&self, policy_id: &str) -> serde_json::Value {
-        let mut cats = vec![serde_json::json!({"type": "P", "name": "Releasable To", "vals": self.releasability_to})];
+        let mut cats = vec![
+            serde_json::json!({"type": "P", "name": "Releasable To", "vals": self.releasability_to}),
+        ];
         if !self.coi.is_empty() {
             // ALL: holder needs every COI (restrictive); ANY: one suffices (permissive).
-            let t = if self.coi_operator == CoiOperator::All { "R" } else { "P" };
+            let t = if self.coi_operator == CoiOperator::All {
+                "R"
+            } else {
+                "P"
+            };
             cats.push(serde_json::json!({"type": t, "name": "COI", "vals": self.coi}));
         }
         if !self.caveats.is_empty() {
             cats.push(serde_json::json!({"type": "R", "name": "Caveats", "vals": self.caveats}));
         }
         if let Some(o) = &self.original_classification {
-            cats.push(serde_json::json!({"type": "I", "name": "Original Classification", "vals": [o]}));
+            cats.push(
+                serde_json::json!({"type": "I", "name": "Original Classification", "vals": [o]}),
+            );
         }
         if let Some(c) = &self.original_country {
             cats.push(serde_json::json!({"type": "I", "name": "Original Country", "vals": [c]}));
@@ -391,7 +489,8 @@ mod tests {
         assert_eq!(l.coi, vec!["FVEY"]);
         assert_eq!(l.releasability_to, vec!["USA", "GBR"]);
         assert_eq!(l.marking(), "SECRET//FVEY//REL TO USA, GBR");
-        let l = SecurityLabel::from_marking("top secret//NATO/EUCOM (ANY)//NOFORN//REL TO USA").unwrap();
+        let l = SecurityLabel::from_marking("top secret//NATO/EUCOM (ANY)//NOFORN//REL TO USA")
+            .unwrap();
         assert_eq!(l.coi_operator, CoiOperator::Any);
         assert_eq!(l.caveats, vec!["NOFORN"]);
         assert_eq!(SecurityLabel::from_marking(&l.marking()).unwrap(), l);
@@ -399,11 +498,17 @@ mod tests {
 
     #[test]
     fn marking_errors_name_the_problem() {
-        let e = SecurityLabel::from_marking("SEKRIT//REL TO USA").unwrap_err().to_string();
+        let e = SecurityLabel::from_marking("SEKRIT//REL TO USA")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown classification \"SEKRIT\""), "{e}");
-        let e = SecurityLabel::from_marking("SECRET//FVEY").unwrap_err().to_string();
+        let e = SecurityLabel::from_marking("SECRET//FVEY")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no 'REL TO'"), "{e}");
-        let e = SecurityLabel::from_marking("SECRET//REL TO USA, UK").unwrap_err().to_string();
+        let e = SecurityLabel::from_marking("SECRET//REL TO USA, UK")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\"UK\""), "{e}");
     }
 
@@ -417,7 +522,12 @@ mod tests {
         let back: serde_json::Value = serde_json::to_value(&l).unwrap();
         assert_eq!(back["releasabilityTo"][1], "GBR");
         assert_eq!(back["COI"][0], "FVEY");
-        assert!(SecurityLabel::from_json(r#"{"classification":"SECRET","releasabilityTo":["USA"],"extra":1}"#).is_err());
+        assert!(
+            SecurityLabel::from_json(
+                r#"{"classification":"SECRET","releasabilityTo":["USA"],"extra":1}"#
+            )
+            .is_err()
+        );
         assert!(SecurityLabel::from_json(r#"{"classification":"SECRET","releasabilityTo":["USA"],"creationDate":"yesterday"}"#).is_err());
     }
 
@@ -430,14 +540,28 @@ mod tests {
         )
         .unwrap();
         let fqns = l.to_attribute_fqns(DEFAULT_NAMESPACE);
-        assert_eq!(fqns[0], "https://dive.coalition/attr/classification/value/top_secret");
+        assert_eq!(
+            fqns[0],
+            "https://dive.coalition/attr/classification/value/top_secret"
+        );
         assert!(fqns.contains(&"https://dive.coalition/attr/releasableTo/value/usa".to_string()));
         assert!(fqns.contains(&"https://dive.coalition/attr/coi/value/can-us".to_string()));
-        assert!(fqns.contains(&"https://dive.coalition/attr/creationDate/value/2026-01-02T03%3A04%3A05Z".to_string()));
+        assert!(fqns.contains(
+            &"https://dive.coalition/attr/creationDate/value/2026-01-02T03%3A04%3A05Z".to_string()
+        ));
         let mut with_foreign: Vec<&str> = fqns.iter().map(String::as_str).collect();
         with_foreign.push("https://example.com/attr/x/value/y");
-        let back = SecurityLabel::from_attribute_fqns(with_foreign, DEFAULT_NAMESPACE).unwrap().unwrap();
+        let back = SecurityLabel::from_attribute_fqns(with_foreign, DEFAULT_NAMESPACE)
+            .unwrap()
+            .unwrap();
         assert_eq!(back, l);
-        assert!(SecurityLabel::from_attribute_fqns(["https://example.com/attr/x/value/y"], DEFAULT_NAMESPACE).unwrap().is_none());
+        assert!(
+            SecurityLabel::from_attribute_fqns(
+                ["https://example.com/attr/x/value/y"],
+                DEFAULT_NAMESPACE
+            )
+            .unwrap()
+            .is_none()
+        );
     }
 }

@@ -31,4 +31,6 @@ pub use keys::{KasPrivateKey, KasPublicKey, KeyUnwrapper, LocalKeyUnwrapper, Unw
 pub use label::{Classification, CoiOperator, SecurityLabel};
 pub use manifest::{Manifest, Policy};
 pub use reader::{SegmentInfo, TdfReader, UnlockedTdf};
-pub use writer::{DEFAULT_SEGMENT_SIZE, EncryptOptions, EncryptSummary, KeyAccessPlan, Recipient, encrypt};
+pub use writer::{
+    DEFAULT_SEGMENT_SIZE, EncryptOptions, EncryptSummary, KeyAccessPlan, Recipient, encrypt,
+};

@@ -22,12 +22,20 @@ where
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
-    #[serde(rename = "schemaVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "schemaVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub schema_version: Option<String>,
     pub payload: PayloadReference,
     #[serde(rename = "encryptionInformation")]
     pub encryption_information: EncryptionInformation,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub assertions: Vec<Value>,
 }
 
@@ -42,7 +50,11 @@ pub struct PayloadReference {
     #[serde(rename = "isEncrypted", default)]
     pub is_encrypted: bool,
     /// Pre-4.3 writers put the format version here.
-    #[serde(rename = "schemaVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "schemaVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub legacy_schema_version: Option<String>,
     #[serde(rename = "tdf_spec_version", default, skip_serializing)]
     pub legacy_spec_version: Option<String>,
@@ -92,19 +104,29 @@ pub struct RootSignature {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Segment {
     pub hash: String,
-    #[serde(rename = "segmentSize", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "segmentSize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub segment_size: Option<u64>,
-    #[serde(rename = "encryptedSegmentSize", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "encryptedSegmentSize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub encrypted_segment_size: Option<u64>,
 }
 
 impl Manifest {
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        serde_json::from_slice(bytes).map_err(|e| Error::Manifest(format!("not a valid BaseTDF manifest: {e}")))
+        serde_json::from_slice(bytes)
+            .map_err(|e| Error::Manifest(format!("not a valid BaseTDF manifest: {e}")))
     }
 
     pub fn to_json(&self) -> Result<Vec<u8>> {
-        serde_json::to_vec(self).map_err(|e| Error::Manifest(format!("cannot serialise manifest: {e}")))
+        serde_json::to_vec(self)
+            .map_err(|e| Error::Manifest(format!("cannot serialise manifest: {e}")))
     }
 
     /// The format version: `schemaVersion`, or the legacy places older writers used.
@@ -129,7 +151,11 @@ pub struct DataAttribute {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyBody {
-    #[serde(rename = "dataAttributes", default, deserialize_with = "null_as_default")]
+    #[serde(
+        rename = "dataAttributes",
+        default,
+        deserialize_with = "null_as_default"
+    )]
     pub data_attributes: Vec<DataAttribute>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub dissem: Vec<String>,
@@ -146,22 +172,34 @@ impl Policy {
     pub fn new(attributes: Vec<String>, dissem: Vec<String>) -> Self {
         Policy {
             uuid: uuid::Uuid::new_v4().to_string(),
-            body: PolicyBody { data_attributes: attributes.into_iter().map(|attribute| DataAttribute { attribute }).collect(), dissem },
+            body: PolicyBody {
+                data_attributes: attributes
+                    .into_iter()
+                    .map(|attribute| DataAttribute { attribute })
+                    .collect(),
+                dissem,
+            },
         }
     }
 
     pub fn from_base64(s: &str) -> Result<Self> {
-        let raw = b64::decode(s).ok_or_else(|| Error::Policy("the manifest's policy is not valid base64".into()))?;
-        serde_json::from_slice(&raw).map_err(|e| Error::Policy(format!("the decoded policy is not a policy object: {e}")))
+        let raw = b64::decode(s)
+            .ok_or_else(|| Error::Policy("the manifest's policy is not valid base64".into()))?;
+        serde_json::from_slice(&raw)
+            .map_err(|e| Error::Policy(format!("the decoded policy is not a policy object: {e}")))
     }
 
     pub fn to_base64(&self) -> Result<String> {
-        let json = serde_json::to_vec(self).map_err(|e| Error::Policy(format!("cannot serialise policy: {e}")))?;
+        let json = serde_json::to_vec(self)
+            .map_err(|e| Error::Policy(format!("cannot serialise policy: {e}")))?;
         Ok(b64::encode(json))
     }
 
     pub fn attribute_fqns(&self) -> impl Iterator<Item = &str> {
-        self.body.data_attributes.iter().map(|a| a.attribute.as_str())
+        self.body
+            .data_attributes
+            .iter()
+            .map(|a| a.attribute.as_str())
     }
 }
 

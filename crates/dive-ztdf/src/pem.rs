@@ -11,19 +11,24 @@ pub struct Block {
 
 /// Decode the first PEM block in `text`.
 pub fn decode(text: &str) -> Result<Block, String> {
-    let begin = text.find("-----BEGIN ").ok_or("no PEM '-----BEGIN ...-----' line found")?;
+    let begin = text
+        .find("-----BEGIN ")
+        .ok_or("no PEM '-----BEGIN ...-----' line found")?;
     let rest = &text[begin + 11..];
     let label_end = rest.find("-----").ok_or("unterminated PEM BEGIN line")?;
     let label = rest[..label_end].to_string();
     let body_start = &rest[label_end + 5..];
     let end_marker = format!("-----END {label}-----");
-    let end = body_start.find(&end_marker).ok_or_else(|| format!("no matching '{end_marker}' line"))?;
+    let end = body_start
+        .find(&end_marker)
+        .ok_or_else(|| format!("no matching '{end_marker}' line"))?;
     let body: String = body_start[..end]
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.contains(':'))
         .collect();
-    let der = b64::decode(&body).ok_or_else(|| format!("PEM block {label:?} is not valid base64"))?;
+    let der =
+        b64::decode(&body).ok_or_else(|| format!("PEM block {label:?} is not valid base64"))?;
     if der.is_empty() {
         return Err(format!("PEM block {label:?} is empty"));
     }
@@ -50,7 +55,13 @@ mod tests {
     fn round_trip() {
         let der: Vec<u8> = (0..200u8).collect();
         let text = encode("PUBLIC KEY", &der);
-        assert_eq!(decode(&text).unwrap(), Block { label: "PUBLIC KEY".into(), der });
+        assert_eq!(
+            decode(&text).unwrap(),
+            Block {
+                label: "PUBLIC KEY".into(),
+                der
+            }
+        );
         assert!(decode("nothing here").is_err());
         assert!(decode("-----BEGIN X-----\nAAAA\n").is_err());
     }

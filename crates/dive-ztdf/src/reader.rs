@@ -69,7 +69,10 @@ impl<R: Read + Seek> TdfReader<R> {
     /// segment list accounts for the payload exactly.
     pub fn open(mut src: R) -> Result<Self> {
         let directory = zip::read_directory(&mut src)?;
-        let payload = directory.entry(PAYLOAD_ENTRY).cloned().ok_or(Error::MissingEntry(PAYLOAD_ENTRY))?;
+        let payload = directory
+            .entry(PAYLOAD_ENTRY)
+            .cloned()
+            .ok_or(Error::MissingEntry(PAYLOAD_ENTRY))?;
         // opentdf-rs names the manifest `manifest.json`; every other SDK uses `0.manifest.json`.
         let m_entry = directory
             .entry(MANIFEST_ENTRY)
@@ -77,13 +80,18 @@ impl<R: Read + Seek> TdfReader<R> {
             .cloned()
             .ok_or(Error::MissingEntry(MANIFEST_ENTRY))?;
         if m_entry.size > MAX_MANIFEST_SIZE {
-            return Err(Error::ManifestTooLarge { size: m_entry.size, limit: MAX_MANIFEST_SIZE });
+            return Err(Error::ManifestTooLarge {
+                size: m_entry.size,
+                limit: MAX_MANIFEST_SIZE,
+            });
         }
         src.seek(SeekFrom::Start(m_entry.data_offset))?;
         let mut raw = vec![0u8; m_entry.size as usize];
         src.read_exact(&mut raw)?;
         if crc32fast::hash(&raw) != m_entry.crc32 {
-            return Err(Error::CrcMismatch { entry: MANIFEST_ENTRY });
+            return Err(Error::CrcMismatch {
+                entry: MANIFEST_ENTRY,
+            });
         }
         let manifest = Manifest::from_json(&raw)?;
         check_manifest_fields(&manifest)?;
@@ -96,18 +104,32 @@ impl<R: Read + Seek> TdfReader<R> {
             .map(|(i, v)| KeyAccessObject::from_json(v).map_err(|e| e.at(i)))
             .collect::<Result<Vec<_>>>()?;
         if kaos.is_empty() {
-            return Err(Error::Manifest("encryptionInformation.keyAccess is empty: nobody can open this file".into()));
+            return Err(Error::Manifest(
+                "encryptionInformation.keyAccess is empty: nobody can open this file".into(),
+            ));
         }
         let assertions = manifest
             .assertions
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                Assertion::from_json(v).map_err(|detail| Error::Assertion { id: format!("#{i}"), detail })
+                Assertion::from_json(v).map_err(|detail| Error::Assertion {
+                    id: format!("#{i}"),
+                    detail,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         let segments = layout_segments(&manifest, &payload)?;
-        Ok(TdfReader { src, directory, payload, manifest, policy, kaos, assertions, segments })
+        Ok(TdfReader {
+            src,
+            directory,
+            payload,
+            manifest,
+            policy,
+            kaos,
+            assertions,
+            segments,
+        })
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -143,7 +165,9 @@ impl<R: Read + Seek> TdfReader<R> {
     pub fn check_payload_structure(&mut self) -> Result<()> {
         let mut tag = [0u8; crypto::TAG_LEN];
         for s in &self.segments {
-            self.src.seek(SeekFrom::Start(s.offset + s.encrypted_size - crypto::TAG_LEN as u64))?;
+            self.src.seek(SeekFrom::Start(
+                s.offset + s.encrypted_size - crypto::TAG_LEN as u64,
+            ))?;
             self.src.read_exact(&mut tag)?;
             if !s.tag_matches(&tag) {
                 return Err(Error::Segment {
@@ -163,7 +187,9 @@ impl<R: Read + Seek> TdfReader<R> {
             left -= n as u64;
         }
         if crc.finalize() != self.payload.crc32 {
-            return Err(Error::CrcMismatch { entry: PAYLOAD_ENTRY });
+            return Err(Error::CrcMismatch {
+                entry: PAYLOAD_ENTRY,
+            });
         }
         Ok(())
     }
@@ -188,19 +214,41 @@ impl<R: Read + Seek> TdfReader<R> {
 
     /// Unlock with an already-known DEK (e.g. a KAS-side or test path); all DEK checks still run.
     pub fn unlock_with_dek(self, dek: &[u8]) -> Result<UnlockedTdf<R>> {
-        let dek = crypto::key_from_slice(dek).ok_or_else(|| Error::Key("a data key must be 32 bytes".into()))?;
+        let dek = crypto::key_from_slice(dek)
+            .ok_or_else(|| Error::Key("a data key must be 32 bytes".into()))?;
         self.unlock_inner(dek, Vec::new())
     }
 
-    fn unlock_inner(self, dek: SecretKey, metadata: Vec<(String, Vec<u8>)>) -> Result<UnlockedTdf<R>> {
-        let aggregate: Vec<u8> = self.segments.iter().flat_map(|s| s.hash.iter().copied()).collect();
+    fn unlock_inner(
+        self,
+        dek: SecretKey,
+        metadata: Vec<(String, Vec<u8>)>,
+    ) -> Result<UnlockedTdf<R>> {
+        let aggregate: Vec<u8> = self
+            .segments
+            .iter()
+            .flat_map(|s| s.hash.iter().copied())
+            .collect();
         verify_root_signature(&self.manifest, &dek[..], &aggregate)?;
-        let root_b64 = &self.manifest.encryption_information.integrity_information.root_signature.sig;
+        let root_b64 = &self
+            .manifest
+            .encryption_information
+            .integrity_information
+            .root_signature
+            .sig;
         for a in &self.assertions {
-            a.verify(&dek[..], &aggregate, root_b64).map_err(|detail| Error::Assertion { id: a.id.clone(), detail })?;
+            a.verify(&dek[..], &aggregate, root_b64)
+                .map_err(|detail| Error::Assertion {
+                    id: a.id.clone(),
+                    detail,
+                })?;
         }
         let gcm = crypto::gcm_key(&dek[..])?;
-        Ok(UnlockedTdf { reader: self, gcm, metadata })
+        Ok(UnlockedTdf {
+            reader: self,
+            gcm,
+            metadata,
+        })
     }
 
     /// Recover one split's share: any KAO of the split may provide it (any-of).
@@ -211,27 +259,44 @@ impl<R: Read + Seek> TdfReader<R> {
         unwrapper: &dyn KeyUnwrapper,
     ) -> Result<(SecretKey, Option<Vec<u8>>)> {
         let mut reasons = Vec::new();
-        for (index, kao) in self.kaos.iter().enumerate().filter(|(_, k)| k.split_id() == sid) {
+        for (index, kao) in self
+            .kaos
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| k.split_id() == sid)
+        {
             let share = match unwrapper.unwrap_share(kao, policy_b64) {
                 Ok(s) => s,
                 Err(UnwrapError::Kao(e)) if e.code == KaoErrorCode::PolicyBindingMismatch => {
-                    return Err(Error::PolicyBinding { index, sid: sid.to_string() });
+                    return Err(Error::PolicyBinding {
+                        index,
+                        sid: sid.to_string(),
+                    });
                 }
                 Err(e) => {
                     reasons.push(format!("KAO {index} ({}): {e}", kao.kas));
                     continue;
                 }
             };
-            let share = share_from(&share)
-                .ok_or_else(|| Error::Kao { index, code: KaoErrorCode::UnwrapFailed, detail: format!("unwrapped share is {} bytes, not 32", share.len()) })?;
+            let share = share_from(&share).ok_or_else(|| Error::Kao {
+                index,
+                code: KaoErrorCode::UnwrapFailed,
+                detail: format!("unwrapped share is {} bytes, not 32", share.len()),
+            })?;
             // Checked here too, whatever the unwrapper did: a share never counts unless bound.
             if !kao.verify_policy_binding(&share[..], policy_b64) {
-                return Err(Error::PolicyBinding { index, sid: sid.to_string() });
+                return Err(Error::PolicyBinding {
+                    index,
+                    sid: sid.to_string(),
+                });
             }
             let md = kao.decrypt_metadata(&share[..]).map_err(|e| e.at(index))?;
             return Ok((share, md));
         }
-        Err(Error::SplitUnavailable { sid: sid.to_string(), reasons: reasons.join("; ") })
+        Err(Error::SplitUnavailable {
+            sid: sid.to_string(),
+            reasons: reasons.join("; "),
+        })
     }
 }
 
@@ -255,26 +320,43 @@ fn check_manifest_fields(m: &Manifest) -> Result<()> {
         return Err(Error::Unsupported(format!("manifest schema version {v:?}")));
     }
     if ei.kind != "split" {
-        return bad(format!("encryptionInformation.type is {:?}, expected \"split\"", ei.kind));
+        return bad(format!(
+            "encryptionInformation.type is {:?}, expected \"split\"",
+            ei.kind
+        ));
     }
     if ei.method.algorithm != "AES-256-GCM" {
-        return Err(Error::Unsupported(format!("payload algorithm {:?} (only AES-256-GCM)", ei.method.algorithm)));
+        return Err(Error::Unsupported(format!(
+            "payload algorithm {:?} (only AES-256-GCM)",
+            ei.method.algorithm
+        )));
     }
-    if m.payload.url != PAYLOAD_ENTRY || m.payload.protocol != "zip" || m.payload.kind != "reference" {
+    if m.payload.url != PAYLOAD_ENTRY
+        || m.payload.protocol != "zip"
+        || m.payload.kind != "reference"
+    {
         return bad(format!(
             "payload must reference \"{PAYLOAD_ENTRY}\" by protocol \"zip\" (found url {:?}, protocol {:?})",
             m.payload.url, m.payload.protocol
         ));
     }
     if !m.payload.is_encrypted {
-        return bad("payload.isEncrypted is false; unencrypted TDF payloads are not accepted".into());
+        return bad(
+            "payload.isEncrypted is false; unencrypted TDF payloads are not accepted".into(),
+        );
     }
     let ii = &ei.integrity_information;
     if ii.root_signature.alg != "HS256" {
-        return Err(Error::Unsupported(format!("root signature alg {:?} (only HS256)", ii.root_signature.alg)));
+        return Err(Error::Unsupported(format!(
+            "root signature alg {:?} (only HS256)",
+            ii.root_signature.alg
+        )));
     }
     if !ii.segment_hash_alg.eq_ignore_ascii_case("GMAC") {
-        return Err(Error::Unsupported(format!("segment hash alg {:?} (only GMAC)", ii.segment_hash_alg)));
+        return Err(Error::Unsupported(format!(
+            "segment hash alg {:?} (only GMAC)",
+            ii.segment_hash_alg
+        )));
     }
     Ok(())
 }
@@ -287,13 +369,19 @@ fn layout_segments(m: &Manifest, payload: &Entry) -> Result<Vec<SegmentInfo>> {
     let mut out = Vec::with_capacity(ii.segments.len().min(1 << 20));
     for (index, s) in ii.segments.iter().enumerate() {
         let seg_err = |detail: String| Error::Segment { index, detail };
-        let enc = s.encrypted_segment_size.unwrap_or(ii.encrypted_segment_size_default);
+        let enc = s
+            .encrypted_segment_size
+            .unwrap_or(ii.encrypted_segment_size_default);
         let plain = s.segment_size.unwrap_or(ii.segment_size_default);
         if plain.checked_add(SEGMENT_OVERHEAD) != Some(enc) {
-            return Err(seg_err(format!("encrypted size {enc} is not plaintext size {plain} + {SEGMENT_OVERHEAD}")));
+            return Err(seg_err(format!(
+                "encrypted size {enc} is not plaintext size {plain} + {SEGMENT_OVERHEAD}"
+            )));
         }
         if enc > MAX_SEGMENT_SIZE as u64 + SEGMENT_OVERHEAD {
-            return Err(seg_err(format!("segment of {enc} bytes exceeds the {MAX_SEGMENT_SIZE}-byte limit")));
+            return Err(seg_err(format!(
+                "segment of {enc} bytes exceeds the {MAX_SEGMENT_SIZE}-byte limit"
+            )));
         }
         if offset.checked_add(enc).is_none_or(|e| e > end) {
             return Err(seg_err(format!(
@@ -303,9 +391,18 @@ fn layout_segments(m: &Manifest, payload: &Entry) -> Result<Vec<SegmentInfo>> {
         }
         let hash = b64::decode(&s.hash).ok_or_else(|| seg_err("hash is not base64".into()))?;
         if hash.len() != 16 && !(hash.len() == 32 && hash.iter().all(u8::is_ascii_hexdigit)) {
-            return Err(seg_err(format!("hash is {} bytes; expected a 16-byte GMAC tag (or 32 hex digits)", hash.len())));
+            return Err(seg_err(format!(
+                "hash is {} bytes; expected a 16-byte GMAC tag (or 32 hex digits)",
+                hash.len()
+            )));
         }
-        out.push(SegmentInfo { index, offset, plaintext_size: plain, encrypted_size: enc, hash });
+        out.push(SegmentInfo {
+            index,
+            offset,
+            plaintext_size: plain,
+            encrypted_size: enc,
+            hash,
+        });
         offset += enc;
     }
     if offset != end {
@@ -319,14 +416,25 @@ fn layout_segments(m: &Manifest, payload: &Entry) -> Result<Vec<SegmentInfo>> {
 }
 
 fn verify_root_signature(m: &Manifest, dek: &[u8], aggregate: &[u8]) -> Result<()> {
-    let sig = &m.encryption_information.integrity_information.root_signature.sig;
+    let sig = &m
+        .encryption_information
+        .integrity_information
+        .root_signature
+        .sig;
     let decoded = b64::decode(sig).ok_or_else(|| integrity("root signature is not base64"))?;
     let ok = match decoded.len() {
         32 => crypto::hmac_sha256_verify(dek, aggregate, &decoded),
-        64 => crypto::ct_eq(hex::encode(crypto::hmac_sha256(dek, aggregate)).as_bytes(), &decoded.to_ascii_lowercase()),
+        64 => crypto::ct_eq(
+            hex::encode(crypto::hmac_sha256(dek, aggregate)).as_bytes(),
+            &decoded.to_ascii_lowercase(),
+        ),
         _ => false,
     };
-    if ok { Ok(()) } else { Err(Error::RootSignature) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::RootSignature)
+    }
 }
 
 /// A ZTDF whose key-dependent checks have all passed; only this type produces plaintext.
@@ -338,7 +446,9 @@ pub struct UnlockedTdf<R: Read + Seek> {
 
 impl<R: Read + Seek> std::fmt::Debug for UnlockedTdf<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UnlockedTdf").field("segments", &self.reader.segments.len()).finish_non_exhaustive()
+        f.debug_struct("UnlockedTdf")
+            .field("segments", &self.reader.segments.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -372,7 +482,12 @@ impl<R: Read + Seek> UnlockedTdf<R> {
     fn pass<W: Write>(&mut self, mut out: Option<W>) -> Result<u64> {
         let r = &mut self.reader;
         r.src.seek(SeekFrom::Start(r.payload.data_offset))?;
-        let max = r.segments.iter().map(|s| s.encrypted_size).max().unwrap_or(0) as usize;
+        let max = r
+            .segments
+            .iter()
+            .map(|s| s.encrypted_size)
+            .max()
+            .unwrap_or(0) as usize;
         let mut buf = Zeroizing::new(vec![0u8; max]);
         let mut crc = crc32fast::Hasher::new();
         let mut written = 0u64;
@@ -381,7 +496,10 @@ impl<R: Read + Seek> UnlockedTdf<R> {
             let seg = &mut buf[..enc];
             r.src.read_exact(seg).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    Error::Segment { index: s.index, detail: "payload ends inside this segment (truncated)".into() }
+                    Error::Segment {
+                        index: s.index,
+                        detail: "payload ends inside this segment (truncated)".into(),
+                    }
                 } else {
                     Error::Io(e)
                 }
@@ -394,18 +512,24 @@ impl<R: Read + Seek> UnlockedTdf<R> {
                     detail: "GCM tag differs from the manifest's segment hash (segment replaced or reordered)".into(),
                 });
             }
-            let nonce = Nonce::try_assume_unique_for_key(iv).map_err(|_| Error::Crypto("bad IV length"))?;
+            let nonce =
+                Nonce::try_assume_unique_for_key(iv).map_err(|_| Error::Crypto("bad IV length"))?;
             let plain = self
                 .gcm
                 .open_in_place(nonce, Aad::empty(), body)
-                .map_err(|_| Error::Segment { index: s.index, detail: "AES-GCM authentication failed (ciphertext modified)".into() })?;
+                .map_err(|_| Error::Segment {
+                    index: s.index,
+                    detail: "AES-GCM authentication failed (ciphertext modified)".into(),
+                })?;
             if let Some(w) = out.as_mut() {
                 w.write_all(plain)?;
             }
             written += plain.len() as u64;
         }
         if crc.finalize() != r.payload.crc32 {
-            return Err(Error::CrcMismatch { entry: PAYLOAD_ENTRY });
+            return Err(Error::CrcMismatch {
+                entry: PAYLOAD_ENTRY,
+            });
         }
         if let Some(w) = out.as_mut() {
             w.flush()?;

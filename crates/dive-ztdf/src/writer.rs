@@ -10,8 +10,8 @@ use crate::kao::{self, KeyAccessObject};
 use crate::keys::KasPublicKey;
 use crate::label::{DEFAULT_NAMESPACE, STANAG_5636_SCHEMA, SecurityLabel};
 use crate::manifest::{
-    EncryptionInformation, IntegrityInformation, MANIFEST_ENTRY, Manifest, Method, PAYLOAD_ENTRY, PayloadReference, Policy,
-    RootSignature, SCHEMA_VERSION, Segment,
+    EncryptionInformation, IntegrityInformation, MANIFEST_ENTRY, Manifest, Method, PAYLOAD_ENTRY,
+    PayloadReference, Policy, RootSignature, SCHEMA_VERSION, Segment,
 };
 use crate::zip::StoredZipWriter;
 
@@ -32,7 +32,11 @@ pub struct Recipient {
 
 impl Recipient {
     pub fn new(kas_url: impl Into<String>, kid: Option<String>, key: KasPublicKey) -> Self {
-        Recipient { kas_url: kas_url.into(), kid, key }
+        Recipient {
+            kas_url: kas_url.into(),
+            kid,
+            key,
+        }
     }
 }
 
@@ -46,11 +50,15 @@ pub struct KeyAccessPlan {
 impl KeyAccessPlan {
     /// One KAS holds the whole key.
     pub fn single(r: Recipient) -> Self {
-        KeyAccessPlan { splits: vec![vec![r]] }
+        KeyAccessPlan {
+            splits: vec![vec![r]],
+        }
     }
     /// Every recipient must release its share.
     pub fn all_of(rs: Vec<Recipient>) -> Self {
-        KeyAccessPlan { splits: rs.into_iter().map(|r| vec![r]).collect() }
+        KeyAccessPlan {
+            splits: rs.into_iter().map(|r| vec![r]).collect(),
+        }
     }
     /// Any one recipient can release the whole key.
     pub fn any_of(rs: Vec<Recipient>) -> Self {
@@ -62,7 +70,9 @@ impl KeyAccessPlan {
     }
     fn validate(&self) -> Result<()> {
         if self.splits.is_empty() || self.splits.iter().any(Vec::is_empty) {
-            return Err(Error::Options("every split needs at least one KAS recipient".into()));
+            return Err(Error::Options(
+                "every split needs at least one KAS recipient".into(),
+            ));
         }
         Ok(())
     }
@@ -160,9 +170,17 @@ fn prepare(opts: &EncryptOptions) -> Result<Prepared> {
         for (d, s) in dek.iter_mut().zip(share.iter()) {
             *d ^= s;
         }
-        let sid = if multi || split.len() > 1 { Some(format!("s-{i}")) } else { None };
+        let sid = if multi || split.len() > 1 {
+            Some(format!("s-{i}"))
+        } else {
+            None
+        };
         let binding = kao::policy_binding(&share[..], &policy_b64);
-        let encrypted_metadata = opts.metadata.as_deref().map(|m| kao::encrypt_metadata(&share[..], m)).transpose()?;
+        let encrypted_metadata = opts
+            .metadata
+            .as_deref()
+            .map(|m| kao::encrypt_metadata(&share[..], m))
+            .transpose()?;
         for r in split {
             let (protected_key, ephemeral_key) = r.key.wrap(&share[..])?;
             kaos.push(KeyAccessObject {
@@ -178,7 +196,11 @@ fn prepare(opts: &EncryptOptions) -> Result<Prepared> {
             });
         }
     }
-    Ok(Prepared { dek, policy_b64, kaos })
+    Ok(Prepared {
+        dek,
+        policy_b64,
+        kaos,
+    })
 }
 
 /// Fill `buf` from `r` until full or end of input; returns the count.
@@ -196,9 +218,15 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<usize> {
 }
 
 /// Encrypt `input` into a ZTDF written to `output`.
-pub fn encrypt<R: Read, W: Write>(mut input: R, output: W, opts: &EncryptOptions) -> Result<EncryptSummary> {
+pub fn encrypt<R: Read, W: Write>(
+    mut input: R,
+    output: W,
+    opts: &EncryptOptions,
+) -> Result<EncryptSummary> {
     if opts.segment_size == 0 || opts.segment_size > MAX_SEGMENT_SIZE {
-        return Err(Error::Options(format!("segment size must be between 1 and {MAX_SEGMENT_SIZE} bytes")));
+        return Err(Error::Options(format!(
+            "segment size must be between 1 and {MAX_SEGMENT_SIZE} bytes"
+        )));
     }
     let prepared = prepare(opts)?;
     let seg = opts.segment_size;
@@ -250,17 +278,33 @@ pub fn encrypt<R: Read, W: Write>(mut input: R, output: W, opts: &EncryptOptions
     if let Some(announced) = opts.plaintext_len
         && announced != total
     {
-        return Err(Error::InputLength { announced, actual: total });
+        return Err(Error::InputLength {
+            announced,
+            actual: total,
+        });
     }
     zip.end_streamed(entry)?;
     let manifest = build_manifest(opts, &prepared, segments, &aggregate)?;
     zip.add_entry(MANIFEST_ENTRY, &manifest.to_json()?)?;
     zip.finish()?;
-    let count = manifest.encryption_information.integrity_information.segments.len();
-    Ok(EncryptSummary { manifest, plaintext_len: total, segments: count })
+    let count = manifest
+        .encryption_information
+        .integrity_information
+        .segments
+        .len();
+    Ok(EncryptSummary {
+        manifest,
+        plaintext_len: total,
+        segments: count,
+    })
 }
 
-fn build_manifest(opts: &EncryptOptions, p: &Prepared, segments: Vec<Segment>, aggregate: &[u8]) -> Result<Manifest> {
+fn build_manifest(
+    opts: &EncryptOptions,
+    p: &Prepared,
+    segments: Vec<Segment>,
+    aggregate: &[u8],
+) -> Result<Manifest> {
     let root = crypto::hmac_sha256(&p.dek[..], aggregate);
     let root_b64 = b64::encode(root);
     let mut assertions = Vec::new();
@@ -294,9 +338,16 @@ fn build_manifest(opts: &EncryptOptions, p: &Prepared, segments: Vec<Segment>, a
         encryption_information: EncryptionInformation {
             kind: "split".into(),
             key_access: p.kaos.iter().map(KeyAccessObject::to_json).collect(),
-            method: Method { algorithm: "AES-256-GCM".into(), iv: String::new(), is_streamable: true },
+            method: Method {
+                algorithm: "AES-256-GCM".into(),
+                iv: String::new(),
+                is_streamable: true,
+            },
             integrity_information: IntegrityInformation {
-                root_signature: RootSignature { alg: "HS256".into(), sig: root_b64 },
+                root_signature: RootSignature {
+                    alg: "HS256".into(),
+                    sig: root_b64,
+                },
                 segment_hash_alg: "GMAC".into(),
                 segment_size_default: opts.segment_size as u64,
                 encrypted_segment_size_default: opts.segment_size as u64 + SEGMENT_OVERHEAD,

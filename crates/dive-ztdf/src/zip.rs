@@ -36,7 +36,9 @@ pub enum ZipError {
     NoEndOfCentralDirectory,
     #[error("ZIP archive is malformed: {0}")]
     Malformed(String),
-    #[error("ZIP entry {name:?} uses compression method {method}; TDF entries must be stored (method 0)")]
+    #[error(
+        "ZIP entry {name:?} uses compression method {method}; TDF entries must be stored (method 0)"
+    )]
     Compressed { name: String, method: u16 },
     #[error("multi-disk ZIP archives are not supported")]
     MultiDisk,
@@ -90,7 +92,9 @@ fn read_exact_at<R: Read + Seek>(r: &mut R, offset: u64, len: usize) -> Result<V
     let mut buf = vec![0u8; len];
     r.read_exact(&mut buf).map_err(|e| {
         if e.kind() == io::ErrorKind::UnexpectedEof {
-            malformed(format!("structure at offset {offset} runs past the end of the file"))
+            malformed(format!(
+                "structure at offset {offset} runs past the end of the file"
+            ))
         } else {
             ZipError::Io(e)
         }
@@ -136,14 +140,21 @@ pub fn read_directory<R: Read + Seek>(r: &mut R) -> Result<Directory, ZipError> 
         }
         let loc = read_exact_at(r, eocd_offset - 20, 20)?;
         if le32(&loc, 0) != ZIP64_LOCATOR_SIG {
-            return Err(malformed("ZIP64 markers present but no ZIP64 end-of-central-directory locator"));
+            return Err(malformed(
+                "ZIP64 markers present but no ZIP64 end-of-central-directory locator",
+            ));
         }
         if le32(&loc, 4) != 0 || le32(&loc, 16) > 1 {
             return Err(ZipError::MultiDisk);
         }
         let z_off = le64(&loc, 8);
-        if z_off.checked_add(56).is_none_or(|end| end > eocd_offset - 20) {
-            return Err(malformed("ZIP64 end-of-central-directory record offset is out of range"));
+        if z_off
+            .checked_add(56)
+            .is_none_or(|end| end > eocd_offset - 20)
+        {
+            return Err(malformed(
+                "ZIP64 end-of-central-directory record offset is out of range",
+            ));
         }
         let z = read_exact_at(r, z_off, 56)?;
         if le32(&z, 0) != ZIP64_EOCD_SIG {
@@ -158,10 +169,14 @@ pub fn read_directory<R: Read + Seek>(r: &mut R) -> Result<Directory, ZipError> 
         directory_end = z_off;
     }
     if count > MAX_ENTRIES {
-        return Err(malformed(format!("central directory claims {count} entries (limit {MAX_ENTRIES})")));
+        return Err(malformed(format!(
+            "central directory claims {count} entries (limit {MAX_ENTRIES})"
+        )));
     }
     if cd_size > MAX_CENTRAL_DIRECTORY {
-        return Err(malformed(format!("central directory of {cd_size} bytes is too large")));
+        return Err(malformed(format!(
+            "central directory of {cd_size} bytes is too large"
+        )));
     }
     if cd_offset.checked_add(cd_size) != Some(directory_end) {
         return Err(malformed(format!(
@@ -177,18 +192,27 @@ pub fn read_directory<R: Read + Seek>(r: &mut R) -> Result<Directory, ZipError> 
         entries.push(entry);
     }
     if pos != cd.len() {
-        return Err(malformed("central directory has trailing bytes after its last entry"));
+        return Err(malformed(
+            "central directory has trailing bytes after its last entry",
+        ));
     }
     for e in &mut entries {
         locate_data(r, e, cd_offset)?;
     }
     check_no_overlap(&entries)?;
-    Ok(Directory { entries, archive_len, central_directory_offset: cd_offset, zip64 })
+    Ok(Directory {
+        entries,
+        archive_len,
+        central_directory_offset: cd_offset,
+        zip64,
+    })
 }
 
 fn parse_central_entry(cd: &[u8], pos: usize, index: u64) -> Result<(Entry, usize), ZipError> {
     if pos + 46 > cd.len() || le32(cd, pos) != CENTRAL_SIG {
-        return Err(malformed(format!("central directory entry {index} is truncated or has a bad signature")));
+        return Err(malformed(format!(
+            "central directory entry {index} is truncated or has a bad signature"
+        )));
     }
     let method = le16(cd, pos + 10);
     let crc32 = le32(cd, pos + 16);
@@ -201,21 +225,32 @@ fn parse_central_entry(cd: &[u8], pos: usize, index: u64) -> Result<(Entry, usiz
     let mut offset = u64::from(le32(cd, pos + 42));
     let end = pos + 46 + name_len + extra_len + comment_len;
     if end > cd.len() {
-        return Err(malformed(format!("central directory entry {index} runs past the directory")));
+        return Err(malformed(format!(
+            "central directory entry {index} runs past the directory"
+        )));
     }
     let name = std::str::from_utf8(&cd[pos + 46..pos + 46 + name_len])
-        .map_err(|_| malformed(format!("central directory entry {index} has a non-UTF-8 name")))?
+        .map_err(|_| {
+            malformed(format!(
+                "central directory entry {index} has a non-UTF-8 name"
+            ))
+        })?
         .to_string();
     let extra = &cd[pos + 46 + name_len..pos + 46 + name_len + extra_len];
     // ZIP64 extra: only the fields whose 32-bit slot is saturated appear, in this order.
     if usize_ == U32_MARK || csize == U32_MARK || offset == U32_MARK || disk == 0xFFFF {
-        let z = find_extra(extra, ZIP64_EXTRA_ID)
-            .ok_or_else(|| malformed(format!("entry {name:?} has ZIP64 markers but no ZIP64 extra field")))?;
+        let z = find_extra(extra, ZIP64_EXTRA_ID).ok_or_else(|| {
+            malformed(format!(
+                "entry {name:?} has ZIP64 markers but no ZIP64 extra field"
+            ))
+        })?;
         let mut at = 0usize;
         let mut take = |slot: &mut u64| -> Result<(), ZipError> {
             if *slot == U32_MARK {
                 if at + 8 > z.len() {
-                    return Err(malformed(format!("entry {name:?} has a short ZIP64 extra field")));
+                    return Err(malformed(format!(
+                        "entry {name:?} has a short ZIP64 extra field"
+                    )));
                 }
                 *slot = le64(z, at);
                 at += 8;
@@ -236,7 +271,16 @@ fn parse_central_entry(cd: &[u8], pos: usize, index: u64) -> Result<(Entry, usiz
             "stored entry {name:?} has compressed size {csize} but uncompressed size {usize_}"
         )));
     }
-    Ok((Entry { name, header_offset: offset, data_offset: 0, size: usize_, crc32 }, end))
+    Ok((
+        Entry {
+            name,
+            header_offset: offset,
+            data_offset: 0,
+            size: usize_,
+            crc32,
+        },
+        end,
+    ))
 }
 
 fn find_extra(mut extra: &[u8], id: u16) -> Option<&[u8]> {
@@ -255,16 +299,28 @@ fn find_extra(mut extra: &[u8], id: u16) -> Option<&[u8]> {
 }
 
 fn locate_data<R: Read + Seek>(r: &mut R, e: &mut Entry, cd_offset: u64) -> Result<(), ZipError> {
-    if e.header_offset.checked_add(30).is_none_or(|end| end > cd_offset) {
-        return Err(malformed(format!("local header of {:?} lies outside the file data", e.name)));
+    if e.header_offset
+        .checked_add(30)
+        .is_none_or(|end| end > cd_offset)
+    {
+        return Err(malformed(format!(
+            "local header of {:?} lies outside the file data",
+            e.name
+        )));
     }
     let h = read_exact_at(r, e.header_offset, 30)?;
     if le32(&h, 0) != LOCAL_SIG {
-        return Err(malformed(format!("local header of {:?} has a bad signature", e.name)));
+        return Err(malformed(format!(
+            "local header of {:?} has a bad signature",
+            e.name
+        )));
     }
     let method = le16(&h, 8);
     if method != METHOD_STORED {
-        return Err(ZipError::Compressed { name: e.name.clone(), method });
+        return Err(ZipError::Compressed {
+            name: e.name.clone(),
+            method,
+        });
     }
     let name_len = u64::from(le16(&h, 26));
     let extra_len = u64::from(le16(&h, 28));
@@ -277,7 +333,10 @@ fn locate_data<R: Read + Seek>(r: &mut R, e: &mut Entry, cd_offset: u64) -> Resu
         )));
     }
     e.data_offset = e.header_offset + 30 + name_len + extra_len;
-    if e.data_offset.checked_add(e.size).is_none_or(|end| end > cd_offset) {
+    if e.data_offset
+        .checked_add(e.size)
+        .is_none_or(|end| end > cd_offset)
+    {
         return Err(malformed(format!(
             "data of {:?} ({} bytes at offset {}) runs into the central directory",
             e.name, e.size, e.data_offset
@@ -287,12 +346,17 @@ fn locate_data<R: Read + Seek>(r: &mut R, e: &mut Entry, cd_offset: u64) -> Resu
 }
 
 fn check_no_overlap(entries: &[Entry]) -> Result<(), ZipError> {
-    let mut spans: Vec<(u64, u64, &str)> =
-        entries.iter().map(|e| (e.header_offset, e.data_offset + e.size, e.name.as_str())).collect();
+    let mut spans: Vec<(u64, u64, &str)> = entries
+        .iter()
+        .map(|e| (e.header_offset, e.data_offset + e.size, e.name.as_str()))
+        .collect();
     spans.sort_unstable();
     for w in spans.windows(2) {
         if w[0].1 > w[1].0 {
-            return Err(malformed(format!("entries {:?} and {:?} overlap", w[0].2, w[1].2)));
+            return Err(malformed(format!(
+                "entries {:?} and {:?} overlap",
+                w[0].2, w[1].2
+            )));
         }
     }
     let mut names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
@@ -369,7 +433,13 @@ impl StreamedEntry {
 impl<W: Write> StoredZipWriter<W> {
     pub fn new(out: W) -> Self {
         let (dos_time, dos_date) = dos_now();
-        StoredZipWriter { out: CountingWriter::new(out), done: Vec::new(), dos_time, dos_date, force_zip64: false }
+        StoredZipWriter {
+            out: CountingWriter::new(out),
+            done: Vec::new(),
+            dos_time,
+            dos_date,
+            force_zip64: false,
+        }
     }
 
     /// Emit ZIP64 structures even for small archives (tests of the ZIP64 path).
@@ -384,8 +454,19 @@ impl<W: Write> StoredZipWriter<W> {
         &mut self.out
     }
 
-    fn local_header(&mut self, name: &str, flags: u16, crc: u32, size32: u32, extra: &[u8]) -> io::Result<()> {
-        let version = if extra.is_empty() { VERSION_STORED } else { VERSION_ZIP64 };
+    fn local_header(
+        &mut self,
+        name: &str,
+        flags: u16,
+        crc: u32,
+        size32: u32,
+        extra: &[u8],
+    ) -> io::Result<()> {
+        let version = if extra.is_empty() {
+            VERSION_STORED
+        } else {
+            VERSION_ZIP64
+        };
         let mut h = Vec::with_capacity(30 + name.len() + extra.len());
         h.extend_from_slice(&LOCAL_SIG.to_le_bytes());
         h.extend_from_slice(&version.to_le_bytes());
@@ -447,20 +528,34 @@ impl<W: Write> StoredZipWriter<W> {
             d.extend_from_slice(&(size as u32).to_le_bytes());
         }
         self.out.write_all(&d)?;
-        self.done.push(Written { name: entry.name, offset: entry.offset, size, crc32, flags: FLAG_DATA_DESCRIPTOR });
+        self.done.push(Written {
+            name: entry.name,
+            offset: entry.offset,
+            size,
+            crc32,
+            flags: FLAG_DATA_DESCRIPTOR,
+        });
         Ok(())
     }
 
     /// Write a small entry held in memory.
     pub fn add_entry(&mut self, name: &str, data: &[u8]) -> io::Result<()> {
         if data.len() as u64 >= U32_MARK {
-            return Err(io::Error::other("in-memory entries must be smaller than 4 GiB"));
+            return Err(io::Error::other(
+                "in-memory entries must be smaller than 4 GiB",
+            ));
         }
         let offset = self.out.written();
         let crc32 = crc32fast::hash(data);
         self.local_header(name, 0, crc32, data.len() as u32, &[])?;
         self.out.write_all(data)?;
-        self.done.push(Written { name: name.to_string(), offset, size: data.len() as u64, crc32, flags: 0 });
+        self.done.push(Written {
+            name: name.to_string(),
+            offset,
+            size: data.len() as u64,
+            crc32,
+            flags: 0,
+        });
         Ok(())
     }
 
@@ -485,9 +580,21 @@ impl<W: Write> StoredZipWriter<W> {
                 extra.extend_from_slice(&(body.len() as u16).to_le_bytes());
                 extra.extend_from_slice(&body);
             }
-            let version = if extra.is_empty() { VERSION_STORED } else { VERSION_ZIP64 };
-            let size32 = if big_size { U32_MARK as u32 } else { w.size as u32 };
-            let off32 = if big_off { U32_MARK as u32 } else { w.offset as u32 };
+            let version = if extra.is_empty() {
+                VERSION_STORED
+            } else {
+                VERSION_ZIP64
+            };
+            let size32 = if big_size {
+                U32_MARK as u32
+            } else {
+                w.size as u32
+            };
+            let off32 = if big_off {
+                U32_MARK as u32
+            } else {
+                w.offset as u32
+            };
             cd.extend_from_slice(&CENTRAL_SIG.to_le_bytes());
             cd.extend_from_slice(&version.to_le_bytes()); // made by (MS-DOS attributes)
             cd.extend_from_slice(&version.to_le_bytes()); // needed to extract
@@ -511,7 +618,8 @@ impl<W: Write> StoredZipWriter<W> {
         self.out.write_all(&cd)?;
         let cd_size = cd.len() as u64;
         let count = self.done.len() as u64;
-        let needs_zip64 = self.force_zip64 || cd_offset >= U32_MARK || cd_size >= U32_MARK || count >= U16_MARK;
+        let needs_zip64 =
+            self.force_zip64 || cd_offset >= U32_MARK || cd_size >= U32_MARK || count >= U16_MARK;
         let mut tail = Vec::new();
         if needs_zip64 {
             let z_off = self.out.written();
@@ -530,9 +638,21 @@ impl<W: Write> StoredZipWriter<W> {
             tail.extend_from_slice(&z_off.to_le_bytes());
             tail.extend_from_slice(&1u32.to_le_bytes());
         }
-        let c16 = if needs_zip64 { U16_MARK as u16 } else { count as u16 };
-        let s32 = if needs_zip64 { U32_MARK as u32 } else { cd_size as u32 };
-        let o32 = if needs_zip64 { U32_MARK as u32 } else { cd_offset as u32 };
+        let c16 = if needs_zip64 {
+            U16_MARK as u16
+        } else {
+            count as u16
+        };
+        let s32 = if needs_zip64 {
+            U32_MARK as u32
+        } else {
+            cd_size as u32
+        };
+        let o32 = if needs_zip64 {
+            U32_MARK as u32
+        } else {
+            cd_offset as u32
+        };
         tail.extend_from_slice(&EOCD_SIG.to_le_bytes());
         tail.extend_from_slice(&0u16.to_le_bytes());
         tail.extend_from_slice(&0u16.to_le_bytes());
@@ -551,7 +671,9 @@ impl<W: Write> StoredZipWriter<W> {
 fn dos_now() -> (u16, u16) {
     let now = time::OffsetDateTime::now_utc();
     let year = now.year().clamp(1980, 2107) as u16;
-    let time = (u16::from(now.hour()) << 11) | (u16::from(now.minute()) << 5) | (u16::from(now.second()) / 2);
+    let time = (u16::from(now.hour()) << 11)
+        | (u16::from(now.minute()) << 5)
+        | (u16::from(now.second()) / 2);
     let date = ((year - 1980) << 9) | ((now.month() as u16) << 5) | u16::from(now.day());
     (time, date)
 }
@@ -582,20 +704,32 @@ mod tests {
             assert_eq!(dir.zip64, force);
             assert_eq!(dir.entries.len(), 2);
             let p = dir.entry("0.payload").unwrap();
-            assert_eq!(&bytes[p.data_offset as usize..(p.data_offset + p.size) as usize], b"payload-bytes");
+            assert_eq!(
+                &bytes[p.data_offset as usize..(p.data_offset + p.size) as usize],
+                b"payload-bytes"
+            );
             assert_eq!(p.crc32, crc32fast::hash(b"payload-bytes"));
             let m = dir.entry("0.manifest.json").unwrap();
-            assert_eq!(&bytes[m.data_offset as usize..(m.data_offset + m.size) as usize], b"{\"a\":1}");
+            assert_eq!(
+                &bytes[m.data_offset as usize..(m.data_offset + m.size) as usize],
+                b"{\"a\":1}"
+            );
             assert!(p.header_offset < m.header_offset, "payload must come first");
         }
     }
 
     #[test]
     fn rejects_garbage_and_truncation() {
-        assert!(matches!(read_directory(&mut Cursor::new(b"hello")), Err(ZipError::NoEndOfCentralDirectory)));
+        assert!(matches!(
+            read_directory(&mut Cursor::new(b"hello")),
+            Err(ZipError::NoEndOfCentralDirectory)
+        ));
         let bytes = build(false, b"abc", b"{}");
         for cut in 1..bytes.len() {
-            assert!(read_directory(&mut Cursor::new(&bytes[..bytes.len() - cut])).is_err(), "cut {cut}");
+            assert!(
+                read_directory(&mut Cursor::new(&bytes[..bytes.len() - cut])).is_err(),
+                "cut {cut}"
+            );
         }
     }
 
@@ -608,6 +742,9 @@ mod tests {
         bytes[cd + 20..cd + 24].copy_from_slice(&1000u32.to_le_bytes());
         bytes[cd + 24..cd + 28].copy_from_slice(&1000u32.to_le_bytes());
         let err = read_directory(&mut Cursor::new(&bytes)).unwrap_err();
-        assert!(err.to_string().contains("runs into the central directory"), "{err}");
+        assert!(
+            err.to_string().contains("runs into the central directory"),
+            "{err}"
+        );
     }
 }

@@ -7,8 +7,8 @@ mod common;
 
 use std::fs;
 
-use dive_ztdf::kao::{KaoErrorCode, KeyAccessObject, KeyAlg, verify_binding};
 use dive_ztdf::KasPrivateKey;
+use dive_ztdf::kao::{KaoErrorCode, KeyAccessObject, KeyAlg, verify_binding};
 use serde_json::{Value, json};
 
 fn normalized(k: &KeyAccessObject) -> Value {
@@ -34,7 +34,10 @@ fn normalized(k: &KeyAccessObject) -> Value {
 }
 
 fn is_pq(alg: KeyAlg) -> bool {
-    matches!(alg, KeyAlg::MlKem768 | KeyAlg::MlKem1024 | KeyAlg::XEcdhMlKem768)
+    matches!(
+        alg,
+        KeyAlg::MlKem768 | KeyAlg::MlKem1024 | KeyAlg::XEcdhMlKem768
+    )
 }
 
 /// Run one vector; Ok(true) = matched, Ok(false) = reported unsupported (ML-KEM only).
@@ -53,10 +56,13 @@ fn run(v: &Value, dir: &std::path::Path) -> Result<bool, String> {
             };
         }
     };
-    if let Some(n) = expected.get("normalizedKao") {
-        if &normalized(&kao) != n {
-            return Err(format!("normalized KAO differs:\n ours {}\n want {n}", normalized(&kao)));
-        }
+    if let Some(n) = expected.get("normalizedKao")
+        && &normalized(&kao) != n
+    {
+        return Err(format!(
+            "normalized KAO differs:\n ours {}\n want {n}",
+            normalized(&kao)
+        ));
     }
     // Binding-only (KAT) vectors give the share.
     let share = if let Some(hexshare) = inputs["dekShare"].as_str() {
@@ -66,7 +72,9 @@ fn run(v: &Value, dir: &std::path::Path) -> Result<bool, String> {
             // No ML-KEM key type in dive-ztdf yet: reported as unsupported, never as accepted.
             return Ok(false);
         }
-        let key_rel = inputs["keys"]["kas"].as_str().or(inputs["keys"]["kasEC"].as_str());
+        let key_rel = inputs["keys"]["kas"]
+            .as_str()
+            .or(inputs["keys"]["kasEC"].as_str());
         let Some(key_rel) = key_rel else {
             return Err(format!("accepted structure but vector expected {expected}"));
         };
@@ -76,32 +84,42 @@ fn run(v: &Value, dir: &std::path::Path) -> Result<bool, String> {
             Ok(s) => s.to_vec(),
             Err(e) if e.code == KaoErrorCode::UnsupportedAlg && is_pq(kao.alg) => return Ok(false),
             Err(e) => {
-                return if !accept && expected["errorCode"] == e.code.as_str() { Ok(true) } else { Err(format!("unwrap: {e}")) };
+                return if !accept && expected["errorCode"] == e.code.as_str() {
+                    Ok(true)
+                } else {
+                    Err(format!("unwrap: {e}"))
+                };
             }
         }
     };
     let binding_ok = verify_binding(&kao.policy_binding, &share, policy);
-    if let Some(b) = expected["policyBindingValid"].as_bool() {
-        if b != binding_ok {
-            return Err(format!("binding valid = {binding_ok}, expected {b}"));
-        }
+    if let Some(b) = expected["policyBindingValid"].as_bool()
+        && b != binding_ok
+    {
+        return Err(format!("binding valid = {binding_ok}, expected {b}"));
     }
     if accept {
         if !binding_ok {
             return Err("binding did not verify on an accept vector".into());
         }
-        if let Some(dek) = expected["recoveredDek"].as_str() {
-            if hex::encode(&share) != dek {
-                return Err(format!("recovered {} expected {dek}", hex::encode(&share)));
-            }
+        if let Some(dek) = expected["recoveredDek"].as_str()
+            && hex::encode(&share) != dek
+        {
+            return Err(format!("recovered {} expected {dek}", hex::encode(&share)));
         }
         Ok(true)
     } else if binding_ok {
-        Err(format!("accepted, expected reject {}", expected["errorCode"]))
+        Err(format!(
+            "accepted, expected reject {}",
+            expected["errorCode"]
+        ))
     } else if expected["errorCode"] == KaoErrorCode::PolicyBindingMismatch.as_str() {
         Ok(true)
     } else {
-        Err(format!("binding failed, but expected {}", expected["errorCode"]))
+        Err(format!(
+            "binding failed, but expected {}",
+            expected["errorCode"]
+        ))
     }
 }
 
@@ -124,8 +142,22 @@ fn every_kao_vector_gives_its_expected_outcome() {
             Err(e) => failures.push(format!("{id}: {e}")),
         }
     }
-    println!("KAO vectors: {passed} passed, {} unsupported (ML-KEM) {unsupported:?}, {pending} pending (no file upstream)", unsupported.len());
-    assert!(failures.is_empty(), "vector failures:\n{}", failures.join("\n"));
-    assert_eq!(passed + unsupported.len(), 23, "all 23 vector files must be exercised");
-    assert!(unsupported.iter().all(|id| id.contains("mlkem")), "only ML-KEM vectors may be unsupported: {unsupported:?}");
+    println!(
+        "KAO vectors: {passed} passed, {} unsupported (ML-KEM) {unsupported:?}, {pending} pending (no file upstream)",
+        unsupported.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "vector failures:\n{}",
+        failures.join("\n")
+    );
+    assert_eq!(
+        passed + unsupported.len(),
+        23,
+        "all 23 vector files must be exercised"
+    );
+    assert!(
+        unsupported.iter().all(|id| id.contains("mlkem")),
+        "only ML-KEM vectors may be unsupported: {unsupported:?}"
+    );
 }

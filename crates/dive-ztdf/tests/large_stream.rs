@@ -70,22 +70,50 @@ fn stream(total: u64) {
     let path = dir.path().join("big.ztdf");
     reset_peak_rss();
     let baseline = peak_rss_bytes();
-    let mut generator = Generator { left: total, state: 0x9E37_79B9_7F4A_7C15, hash: Context::new(&SHA256) };
-    let opts = EncryptOptions::new(KeyAccessPlan::single(recipient("https://kas.usa.dive/kas", "r1", rsa())));
-    let summary = encrypt(&mut generator, BufWriter::new(File::create(&path).unwrap()), &opts).unwrap();
+    let mut generator = Generator {
+        left: total,
+        state: 0x9E37_79B9_7F4A_7C15,
+        hash: Context::new(&SHA256),
+    };
+    let opts = EncryptOptions::new(KeyAccessPlan::single(recipient(
+        "https://kas.usa.dive/kas",
+        "r1",
+        rsa(),
+    )));
+    let summary = encrypt(
+        &mut generator,
+        BufWriter::new(File::create(&path).unwrap()),
+        &opts,
+    )
+    .unwrap();
     assert_eq!(summary.plaintext_len, total);
     let reader = TdfReader::open(File::open(&path).unwrap()).unwrap();
-    assert_eq!(reader.directory().zip64, total + 28 * summary.segments as u64 >= u64::from(u32::MAX));
+    assert_eq!(
+        reader.directory().zip64,
+        total + 28 * summary.segments as u64 >= u64::from(u32::MAX)
+    );
     let mut unlocked = reader.unlock(&unwrapper(&[("r1", rsa())])).unwrap();
-    let mut sink = HashSink { hash: Context::new(&SHA256), len: 0 };
+    let mut sink = HashSink {
+        hash: Context::new(&SHA256),
+        len: 0,
+    };
     unlocked.decrypt_to(&mut sink).unwrap();
     assert_eq!(sink.len, total);
-    assert_eq!(sink.hash.finish().as_ref(), generator.hash.finish().as_ref());
+    assert_eq!(
+        sink.hash.finish().as_ref(),
+        generator.hash.finish().as_ref()
+    );
     if let (Some(before), Some(peak)) = (baseline, peak_rss_bytes()) {
         let growth = peak.saturating_sub(before);
-        println!("{total} bytes streamed; peak RSS growth {} KiB", growth / 1024);
+        println!(
+            "{total} bytes streamed; peak RSS growth {} KiB",
+            growth / 1024
+        );
         // Two 2 MiB segment buffers plus I/O buffers and key material: far below 64 MiB.
-        assert!(growth < 64 << 20, "peak RSS grew by {growth} bytes while streaming {total} bytes");
+        assert!(
+            growth < 64 << 20,
+            "peak RSS grew by {growth} bytes while streaming {total} bytes"
+        );
     }
 }
 

@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 
 use common::{data, recipient, rsa, unwrapper};
 use dive_ztdf::{
-    Classification, CoiOperator, EncryptOptions, KeyAccessObject, KeyAccessPlan, Manifest, SecurityLabel, TdfReader,
-    encrypt,
+    Classification, CoiOperator, EncryptOptions, KeyAccessObject, KeyAccessPlan, Manifest,
+    SecurityLabel, TdfReader, encrypt,
 };
 use proptest::prelude::*;
 
@@ -17,9 +17,13 @@ fn sample() -> &'static (Vec<u8>, Vec<u8>) {
     static S: OnceLock<(Vec<u8>, Vec<u8>)> = OnceLock::new();
     S.get_or_init(|| {
         let plain = data(2500, 77);
-        let opts = EncryptOptions::new(KeyAccessPlan::single(recipient("https://kas/kas", "r1", rsa())))
-            .label(SecurityLabel::from_marking("SECRET//FVEY//REL TO USA").unwrap())
-            .segment_size(1000);
+        let opts = EncryptOptions::new(KeyAccessPlan::single(recipient(
+            "https://kas/kas",
+            "r1",
+            rsa(),
+        )))
+        .label(SecurityLabel::from_marking("SECRET//FVEY//REL TO USA").unwrap())
+        .segment_size(1000);
         let mut out = Vec::new();
         encrypt(Cursor::new(&plain), &mut out, &opts).unwrap();
         (plain, out)
@@ -48,15 +52,26 @@ fn label_strategy() -> impl Strategy<Value = SecurityLabel> {
         prop::collection::vec("[A-Z]{3}", 1..4),
         prop::collection::vec("[A-Z][A-Z0-9-]{0,8}", 0..3),
         any::<bool>(),
-        prop::collection::vec(prop_oneof![Just("NOFORN".to_string()), Just("ORCON".to_string())], 0..2),
+        prop::collection::vec(
+            prop_oneof![Just("NOFORN".to_string()), Just("ORCON".to_string())],
+            0..2,
+        ),
     )
-        .prop_filter("REL prefix would be read as releasability", |(_, _, coi, _, _)| {
-            coi.iter().all(|c| !c.starts_with("REL") && c != "NOFORN" && c != "ORCON")
-        })
+        .prop_filter(
+            "REL prefix would be read as releasability",
+            |(_, _, coi, _, _)| {
+                coi.iter()
+                    .all(|c| !c.starts_with("REL") && c != "NOFORN" && c != "ORCON")
+            },
+        )
         .prop_map(|(classification, rel, coi, any, caveats)| SecurityLabel {
             classification,
             releasability_to: rel,
-            coi_operator: if any && !coi.is_empty() { CoiOperator::Any } else { CoiOperator::All },
+            coi_operator: if any && !coi.is_empty() {
+                CoiOperator::Any
+            } else {
+                CoiOperator::All
+            },
             coi,
             caveats,
             original_classification: None,

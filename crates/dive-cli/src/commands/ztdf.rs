@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use dive_ztdf::{
-    EncryptOptions, KasPrivateKey, KasPublicKey, KeyAccessPlan, LocalKeyUnwrapper, Recipient, SecurityLabel, TdfReader,
+    EncryptOptions, KasPrivateKey, KasPublicKey, KeyAccessPlan, LocalKeyUnwrapper, Recipient,
+    SecurityLabel, TdfReader,
 };
 
 use crate::context::Context;
@@ -36,7 +37,12 @@ pub struct EncryptArgs {
     #[arg(long, value_name = "KID")]
     kid: Option<String>,
     /// Display marking, e.g. "SECRET//FVEY//REL TO USA, GBR".
-    #[arg(long, value_name = "MARKING", conflicts_with = "label_file", required_unless_present = "label_file")]
+    #[arg(
+        long,
+        value_name = "MARKING",
+        conflicts_with = "label_file",
+        required_unless_present = "label_file"
+    )]
     label: Option<String>,
     /// JSON security label (fields: classification, releasabilityTo, COI, coiOperator, caveats,
     /// originalClassification, originalCountry, creationDate, releasableToIndustry).
@@ -84,11 +90,16 @@ pub fn run(cmd: ZtdfCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
 
 /// Library errors caused by the input (bad file, key, label, tampering) exit with code 2.
 fn lib_err(e: dive_ztdf::Error, what: &str) -> anyhow::Error {
-    if e.is_bad_input() { bad_input(format!("{what}: {e}")) } else { anyhow::Error::new(e).context(what.to_string()) }
+    if e.is_bad_input() {
+        bad_input(format!("{what}: {e}"))
+    } else {
+        anyhow::Error::new(e).context(what.to_string())
+    }
 }
 
 fn read_text(path: &Path, what: &str) -> anyhow::Result<String> {
-    std::fs::read_to_string(path).map_err(|e| bad_input(format!("cannot read {what} {}: {e}", path.display())))
+    std::fs::read_to_string(path)
+        .map_err(|e| bad_input(format!("cannot read {what} {}: {e}", path.display())))
 }
 
 fn open_input(path: &Path) -> anyhow::Result<File> {
@@ -99,7 +110,10 @@ fn encrypt(a: EncryptArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
     let key = KasPublicKey::from_pem(&read_text(&a.kas_public_key, "KAS public key")?)
         .map_err(|e| lib_err(e, &format!("{}", a.kas_public_key.display())))?;
     if !a.kas_url.starts_with("https://") && !a.kas_url.starts_with("http://") {
-        return Err(bad_input(format!("--kas-url {:?} must be an http(s) URL", a.kas_url)));
+        return Err(bad_input(format!(
+            "--kas-url {:?} must be an http(s) URL",
+            a.kas_url
+        )));
     }
     let label = match (&a.label, &a.label_file) {
         (Some(m), _) => SecurityLabel::from_marking(m).map_err(|e| lib_err(e, "--label"))?,
@@ -108,22 +122,40 @@ fn encrypt(a: EncryptArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         (None, None) => return Err(bad_input("one of --label or --label-file is required")),
     };
     let input = open_input(&a.input)?;
-    let len = input.metadata().with_context(|| format!("reading metadata of {}", a.input.display()))?.len();
-    let opts = EncryptOptions::new(KeyAccessPlan::single(Recipient::new(a.kas_url.clone(), a.kid.clone(), key)))
-        .label(label.clone())
-        .segment_size(a.segment_size)
-        .mime_type(a.mime_type.clone())
-        .plaintext_len(len);
+    let len = input
+        .metadata()
+        .with_context(|| format!("reading metadata of {}", a.input.display()))?
+        .len();
+    let opts = EncryptOptions::new(KeyAccessPlan::single(Recipient::new(
+        a.kas_url.clone(),
+        a.kid.clone(),
+        key,
+    )))
+    .label(label.clone())
+    .segment_size(a.segment_size)
+    .mime_type(a.mime_type.clone())
+    .plaintext_len(len);
     if ctx.dry_run {
-        println!("would encrypt {} ({len} bytes) to {} for {} as {}", a.input.display(), a.output.display(), a.kas_url, label.marking());
+        println!(
+            "would encrypt {} ({len} bytes) to {} for {} as {}",
+            a.input.display(),
+            a.output.display(),
+            a.kas_url,
+            label.marking()
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    let out = File::create(&a.output).map_err(|e| bad_input(format!("cannot create {}: {e}", a.output.display())))?;
-    let summary = dive_ztdf::encrypt(BufReader::with_capacity(1 << 20, input), BufWriter::with_capacity(1 << 20, out), &opts)
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&a.output);
-            lib_err(e, "encryption failed")
-        })?;
+    let out = File::create(&a.output)
+        .map_err(|e| bad_input(format!("cannot create {}: {e}", a.output.display())))?;
+    let summary = dive_ztdf::encrypt(
+        BufReader::with_capacity(1 << 20, input),
+        BufWriter::with_capacity(1 << 20, out),
+        &opts,
+    )
+    .map_err(|e| {
+        let _ = std::fs::remove_file(&a.output);
+        lib_err(e, "encryption failed")
+    })?;
     if ctx.verbosity >= 0 {
         println!(
             "encrypted {} bytes in {} segment(s) to {} [{}]",
@@ -138,7 +170,8 @@ fn encrypt(a: EncryptArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
 
 fn inspect(a: InspectArgs) -> anyhow::Result<ExitCode> {
     let file = open_input(&a.file)?;
-    let report = dive_ztdf::inspect(BufReader::new(file)).map_err(|e| lib_err(e, &format!("{}", a.file.display())))?;
+    let report = dive_ztdf::inspect(BufReader::new(file))
+        .map_err(|e| lib_err(e, &format!("{}", a.file.display())))?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -147,16 +180,34 @@ fn inspect(a: InspectArgs) -> anyhow::Result<ExitCode> {
     if report.ok() {
         Ok(ExitCode::SUCCESS)
     } else {
-        Err(bad_input(format!("{} failed integrity checks", a.file.display())))
+        Err(bad_input(format!(
+            "{} failed integrity checks",
+            a.file.display()
+        )))
     }
 }
 
 fn print_report(path: &Path, r: &dive_ztdf::Inspection) {
     println!("file:           {}", path.display());
-    println!("schema version: {}", r.schema_version.as_deref().unwrap_or("(none)"));
-    println!("mime type:      {}", r.mime_type.as_deref().unwrap_or("(none)"));
-    println!("plaintext:      {} bytes in {} segment(s) (default {} bytes){}", r.plaintext_size, r.segments, r.segment_size_default, if r.zip64 { ", ZIP64" } else { "" });
-    println!("marking:        {}", r.marking.as_deref().unwrap_or("(no DIVE label)"));
+    println!(
+        "schema version: {}",
+        r.schema_version.as_deref().unwrap_or("(none)")
+    );
+    println!(
+        "mime type:      {}",
+        r.mime_type.as_deref().unwrap_or("(none)")
+    );
+    println!(
+        "plaintext:      {} bytes in {} segment(s) (default {} bytes){}",
+        r.plaintext_size,
+        r.segments,
+        r.segment_size_default,
+        if r.zip64 { ", ZIP64" } else { "" }
+    );
+    println!(
+        "marking:        {}",
+        r.marking.as_deref().unwrap_or("(no DIVE label)")
+    );
     println!("policy:         {}", r.policy_uuid);
     for a in &r.data_attributes {
         println!("  attribute     {a}");
@@ -171,14 +222,30 @@ fn print_report(path: &Path, r: &dive_ztdf::Inspection) {
             k.kas,
             k.kid.as_deref().unwrap_or("-"),
             k.sid.as_deref().unwrap_or("-"),
-            if k.encrypted_metadata { " +metadata" } else { "" }
+            if k.encrypted_metadata {
+                " +metadata"
+            } else {
+                ""
+            }
         );
     }
     for a in &r.assertions {
-        println!("assertion:      {} {} scope={} format={} binding={}", a.id, a.kind, a.scope, a.format, a.binding_alg.as_deref().unwrap_or("none"));
+        println!(
+            "assertion:      {} {} scope={} format={} binding={}",
+            a.id,
+            a.kind,
+            a.scope,
+            a.format,
+            a.binding_alg.as_deref().unwrap_or("none")
+        );
     }
     for c in &r.checks {
-        println!("check {:<22} {}  {}", c.name, if c.ok { "ok  " } else { "FAIL" }, c.detail);
+        println!(
+            "check {:<22} {}  {}",
+            c.name,
+            if c.ok { "ok  " } else { "FAIL" },
+            c.detail
+        );
     }
 }
 
@@ -187,21 +254,43 @@ fn decrypt(a: DecryptArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         .map_err(|e| lib_err(e, &format!("{}", a.private_key.display())))?;
     let unwrapper = LocalKeyUnwrapper::new().with_key(None, key);
     let input = open_input(&a.input)?;
-    let reader = TdfReader::open(BufReader::with_capacity(1 << 20, input)).map_err(|e| lib_err(e, &format!("{}", a.input.display())))?;
-    let mut unlocked = reader.unlock(&unwrapper).map_err(|e| lib_err(e, &format!("{}", a.input.display())))?;
+    let reader = TdfReader::open(BufReader::with_capacity(1 << 20, input))
+        .map_err(|e| lib_err(e, &format!("{}", a.input.display())))?;
+    let mut unlocked = reader
+        .unlock(&unwrapper)
+        .map_err(|e| lib_err(e, &format!("{}", a.input.display())))?;
     if ctx.dry_run {
-        println!("would decrypt {} to {} (all key checks passed)", a.input.display(), a.output.display());
+        println!(
+            "would decrypt {} to {} (all key checks passed)",
+            a.input.display(),
+            a.output.display()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     // One pass into a temporary file beside OUT, renamed only when every segment authenticated:
     // a tampered file never leaves plaintext at OUT.
-    let dir = a.output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| bad_input(format!("cannot write in {}: {e}", dir.display())))?;
+    let dir = a
+        .output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| bad_input(format!("cannot write in {}: {e}", dir.display())))?;
     let mut w = BufWriter::with_capacity(1 << 20, tmp);
-    let n = unlocked.decrypt_streaming_to(&mut w).map_err(|e| lib_err(e, &format!("{}", a.input.display())))?;
+    let n = unlocked
+        .decrypt_streaming_to(&mut w)
+        .map_err(|e| lib_err(e, &format!("{}", a.input.display())))?;
     w.flush()?;
-    let tmp = w.into_inner().map_err(|e| anyhow::anyhow!("flushing plaintext: {}", e.error()))?;
-    tmp.persist(&a.output).map_err(|e| anyhow::anyhow!("cannot move plaintext to {}: {}", a.output.display(), e.error))?;
+    let tmp = w
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("flushing plaintext: {}", e.error()))?;
+    tmp.persist(&a.output).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot move plaintext to {}: {}",
+            a.output.display(),
+            e.error
+        )
+    })?;
     if ctx.verbosity >= 0 {
         println!("decrypted {n} bytes to {}", a.output.display());
     }

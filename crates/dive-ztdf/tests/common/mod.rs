@@ -32,7 +32,10 @@ pub fn rsa() -> &'static KeyPair {
     static K: OnceLock<KeyPair> = OnceLock::new();
     K.get_or_init(|| {
         let (private_pem, public_pem) = KasPrivateKey::generate_rsa_pem().unwrap();
-        KeyPair { private_pem, public_pem }
+        KeyPair {
+            private_pem,
+            public_pem,
+        }
     })
 }
 
@@ -40,7 +43,10 @@ pub fn rsa2() -> &'static KeyPair {
     static K: OnceLock<KeyPair> = OnceLock::new();
     K.get_or_init(|| {
         let (private_pem, public_pem) = KasPrivateKey::generate_rsa_pem().unwrap();
-        KeyPair { private_pem, public_pem }
+        KeyPair {
+            private_pem,
+            public_pem,
+        }
     })
 }
 
@@ -48,17 +54,27 @@ pub fn ec() -> &'static KeyPair {
     static K: OnceLock<KeyPair> = OnceLock::new();
     K.get_or_init(|| {
         let (private_pem, public_pem) = KasPrivateKey::generate_ec_pem().unwrap();
-        KeyPair { private_pem, public_pem }
+        KeyPair {
+            private_pem,
+            public_pem,
+        }
     })
 }
 
 pub fn recipient(url: &str, kid: &str, k: &KeyPair) -> Recipient {
-    Recipient::new(url, Some(kid.to_string()), KasPublicKey::from_pem(&k.public_pem).unwrap())
+    Recipient::new(
+        url,
+        Some(kid.to_string()),
+        KasPublicKey::from_pem(&k.public_pem).unwrap(),
+    )
 }
 
 pub fn unwrapper(keys: &[(&str, &KeyPair)]) -> LocalKeyUnwrapper {
     keys.iter().fold(LocalKeyUnwrapper::new(), |u, (kid, k)| {
-        u.with_key(Some(kid.to_string()), KasPrivateKey::from_pem(&k.private_pem).unwrap())
+        u.with_key(
+            Some(kid.to_string()),
+            KasPrivateKey::from_pem(&k.private_pem).unwrap(),
+        )
     })
 }
 
