@@ -2,6 +2,8 @@
 //! [`KeyUnwrapper`] abstraction that lets a local key and the KAS rewrap client stand in for
 //! each other when decrypting.
 
+use std::sync::Arc;
+
 use aws_lc_rs::agreement::{
     self, ECDH_P256, EphemeralPrivateKey, ParsedPublicKey, UnparsedPublicKey,
 };
@@ -32,17 +34,15 @@ pub enum KasPublicKey {
     Ec(ParsedPublicKey),
 }
 
-/// An RSA public key ready for OAEP (kept with its DER for re-export).
-#[derive(Debug, Clone)]
+/// An RSA public key parsed once and ready for OAEP (parsing costs more than encrypting).
+#[derive(Clone)]
 pub struct OaepPublicKey {
-    der: Vec<u8>,
+    key: Arc<OaepPublicEncryptingKey>,
 }
 
-impl OaepPublicKey {
-    fn key(&self) -> Result<OaepPublicEncryptingKey> {
-        let k = PublicEncryptingKey::from_der(&self.der)
-            .map_err(|_| Error::Key("invalid RSA public key".into()))?;
-        OaepPublicEncryptingKey::new(k).map_err(|_| Error::Key("RSA key unusable for OAEP".into()))
+impl std::fmt::Debug for OaepPublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OaepPublicKey({} bits)", self.key.key_size_bits())
     }
 }
 
@@ -67,7 +67,9 @@ impl KasPublicKey {
                     rsa.key_size_bits()
                 )));
             }
-            return Ok(KasPublicKey::Rsa(OaepPublicKey { der: der.to_vec() }));
+            let key = OaepPublicEncryptingKey::new(rsa)
+                .map_err(|_| Error::Key("RSA key unusable for OAEP".into()))?;
+            return Ok(KasPublicKey::Rsa(OaepPublicKey { key: Arc::new(key) }));
         }
         let parsed: ParsedPublicKey = UnparsedPublicKey::new(&ECDH_P256, der)
             .try_into()
@@ -87,7 +89,7 @@ impl KasPublicKey {
     pub fn wrap(&self, share: &[u8]) -> Result<(String, Option<String>)> {
         match self {
             KasPublicKey::Rsa(k) => {
-                let key = k.key()?;
+                let key = &k.key;
                 let mut out = vec![0u8; key.ciphertext_size()];
                 let ct = key
                     .encrypt(&OAEP_SHA1_MGF1SHA1, share, &mut out, None)

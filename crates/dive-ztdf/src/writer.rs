@@ -240,12 +240,20 @@ pub fn encrypt<R: Read, W: Write>(
     let gcm = crypto::gcm_key(&prepared.dek[..])?;
     let mut zip = StoredZipWriter::new(output);
     let mut entry = zip.begin_streamed(PAYLOAD_ENTRY, maybe_large)?;
-    let mut buf = vec![0u8; crypto::IV_LEN + seg + crypto::TAG_LEN];
+    // A small file of known length needs no full-size segment buffer (zeroing 2 MiB would cost
+    // more than encrypting 4 KiB).
+    let buf_plain = opts
+        .plaintext_len
+        .map_or(seg, |n| n.min(seg as u64) as usize);
+    let mut buf = vec![0u8; crypto::IV_LEN + buf_plain + crypto::TAG_LEN];
     let mut segments = Vec::new();
     let mut aggregate = Vec::new();
     let mut total: u64 = 0;
     loop {
-        let n = read_full(&mut input, &mut buf[crypto::IV_LEN..crypto::IV_LEN + seg])?;
+        let n = read_full(
+            &mut input,
+            &mut buf[crypto::IV_LEN..crypto::IV_LEN + buf_plain],
+        )?;
         // An empty input still gets one (empty) segment, so every file authenticates its key.
         if n == 0 && !segments.is_empty() {
             break;
@@ -271,17 +279,19 @@ pub fn encrypt<R: Read, W: Write>(
             encrypted_segment_size: Some(end as u64),
         });
         total += n as u64;
-        if n < seg {
+        if n < buf_plain {
             break;
         }
     }
-    if let Some(announced) = opts.plaintext_len
-        && announced != total
-    {
-        return Err(Error::InputLength {
-            announced,
-            actual: total,
-        });
+    if let Some(announced) = opts.plaintext_len {
+        // Input beyond the announced length must not be dropped silently.
+        let extra = read_full(&mut input, &mut [0u8; 1])? as u64;
+        if announced != total || extra > 0 {
+            return Err(Error::InputLength {
+                announced,
+                actual: total + extra,
+            });
+        }
     }
     zip.end_streamed(entry)?;
     let manifest = build_manifest(opts, &prepared, segments, &aggregate)?;

@@ -271,3 +271,18 @@ fn unzip_tools_can_list_the_container() {
     assert_eq!(names, ["0.payload", "0.manifest.json"]);
     assert_eq!(&tdf[..4], b"PK\x03\x04");
 }
+
+#[test]
+fn input_beyond_an_announced_zero_length_is_an_error() {
+    let opts = EncryptOptions::new(KeyAccessPlan::single(recipient(
+        "https://k/kas",
+        "r1",
+        rsa(),
+    )))
+    .plaintext_len(0);
+    let err = encrypt(Cursor::new(b"abc"), Vec::new(), &opts).unwrap_err();
+    assert!(
+        matches!(err, Error::InputLength { announced: 0, .. }),
+        "{err}"
+    );
+}
