@@ -120,26 +120,74 @@ impl Assertion {
 
     /// SHA-256 of the canonical JSON of the assertion without its binding.
     pub fn hash(&self) -> [u8; 32] {
-        crypto::sha256(jcs(&self.to_json(false)).as_bytes())
+        crypto::sha256(self.canonical().as_bytes())
+    }
+
+    /// RFC 8785 form of [`to_json(false)`](Self::to_json), written directly: every value is a
+    /// string and the keys below are already in canonical order (equality is unit-tested).
+    pub fn canonical(&self) -> String {
+        let st = &self.statement;
+        let mut out = String::with_capacity(160 + st.value.len() + st.value.len() / 4);
+        let mut sep = '{';
+        let mut field = |out: &mut String, k: &str, v: &str| {
+            out.push(sep);
+            sep = ',';
+            write_string(k, out, false);
+            out.push(':');
+            write_string(v, out, false);
+        };
+        if let Some(a) = &self.applies_to_state {
+            field(&mut out, "appliesToState", a);
+        }
+        field(&mut out, "id", &self.id);
+        field(&mut out, "scope", &self.scope);
+        out.push_str(",\"statement\":");
+        let mut inner = '{';
+        for (k, v) in [
+            ("format", &st.format),
+            ("schema", &st.schema),
+            ("value", &st.value),
+        ] {
+            if !v.is_empty() {
+                out.push(inner);
+                inner = ',';
+                write_string(k, &mut out, false);
+                out.push(':');
+                write_string(v, &mut out, false);
+            }
+        }
+        if inner == '{' {
+            out.push('{');
+        }
+        out.push('}');
+        field(&mut out, "type", &self.kind);
+        out.push('}');
+        out
     }
 
     /// Bind with an HS256 JWS under the DEK (see the module documentation).
     pub fn sign(&mut self, dek: &[u8], aggregate_hash: &[u8]) {
+        #[derive(serde::Serialize)]
+        struct Claims<'a> {
+            #[serde(rename = "assertionHash")]
+            hash: String,
+            #[serde(rename = "assertionSig")]
+            sig: String,
+            #[serde(rename = "assertionSchema", skip_serializing_if = "str::is_empty")]
+            schema: &'a str,
+        }
         let hash = self.hash();
         let mut sig_input = aggregate_hash.to_vec();
         sig_input.extend_from_slice(&hash);
-        let mut claims = Map::new();
-        claims.insert("assertionHash".into(), hex::encode(hash).into());
-        claims.insert("assertionSig".into(), b64::encode(sig_input).into());
-        if !self.statement.schema.is_empty() {
-            claims.insert(
-                "assertionSchema".into(),
-                self.statement.schema.clone().into(),
-            );
-        }
+        let claims = Claims {
+            hash: hex::encode(hash),
+            sig: b64::encode(sig_input),
+            schema: &self.statement.schema,
+        };
+        let signature = jws::sign_hs256(&claims, dek);
         self.binding = Some(Binding {
             method: "jws".into(),
-            signature: jws::sign_hs256(&claims, dek),
+            signature,
         });
     }
 
@@ -292,6 +340,30 @@ mod tests {
             jcs(&a.to_json(false)),
             "{\"id\":\"x\",\"scope\":\"tdo\",\"statement\":{\"format\":\"f\",\"value\":\"{\\\"a\\\":\\\"\\\\u003c\\\",\\\"b\\\":1}\"},\"type\":\"handling\"}"
         );
+    }
+
+    #[test]
+    fn direct_canonical_form_equals_jcs() {
+        let mut a = Assertion {
+            id: "é\"\u{1}<".into(),
+            kind: HANDLING.into(),
+            scope: "tdo".into(),
+            applies_to_state: Some("encrypted".into()),
+            statement: Statement {
+                format: "f".into(),
+                schema: String::new(),
+                value: "{\"a\":1}\n".into(),
+            },
+            binding: None,
+        };
+        assert_eq!(a.canonical(), jcs(&a.to_json(false)));
+        a.applies_to_state = None;
+        a.statement = Statement {
+            format: String::new(),
+            schema: String::new(),
+            value: String::new(),
+        };
+        assert_eq!(a.canonical(), jcs(&a.to_json(false)));
     }
 
     #[test]

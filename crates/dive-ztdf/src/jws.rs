@@ -9,9 +9,10 @@ use crate::crypto::{self, b64};
 const HEADER_HS256: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
 
 /// Sign `claims` with HMAC-SHA256 under `key`.
-pub fn sign_hs256(claims: &Map<String, Value>, key: &[u8]) -> String {
+pub fn sign_hs256(claims: &impl serde::Serialize, key: &[u8]) -> String {
     let header = b64::url_encode(HEADER_HS256);
-    let payload = b64::url_encode(Value::Object(claims.clone()).to_string());
+    // Claims are plain data; serialising them cannot fail.
+    let payload = b64::url_encode(serde_json::to_vec(claims).unwrap_or_default());
     let input = format!("{header}.{payload}");
     let sig = crypto::hmac_sha256(key, input.as_bytes());
     format!("{input}.{}", b64::url_encode(sig))

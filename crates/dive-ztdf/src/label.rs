@@ -405,37 +405,94 @@ impl SecurityLabel {
 
     /// The STANAG 4774 confidentiality label in its STANAG 5636 JSON form (`ocl`), as carried by
     /// the handling assertion. `policy_id` identifies the label policy.
-    pub fn to_stanag_json(&self, policy_id: &str) -> serde_json::Value {
-        let mut cats = vec![
-            serde_json::json!({"type": "P", "name": "Releasable To", "vals": self.releasability_to}),
-        ];
+    pub fn to_stanag_json(&self, policy_id: &str) -> String {
+        fn cat<'a>(
+            kind: &'static str,
+            name: &'static str,
+            vals: Vec<&'a str>,
+        ) -> StanagCategory<'a> {
+            StanagCategory { kind, name, vals }
+        }
+        let mut catl = vec![cat(
+            "P",
+            "Releasable To",
+            self.releasability_to.iter().map(String::as_str).collect(),
+        )];
         if !self.coi.is_empty() {
             // ALL: holder needs every COI (restrictive); ANY: one suffices (permissive).
-            let t = if self.coi_operator == CoiOperator::All {
+            let kind = if self.coi_operator == CoiOperator::All {
                 "R"
             } else {
                 "P"
             };
-            cats.push(serde_json::json!({"type": t, "name": "COI", "vals": self.coi}));
+            catl.push(cat(
+                kind,
+                "COI",
+                self.coi.iter().map(String::as_str).collect(),
+            ));
         }
         if !self.caveats.is_empty() {
-            cats.push(serde_json::json!({"type": "R", "name": "Caveats", "vals": self.caveats}));
+            catl.push(cat(
+                "R",
+                "Caveats",
+                self.caveats.iter().map(String::as_str).collect(),
+            ));
         }
         if let Some(o) = &self.original_classification {
-            cats.push(
-                serde_json::json!({"type": "I", "name": "Original Classification", "vals": [o]}),
-            );
+            catl.push(cat("I", "Original Classification", vec![o]));
         }
         if let Some(c) = &self.original_country {
-            cats.push(serde_json::json!({"type": "I", "name": "Original Country", "vals": [c]}));
+            catl.push(cat("I", "Original Country", vec![c]));
         }
-        cats.push(serde_json::json!({"type": "I", "name": "Releasable To Industry", "vals": [self.releasable_to_industry.to_string()]}));
-        let mut ocl = serde_json::json!({"pol": policy_id, "cls": self.classification.marking(), "catl": cats});
-        if let Some(d) = &self.creation_date {
-            ocl["dcr"] = d.clone().into();
-        }
-        serde_json::json!({"ocl": ocl, "context": {"@base": STANAG_5636_SCHEMA}})
+        let industry = if self.releasable_to_industry {
+            "true"
+        } else {
+            "false"
+        };
+        catl.push(cat("I", "Releasable To Industry", vec![industry]));
+        let doc = StanagLabel {
+            ocl: StanagOcl {
+                pol: policy_id,
+                cls: self.classification.marking(),
+                catl,
+                dcr: self.creation_date.as_deref(),
+            },
+            context: StanagContext {
+                base: STANAG_5636_SCHEMA,
+            },
+        };
+        // Serialising plain structs of strings cannot fail.
+        serde_json::to_string(&doc).unwrap_or_default()
     }
+}
+
+#[derive(Serialize)]
+struct StanagLabel<'a> {
+    ocl: StanagOcl<'a>,
+    context: StanagContext,
+}
+
+#[derive(Serialize)]
+struct StanagOcl<'a> {
+    pol: &'a str,
+    cls: &'static str,
+    catl: Vec<StanagCategory<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dcr: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct StanagCategory<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: &'static str,
+    vals: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct StanagContext {
+    #[serde(rename = "@base")]
+    base: &'static str,
 }
 
 impl fmt::Display for SecurityLabel {

@@ -143,6 +143,13 @@ impl Manifest {
     }
 }
 
+/// A random (v4) UUID from the aws-lc DRBG: no system call per document.
+pub fn random_uuid() -> Result<String> {
+    let mut b = [0u8; 16];
+    crate::crypto::random_bytes(&mut b)?;
+    Ok(uuid::Builder::from_random_bytes(b).into_uuid().to_string())
+}
+
 /// One data attribute of the policy (older writers add descriptive fields; they are kept out).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataAttribute {
@@ -169,9 +176,9 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn new(attributes: Vec<String>, dissem: Vec<String>) -> Self {
-        Policy {
-            uuid: uuid::Uuid::new_v4().to_string(),
+    pub fn new(attributes: Vec<String>, dissem: Vec<String>) -> Result<Self> {
+        Ok(Policy {
+            uuid: random_uuid()?,
             body: PolicyBody {
                 data_attributes: attributes
                     .into_iter()
@@ -179,7 +186,7 @@ impl Policy {
                     .collect(),
                 dissem,
             },
-        }
+        })
     }
 
     pub fn from_base64(s: &str) -> Result<Self> {
@@ -221,7 +228,7 @@ mod tests {
 
     #[test]
     fn policy_round_trip() {
-        let p = Policy::new(vec!["https://x/attr/a/value/b".into()], vec!["a@b".into()]);
+        let p = Policy::new(vec!["https://x/attr/a/value/b".into()], vec!["a@b".into()]).unwrap();
         assert_eq!(Policy::from_base64(&p.to_base64().unwrap()).unwrap(), p);
         assert!(Policy::from_base64("!!").is_err());
     }

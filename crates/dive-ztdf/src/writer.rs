@@ -161,7 +161,7 @@ fn prepare(opts: &EncryptOptions) -> Result<Prepared> {
         None => Vec::new(),
     };
     attributes.extend(opts.extra_attributes.iter().cloned());
-    let policy_b64 = Policy::new(attributes, opts.dissem.clone()).to_base64()?;
+    let policy_b64 = Policy::new(attributes, opts.dissem.clone())?.to_base64()?;
     let mut dek = SecretKey::new([0u8; crypto::KEY_LEN]);
     let mut kaos = Vec::new();
     let multi = opts.plan.splits.len() > 1;
@@ -320,14 +320,14 @@ fn build_manifest(
     let mut assertions = Vec::new();
     if let Some(label) = &opts.label {
         let mut a = Assertion {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: crate::manifest::random_uuid()?,
             kind: assertion::HANDLING.into(),
             scope: "tdo".into(),
             applies_to_state: Some("encrypted".into()),
             statement: Statement {
                 format: assertion::STANAG_FORMAT.into(),
                 schema: STANAG_5636_SCHEMA.into(),
-                value: label.to_stanag_json(LABEL_POLICY_ID).to_string(),
+                value: label.to_stanag_json(LABEL_POLICY_ID),
             },
             binding: None,
         };
