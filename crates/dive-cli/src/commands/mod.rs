@@ -18,6 +18,7 @@ pub mod serve;
 pub mod stack;
 pub mod stack_runtime;
 pub mod stack_up;
+pub mod ztdf;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -41,6 +42,9 @@ pub enum Command {
     /// Run a DIVE service in the foreground.
     #[command(subcommand)]
     Serve(serve::ServeCommand),
+    /// ZTDF (OpenTDF BaseTDF 4.4) documents: encrypt, inspect, decrypt.
+    #[command(subcommand)]
+    Ztdf(ztdf::ZtdfCommand),
     /// Re-runnable benchmarks and load tests of DIVE's own components.
     Bench(bench::BenchArgs),
 }
@@ -58,6 +62,7 @@ pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         Command::OrchDb(cmd) => orch_db::run(cmd, ctx),
         Command::Policy(c) => policy::run(c, ctx),
         Command::Serve(c) => serve::run(c, ctx),
+        Command::Ztdf(cmd) => ztdf::run(cmd, ctx),
         Command::Bench(a) => bench::run(ctx, a),
     }
 }

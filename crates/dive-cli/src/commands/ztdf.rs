@@ -1,0 +1,298 @@
+//! `dive ztdf`: encrypt, inspect and (offline) decrypt ZTDF files. Logic lives in `dive-ztdf`.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use dive_ztdf::{
+    EncryptOptions, KasPrivateKey, KasPublicKey, KeyAccessPlan, LocalKeyUnwrapper, Recipient,
+    SecurityLabel, TdfReader,
+};
+
+use crate::context::Context;
+use crate::exit::bad_input;
+
+#[derive(Debug, Subcommand)]
+pub enum ZtdfCommand {
+    /// Encrypt a file into a ZTDF (OpenTDF BaseTDF 4.4) bound to a security label.
+    Encrypt(EncryptArgs),
+    /// Show a ZTDF's manifest, label and the integrity checks that need no key.
+    Inspect(InspectArgs),
+    /// Decrypt a ZTDF offline with a KAS private key (operators, tests).
+    Decrypt(DecryptArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EncryptArgs {
+    /// URL of the KAS that will release the key.
+    #[arg(long, value_name = "URL")]
+    kas_url: String,
+    /// The KAS public key (PEM SubjectPublicKeyInfo; RSA-2048+ gives `wrapped`, EC P-256 `ec-wrapped`).
+    #[arg(long, value_name = "FILE.pem")]
+    kas_public_key: PathBuf,
+    /// Key id of the KAS key, recorded in the key access object.
+    #[arg(long, value_name = "KID")]
+    kid: Option<String>,
+    /// Display marking, e.g. "SECRET//FVEY//REL TO USA, GBR".
+    #[arg(
+        long,
+        value_name = "MARKING",
+        conflicts_with = "label_file",
+        required_unless_present = "label_file"
+    )]
+    label: Option<String>,
+    /// JSON security label (fields: classification, releasabilityTo, COI, coiOperator, caveats,
+    /// originalClassification, originalCountry, creationDate, releasableToIndustry).
+    #[arg(long, value_name = "FILE")]
+    label_file: Option<PathBuf>,
+    /// Plaintext segment size in bytes.
+    #[arg(long, default_value_t = dive_ztdf::DEFAULT_SEGMENT_SIZE, value_name = "BYTES")]
+    segment_size: usize,
+    /// MIME type of the plaintext.
+    #[arg(long, default_value = "application/octet-stream")]
+    mime_type: String,
+    /// Input file.
+    input: PathBuf,
+    /// Output ZTDF file.
+    output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The ZTDF file.
+    file: PathBuf,
+    /// Print the full report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DecryptArgs {
+    /// KAS private key (PEM PKCS#8 RSA or EC P-256, or SEC1 EC).
+    #[arg(long, value_name = "FILE")]
+    private_key: PathBuf,
+    /// The ZTDF file.
+    input: PathBuf,
+    /// Where to write the plaintext (written only if every check passes).
+    output: PathBuf,
+}
+
+pub fn run(cmd: ZtdfCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ZtdfCommand::Encrypt(a) => encrypt(a, ctx),
+        ZtdfCommand::Inspect(a) => inspect(a),
+        ZtdfCommand::Decrypt(a) => decrypt(a, ctx),
+    }
+}
+
+/// Library errors caused by the input (bad file, key, label, tampering) exit with code 2.
+fn lib_err(e: dive_ztdf::Error, what: &str) -> anyhow::Error {
+    if e.is_bad_input() {
+        bad_input(format!("{what}: {e}"))
+    } else {
+        anyhow::Error::new(e).context(what.to_string())
+    }
+}
+
+fn read_text(path: &Path, what: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| bad_input(format!("cannot read {what} {}: {e}", path.display())))
+}
+
+fn open_input(path: &Path) -> anyhow::Result<File> {
+    File::open(path).map_err(|e| bad_input(format!("cannot open input {}: {e}", path.display())))
+}
+
+fn encrypt(a: EncryptArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let key = KasPublicKey::from_pem(&read_text(&a.kas_public_key, "KAS public key")?)
+        .map_err(|e| lib_err(e, &format!("{}", a.kas_public_key.display())))?;
+    if !a.kas_url.starts_with("https://") && !a.kas_url.starts_with("http://") {
+        return Err(bad_input(format!(
+            "--kas-url {:?} must be an http(s) URL",
+            a.kas_url
+        )));
+    }
+    let label = match (&a.label, &a.label_file) {
+        (Some(m), _) => SecurityLabel::from_marking(m).map_err(|e| lib_err(e, "--label"))?,
+        (None, Some(f)) => SecurityLabel::from_json(&read_text(f, "label file")?)
+            .map_err(|e| lib_err(e, &format!("--label-file {}", f.display())))?,
+        (None, None) => return Err(bad_input("one of --label or --label-file is required")),
+    };
+    let input = open_input(&a.input)?;
+    let len = input
+        .metadata()
+        .with_context(|| format!("reading metadata of {}", a.input.display()))?
+        .len();
+    let opts = EncryptOptions::new(KeyAccessPlan::single(Recipient::new(
+        a.kas_url.clone(),
+        a.kid.clone(),
+        key,
+    )))
+    .label(label.clone())
+    .segment_size(a.segment_size)
+    .mime_type(a.mime_type.clone())
+    .plaintext_len(len);
+    if ctx.dry_run {
+        println!(
+            "would encrypt {} ({len} bytes) to {} for {} as {}",
+            a.input.display(),
+            a.output.display(),
+            a.kas_url,
+            label.marking()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let out = File::create(&a.output)
+        .map_err(|e| bad_input(format!("cannot create {}: {e}", a.output.display())))?;
+    let summary = dive_ztdf::encrypt(
+        BufReader::with_capacity(1 << 20, input),
+        BufWriter::with_capacity(1 << 20, out),
+        &opts,
+    )
+    .map_err(|e| {
+        let _ = std::fs::remove_file(&a.output);
+        lib_err(e, "encryption failed")
+    })?;
+    if ctx.verbosity >= 0 {
+        println!(
+            "encrypted {} bytes in {} segment(s) to {} [{}]",
+            summary.plaintext_len,
+            summary.segments,
+            a.output.display(),
+            label.marking()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect(a: InspectArgs) -> anyhow::Result<ExitCode> {
+    let file = open_input(&a.file)?;
+    let report = dive_ztdf::inspect(BufReader::new(file))
+        .map_err(|e| lib_err(e, &format!("{}", a.file.display())))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&a.file, &report);
+    }
+    if report.ok() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(bad_input(format!(
+            "{} failed integrity checks",
+            a.file.display()
+        )))
+    }
+}
+
+fn print_report(path: &Path, r: &dive_ztdf::Inspection) {
+    println!("file:           {}", path.display());
+    println!(
+        "schema version: {}",
+        r.schema_version.as_deref().unwrap_or("(none)")
+    );
+    println!(
+        "mime type:      {}",
+        r.mime_type.as_deref().unwrap_or("(none)")
+    );
+    println!(
+        "plaintext:      {} bytes in {} segment(s) (default {} bytes){}",
+        r.plaintext_size,
+        r.segments,
+        r.segment_size_default,
+        if r.zip64 { ", ZIP64" } else { "" }
+    );
+    println!(
+        "marking:        {}",
+        r.marking.as_deref().unwrap_or("(no DIVE label)")
+    );
+    println!("policy:         {}", r.policy_uuid);
+    for a in &r.data_attributes {
+        println!("  attribute     {a}");
+    }
+    for d in &r.dissem {
+        println!("  dissem        {d}");
+    }
+    for (i, k) in r.key_access.iter().enumerate() {
+        println!(
+            "key access {i}:   {} {} kid={} split={}{}",
+            k.alg,
+            k.kas,
+            k.kid.as_deref().unwrap_or("-"),
+            k.sid.as_deref().unwrap_or("-"),
+            if k.encrypted_metadata {
+                " +metadata"
+            } else {
+                ""
+            }
+        );
+    }
+    for a in &r.assertions {
+        println!(
+            "assertion:      {} {} scope={} format={} binding={}",
+            a.id,
+            a.kind,
+            a.scope,
+            a.format,
+            a.binding_alg.as_deref().unwrap_or("none")
+        );
+    }
+    for c in &r.checks {
+        println!(
+            "check {:<22} {}  {}",
+            c.name,
+            if c.ok { "ok  " } else { "FAIL" },
+            c.detail
+        );
+    }
+}
+
+fn decrypt(a: DecryptArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let key = KasPrivateKey::from_pem(&read_text(&a.private_key, "private key")?)
+        .map_err(|e| lib_err(e, &format!("{}", a.private_key.display())))?;
+    let unwrapper = LocalKeyUnwrapper::new().with_key(None, key);
+    let input = open_input(&a.input)?;
+    let reader = TdfReader::open(BufReader::with_capacity(1 << 20, input))
+        .map_err(|e| lib_err(e, &format!("{}", a.input.display())))?;
+    let mut unlocked = reader
+        .unlock(&unwrapper)
+        .map_err(|e| lib_err(e, &format!("{}", a.input.display())))?;
+    if ctx.dry_run {
+        println!(
+            "would decrypt {} to {} (all key checks passed)",
+            a.input.display(),
+            a.output.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    // One pass into a temporary file beside OUT, renamed only when every segment authenticated:
+    // a tampered file never leaves plaintext at OUT.
+    let dir = a
+        .output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| bad_input(format!("cannot write in {}: {e}", dir.display())))?;
+    let mut w = BufWriter::with_capacity(1 << 20, tmp);
+    let n = unlocked
+        .decrypt_streaming_to(&mut w)
+        .map_err(|e| lib_err(e, &format!("{}", a.input.display())))?;
+    w.flush()?;
+    let tmp = w
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("flushing plaintext: {}", e.error()))?;
+    tmp.persist(&a.output).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot move plaintext to {}: {}",
+            a.output.display(),
+            e.error
+        )
+    })?;
+    if ctx.verbosity >= 0 {
+        println!("decrypted {n} bytes to {}", a.output.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
