@@ -120,9 +120,12 @@ async fn chain_starts_in_dependency_order_and_parallel_branches_overlap() {
     let elapsed = t0.elapsed();
     assert!(outcome.all_up(), "{outcome:#?}");
     assert_eq!(outcome.services["seed"].outcome, ServiceOutcome::Completed);
-    // Critical path: db 0.3 + api 0.3 (worker in parallel) => well under the 0.9 s sum.
-    assert!(elapsed < Duration::from_millis(850), "took {elapsed:?}");
+    // Not a timing goal (those live in `dive bench orchestrate`); a bound that catches a hang.
+    assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");
     let s = &outcome.services;
+    // api and worker ran in parallel: each started before the other was ready.
+    assert!(s["worker"].start_offset_ms.unwrap() < s["api"].ready_offset_ms.unwrap());
+    assert!(s["api"].start_offset_ms.unwrap() < s["worker"].ready_offset_ms.unwrap());
     assert!(s["api"].start_offset_ms.unwrap() >= s["db"].ready_offset_ms.unwrap());
     assert!(s["web"].start_offset_ms.unwrap() >= s["seed"].ready_offset_ms.unwrap());
 
