@@ -170,6 +170,7 @@ pub struct JwksVerifier {
     validation: Validation,
     cache: RwLock<(Arc<KeySet>, Option<Instant>)>,
     refresh: tokio::sync::Mutex<()>,
+    min_refresh: Duration,
 }
 
 impl JwksVerifier {
@@ -181,7 +182,14 @@ impl JwksVerifier {
             validation,
             cache: RwLock::new((Arc::new(KeySet::default()), None)),
             refresh: tokio::sync::Mutex::new(()),
+            min_refresh: MIN_REFRESH_INTERVAL,
         }
+    }
+
+    /// Change the least time between refreshes triggered by unknown `kid`s (default 10 s).
+    pub fn with_min_refresh_interval(mut self, interval: Duration) -> Self {
+        self.min_refresh = interval;
+        self
     }
 
     pub fn validation(&self) -> &Validation {
@@ -202,7 +210,7 @@ impl JwksVerifier {
         if keys.contains(kid.as_deref()) {
             return keys.verify(token, &self.validation);
         }
-        let stale = fetched.is_none_or(|t| t.elapsed() >= MIN_REFRESH_INTERVAL);
+        let stale = fetched.is_none_or(|t| t.elapsed() >= self.min_refresh);
         if !stale {
             return keys.verify(token, &self.validation);
         }
