@@ -9,6 +9,7 @@ pub mod error;
 pub mod keys;
 pub mod login_helper;
 pub mod password;
+pub mod seed;
 pub mod server;
 pub mod store;
 pub mod tokens;

@@ -8,10 +8,12 @@ use crate::context::Context;
 
 pub mod bench;
 pub mod history;
+pub mod idp;
 pub mod metrics;
 pub mod nuke;
 pub mod orch_db;
 pub mod progress;
+pub mod serve;
 pub mod stack;
 pub mod stack_runtime;
 pub mod stack_up;
@@ -34,6 +36,12 @@ pub enum Command {
     OrchDb(orch_db::OrchDbCommand),
     /// Re-runnable benchmarks of DIVE's own components.
     Bench(bench::BenchArgs),
+    /// Run one of an instance's services in the foreground.
+    #[command(subcommand)]
+    Serve(serve::ServeCommand),
+    /// The identity provider's users and clients.
+    #[command(subcommand)]
+    Idp(idp::IdpCommand),
 }
 
 pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
@@ -48,6 +56,8 @@ pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         Command::Nuke(a) => nuke::run(ctx, &a),
         Command::OrchDb(cmd) => orch_db::run(cmd, ctx),
         Command::Bench(a) => bench::run(ctx, &a),
+        Command::Serve(cmd) => serve::run(cmd, ctx),
+        Command::Idp(cmd) => idp::run(cmd, ctx),
     }
 }
 
