@@ -801,3 +801,56 @@ async fn key_rotation_keeps_old_keys_published_and_relying_parties_follow() {
     assert!(other.verify(new).await.is_err());
     e.idp.stop().await;
 }
+
+#[tokio::test]
+async fn max_age_prompt_login_and_acr_values_force_a_new_login() {
+    let e = env().await;
+    let req = e.req("web", "alice");
+    let (_, outcome) = login_helper::login(&e.http, &req).await.unwrap();
+    let cookie = outcome.session_cookie.unwrap();
+    let status_with = |extra: Vec<(String, String)>| {
+        let mut r = req.clone();
+        r.extra = extra;
+        let (url, ..) = login_helper::authorization_url(&r);
+        let e = &e;
+        let cookie = cookie.clone();
+        async move {
+            e.http
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status_with(vec![]).await, 303, "the session answers at once");
+    assert_eq!(
+        status_with(vec![("max_age".into(), "3600".into())]).await,
+        303
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        status_with(vec![("max_age".into(), "0".into())]).await,
+        200,
+        "max_age=0 shows the login page"
+    );
+    assert_eq!(status_with(vec![("prompt".into(), "login".into())]).await, 200);
+    assert_eq!(
+        status_with(vec![("acr_values".into(), "2".into())]).await,
+        200,
+        "a password-only session does not satisfy acr 2"
+    );
+    // acr_values=2 makes even an UNCLASSIFIED user enrol and use TOTP.
+    let mut strong = req.clone();
+    strong.extra = vec![("acr_values".into(), "2".into())];
+    let (tokens, o) = login_helper::login(&e.http, &strong).await.unwrap();
+    assert!(o.enrolled_totp_secret.is_some());
+    let id = verifier(&e, "web")
+        .verify(tokens["id_token"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(id["acr"], "2");
+    e.idp.stop().await;
+}
