@@ -825,7 +825,11 @@ async fn max_age_prompt_login_and_acr_values_force_a_new_login() {
                 .as_u16()
         }
     };
-    assert_eq!(status_with(vec![]).await, 303, "the session answers at once");
+    assert_eq!(
+        status_with(vec![]).await,
+        303,
+        "the session answers at once"
+    );
     assert_eq!(
         status_with(vec![("max_age".into(), "3600".into())]).await,
         303
@@ -836,7 +840,10 @@ async fn max_age_prompt_login_and_acr_values_force_a_new_login() {
         200,
         "max_age=0 shows the login page"
     );
-    assert_eq!(status_with(vec![("prompt".into(), "login".into())]).await, 200);
+    assert_eq!(
+        status_with(vec![("prompt".into(), "login".into())]).await,
+        200
+    );
     assert_eq!(
         status_with(vec![("acr_values".into(), "2".into())]).await,
         200,
