@@ -9,6 +9,7 @@ use crate::context::Context;
 pub mod bench;
 pub mod bench_pdp;
 pub mod history;
+pub mod idp;
 pub mod metrics;
 pub mod nuke;
 pub mod orch_db;
@@ -42,6 +43,9 @@ pub enum Command {
     /// Run a DIVE service in the foreground.
     #[command(subcommand)]
     Serve(serve::ServeCommand),
+    /// The identity provider's users and clients.
+    #[command(subcommand)]
+    Idp(idp::IdpCommand),
     /// ZTDF (OpenTDF BaseTDF 4.4) documents: encrypt, inspect, decrypt.
     #[command(subcommand)]
     Ztdf(ztdf::ZtdfCommand),
@@ -62,6 +66,7 @@ pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         Command::OrchDb(cmd) => orch_db::run(cmd, ctx),
         Command::Policy(c) => policy::run(c, ctx),
         Command::Serve(c) => serve::run(c, ctx),
+        Command::Idp(cmd) => idp::run(cmd, ctx),
         Command::Ztdf(cmd) => ztdf::run(cmd, ctx),
         Command::Bench(a) => bench::run(ctx, a),
     }

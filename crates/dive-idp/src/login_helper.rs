@@ -1,0 +1,342 @@
+//! A scripted, browser-less login for tests and tools: the authorization code flow with PKCE
+//! through the real login pages (password, then TOTP or enrolment), then the code exchange.
+
+use serde_json::Value;
+
+use crate::util::{now, pkce_s256, random_token};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("HTTP: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("unexpected response at {step}: status {status}: {detail}")]
+    Unexpected {
+        step: &'static str,
+        status: u16,
+        detail: String,
+    },
+    #[error("the IdP redirected with error {error}: {description}")]
+    Denied { error: String, description: String },
+}
+
+/// What the user and client bring to a login.
+#[derive(Debug, Clone)]
+pub struct LoginRequest {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Option<String>,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub username: String,
+    pub password: String,
+    /// The user's TOTP secret, when enrolled (base32).
+    pub totp_secret: Option<String>,
+    /// Extra authorization parameters (e.g. `acr_values`, `max_age`, `prompt`).
+    pub extra: Vec<(String, String)>,
+}
+
+/// The result of a completed login.
+#[derive(Debug, Clone)]
+pub struct LoginOutcome {
+    pub code: String,
+    pub code_verifier: String,
+    pub state: String,
+    pub nonce: String,
+    /// The TOTP secret if the login enrolled the user now.
+    pub enrolled_totp_secret: Option<String>,
+    pub recovery_codes: Vec<String>,
+    /// `name=value` of the SSO session cookie.
+    pub session_cookie: Option<String>,
+    /// The `iss` parameter of the authorization response (RFC 9207).
+    pub iss: Option<String>,
+}
+
+/// A hidden input's value in a page.
+pub fn hidden_value(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')?;
+    Some(unescape(&html[start..start + end]))
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+fn cookies(resp: &reqwest::Response) -> Vec<String> {
+    resp.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next().map(str::to_string))
+        .collect()
+}
+
+/// The alert shown on a page, or its beginning.
+fn page_message(html: &str) -> String {
+    html.split("role=\"alert\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .map(unescape)
+        .unwrap_or_else(|| html.chars().take(300).collect())
+}
+
+/// A login page as fetched from `/authorize`.
+#[derive(Debug, Clone)]
+pub struct LoginPage {
+    pub request_id: String,
+    pub csrf: String,
+    /// `name=value` of the CSRF cookie.
+    pub csrf_cookie: String,
+}
+
+/// Build the authorization URL with fresh PKCE, state and nonce.
+pub fn authorization_url(req: &LoginRequest) -> (String, String, String, String) {
+    let verifier = random_token(32);
+    let state = random_token(12);
+    let nonce = random_token(12);
+    let mut url = format!("{}/authorize", req.issuer);
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("response_type", "code")
+        .append_pair("client_id", &req.client_id)
+        .append_pair("redirect_uri", &req.redirect_uri)
+        .append_pair("scope", &req.scope)
+        .append_pair("state", &state)
+        .append_pair("nonce", &nonce)
+        .append_pair("code_challenge", &pkce_s256(&verifier))
+        .append_pair("code_challenge_method", "S256")
+        .append_pair("login_hint", &req.username);
+    for (k, v) in &req.extra {
+        q.append_pair(k, v);
+    }
+    url.push('?');
+    url.push_str(&q.finish());
+    (url, verifier, state, nonce)
+}
+
+/// Parse `code`, `state`, `iss` or `error` from a redirect `Location`.
+pub fn parse_redirect(location: &str) -> Result<Vec<(String, String)>, LoginError> {
+    let url = url::Url::parse(location).map_err(|e| LoginError::Unexpected {
+        step: "redirect",
+        status: 303,
+        detail: e.to_string(),
+    })?;
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    if let Some((_, e)) = pairs.iter().find(|(k, _)| k == "error") {
+        let d = pairs
+            .iter()
+            .find(|(k, _)| k == "error_description")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        return Err(LoginError::Denied {
+            error: e.clone(),
+            description: d,
+        });
+    }
+    Ok(pairs)
+}
+
+/// Run the login through the pages and return the authorization code.
+/// `http` must not follow redirects and must trust the IdP's CA.
+pub async fn authorize(
+    http: &reqwest::Client,
+    req: &LoginRequest,
+) -> Result<LoginOutcome, LoginError> {
+    let (url, verifier, state, nonce) = authorization_url(req);
+    let resp = http.get(&url).send().await?;
+    let status = resp.status().as_u16();
+    if status == 303 {
+        // An existing session (sent by the caller's cookie) or an error answered at once.
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let pairs = parse_redirect(&location)?;
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        return Ok(LoginOutcome {
+            code: get("code").unwrap_or_default(),
+            code_verifier: verifier,
+            state: get("state").unwrap_or_default(),
+            nonce,
+            enrolled_totp_secret: None,
+            recovery_codes: vec![],
+            session_cookie: None,
+            iss: get("iss"),
+        });
+    }
+    let csrf_cookie = cookies(&resp)
+        .into_iter()
+        .find(|c| c.starts_with("dive_idp_csrf="));
+    let html = resp.text().await?;
+    let (Some(request_id), Some(csrf), Some(csrf_cookie)) = (
+        hidden_value(&html, "request_id"),
+        hidden_value(&html, "csrf"),
+        csrf_cookie,
+    ) else {
+        return Err(LoginError::Unexpected {
+            step: "authorize",
+            status,
+            detail: html.chars().take(300).collect(),
+        });
+    };
+    let form = [
+        ("request_id", request_id.as_str()),
+        ("csrf", csrf.as_str()),
+        ("username", req.username.as_str()),
+        ("password", req.password.as_str()),
+    ];
+    let mut resp = http
+        .post(format!("{}/login", req.issuer))
+        .header(reqwest::header::COOKIE, &csrf_cookie)
+        .form(&form)
+        .send()
+        .await?;
+    let mut enrolled = None;
+    let mut recovery = Vec::new();
+    if resp.status().as_u16() == 200 {
+        let html = resp.text().await?;
+        let (action, secret) = if html.contains("action=\"/login/enrol\"") {
+            let secret = html
+                .split("data-secret=\"")
+                .nth(1)
+                .and_then(|s| s.split('"').next())
+                .map(unescape)
+                .unwrap_or_default();
+            recovery = html
+                .split("<code class=\"recovery\">")
+                .skip(1)
+                .filter_map(|s| s.split('<').next().map(unescape))
+                .collect();
+            enrolled = Some(secret.clone());
+            ("/login/enrol", secret)
+        } else if html.contains("action=\"/login/otp\"") {
+            let secret = req
+                .totp_secret
+                .clone()
+                .ok_or_else(|| LoginError::Unexpected {
+                    step: "otp",
+                    status: 200,
+                    detail: "the IdP asks for a TOTP code but no secret was given".to_string(),
+                })?;
+            ("/login/otp", secret)
+        } else {
+            return Err(LoginError::Unexpected {
+                step: "login",
+                status: 200,
+                detail: html.chars().take(300).collect(),
+            });
+        };
+        // The current step may already be used (replay protection): then use the next one.
+        let mut last = None;
+        for offset in [0, 30] {
+            let code = crate::totp::code_at(&secret, now() + offset).unwrap_or_default();
+            let r = http
+                .post(format!("{}{action}", req.issuer))
+                .header(reqwest::header::COOKIE, &csrf_cookie)
+                .form(&[
+                    ("request_id", request_id.as_str()),
+                    ("csrf", csrf.as_str()),
+                    ("code", code.as_str()),
+                ])
+                .send()
+                .await?;
+            if r.status().as_u16() == 303 {
+                last = Some(r);
+                break;
+            }
+            last = Some(r);
+        }
+        resp = last.ok_or_else(|| LoginError::Unexpected {
+            step: "otp",
+            status: 0,
+            detail: String::new(),
+        })?;
+    }
+    let status = resp.status().as_u16();
+    if status != 303 {
+        return Err(LoginError::Unexpected {
+            step: "login",
+            status,
+            detail: page_message(&resp.text().await?),
+        });
+    }
+    let session_cookie = cookies(&resp)
+        .into_iter()
+        .find(|c| c.starts_with("dive_idp_session="));
+    let location = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let pairs = parse_redirect(&location)?;
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    Ok(LoginOutcome {
+        code: get("code").unwrap_or_default(),
+        code_verifier: verifier,
+        state: get("state").unwrap_or_default(),
+        nonce,
+        enrolled_totp_secret: enrolled,
+        recovery_codes: recovery,
+        session_cookie,
+        iss: get("iss"),
+    })
+    .and_then(|o| {
+        if o.state == state {
+            Ok(o)
+        } else {
+            Err(LoginError::Unexpected {
+                step: "redirect",
+                status: 303,
+                detail: "state does not match".to_string(),
+            })
+        }
+    })
+}
+
+/// Exchange a code at the token endpoint (client_secret_basic when a secret is given).
+pub async fn exchange(
+    http: &reqwest::Client,
+    req: &LoginRequest,
+    outcome: &LoginOutcome,
+) -> Result<Value, LoginError> {
+    let mut form = vec![
+        ("grant_type", "authorization_code".to_string()),
+        ("code", outcome.code.clone()),
+        ("redirect_uri", req.redirect_uri.clone()),
+        ("code_verifier", outcome.code_verifier.clone()),
+    ];
+    let mut rb = http.post(format!("{}/token", req.issuer));
+    match &req.client_secret {
+        Some(s) => rb = rb.basic_auth(&req.client_id, Some(s)),
+        None => form.push(("client_id", req.client_id.clone())),
+    }
+    let resp = rb.form(&form).send().await?;
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await?;
+    if status != 200 {
+        return Err(LoginError::Unexpected {
+            step: "token",
+            status,
+            detail: body.to_string(),
+        });
+    }
+    Ok(body)
+}
+
+/// The whole flow: login pages, then the code exchange. Returns the token response and the
+/// login outcome (with any newly enrolled TOTP secret).
+pub async fn login(
+    http: &reqwest::Client,
+    req: &LoginRequest,
+) -> Result<(Value, LoginOutcome), LoginError> {
+    let outcome = authorize(http, req).await?;
+    let tokens = exchange(http, req, &outcome).await?;
+    Ok((tokens, outcome))
+}

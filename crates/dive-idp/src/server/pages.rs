@@ -1,0 +1,153 @@
+//! The server-rendered pages: login, second factor, enrolment, errors. Every value is escaped.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\"><title>{}</title>\
+         <style>body{{font-family:sans-serif;max-width:28rem;margin:3rem auto}}\
+         .error{{color:#a00}}label{{display:block;margin-top:1rem}}</style></head>\
+         <body><h1>{}</h1>{body}</body></html>",
+        esc(title),
+        esc(title)
+    );
+    let mut r = (status, Html(html)).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The login pages must never be framed (clickjacking) nor load anything foreign.
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'",
+        ),
+    );
+    r
+}
+
+fn hidden(request_id: &str, csrf: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"request_id\" value=\"{}\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        esc(request_id),
+        esc(csrf)
+    )
+}
+
+fn error_line(error: Option<&str>) -> String {
+    error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e)))
+        .unwrap_or_default()
+}
+
+pub fn login(
+    instance: &str,
+    request_id: &str,
+    csrf: &str,
+    hint: &str,
+    error: Option<&str>,
+) -> Response {
+    let status = if error.is_some() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
+    page(
+        status,
+        &format!("Sign in to DIVE {instance}"),
+        &format!(
+            "{}<form method=\"post\" action=\"/login\">{}\
+             <label>Username <input name=\"username\" value=\"{}\" autocomplete=\"username\" required></label>\
+             <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
+             <p><button type=\"submit\">Sign in</button></p></form>",
+            error_line(error),
+            hidden(request_id, csrf),
+            esc(hint)
+        ),
+    )
+}
+
+pub fn otp(request_id: &str, csrf: &str, error: Option<&str>) -> Response {
+    let status = if error.is_some() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
+    page(
+        status,
+        "Second factor",
+        &format!(
+            "{}<form method=\"post\" action=\"/login/otp\">{}\
+             <label>Authenticator code or recovery code \
+             <input name=\"code\" autocomplete=\"one-time-code\" required></label>\
+             <p><button type=\"submit\">Verify</button></p></form>",
+            error_line(error),
+            hidden(request_id, csrf)
+        ),
+    )
+}
+
+pub fn enrol(
+    request_id: &str,
+    csrf: &str,
+    secret: &str,
+    qr_svg: &str,
+    recovery: &[String],
+    error: Option<&str>,
+) -> Response {
+    let status = if error.is_some() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
+    let codes: String = recovery
+        .iter()
+        .map(|c| format!("<li><code class=\"recovery\">{}</code></li>", esc(c)))
+        .collect();
+    page(
+        status,
+        "Set up your authenticator",
+        &format!(
+            "{}<p>Your clearance requires a second factor. Scan this code with an authenticator \
+             app, or enter the key by hand.</p><div>{qr_svg}</div>\
+             <p>Key: <code id=\"totp-secret\" data-secret=\"{}\">{}</code></p>\
+             <p>Recovery codes (each works once; keep them safe):</p><ul>{codes}</ul>\
+             <form method=\"post\" action=\"/login/enrol\">{}\
+             <label>Code from the app <input name=\"code\" autocomplete=\"one-time-code\" required></label>\
+             <p><button type=\"submit\">Confirm</button></p></form>",
+            error_line(error),
+            esc(secret),
+            esc(secret),
+            hidden(request_id, csrf)
+        ),
+    )
+}
+
+pub fn error(status: StatusCode, title: &str, message: &str) -> Response {
+    page(
+        status,
+        title,
+        &format!("<p class=\"error\">{}</p>", esc(message)),
+    )
+}
+
+pub fn signed_out() -> Response {
+    page(StatusCode::OK, "Signed out", "<p>You are signed out.</p>")
+}
