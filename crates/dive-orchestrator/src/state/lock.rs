@@ -220,14 +220,11 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// The start time of a process (clock ticks since boot, field 22 of `/proc/<pid>/stat`): with
-/// the pid it identifies one process, even after the pid is reused. `None` when it is gone.
+/// The start time of a process (see [`crate::process::start_time`]): with the pid it identifies
+/// one process, even after the pid is reused. `None` when it is gone.
 pub(crate) fn process_start_time(pid: i64) -> Option<i64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is parenthesised and may contain spaces or ')'.
-    let after_comm = &stat[stat.rfind(')')? + 1..];
-    // Fields after the name start at field 3; starttime is field 22.
-    after_comm.split_whitespace().nth(19)?.parse().ok()
+    let pid = u32::try_from(pid).ok()?;
+    crate::process::start_time(pid).and_then(|t| i64::try_from(t).ok())
 }
 
 /// Whether the recorded owner process still runs on this host.
