@@ -1253,8 +1253,18 @@ async fn postgres_leftover_row_of_an_ended_session_is_reported_as_recovered() {
     let Some(db) = pg_db().await else { return };
     let store = StateStore::open(&db.url).await.unwrap();
     let id = store.create_deployment("demo", "stack", "h").await.unwrap();
-    // A guard forgotten without release or drop: its connection stays open, so still held.
-    let guard = store.acquire_lock("demo", &id).await.unwrap();
+    // A guard's session is held for the deployment: a second acquisition is refused.
+    let guard = store
+        .acquire_lock_with(
+            "demo",
+            &id,
+            LockOptions {
+                lease: Duration::from_secs(30),
+                heartbeat: Duration::from_millis(100),
+            },
+        )
+        .await
+        .unwrap();
     assert!(store.acquire_lock("demo", &id).await.is_err());
     // Simulate a crash: the session ends but the description row remains.
     let pid: i64 = sqlx::query_scalar(
@@ -1271,7 +1281,14 @@ async fn postgres_leftover_row_of_an_ended_session_is_reported_as_recovered() {
         .fetch_one(&mut admin)
         .await
         .unwrap();
-    std::mem::forget(guard);
+    // The holder notices its session is gone.
+    for _ in 0..50 {
+        if guard.is_lost() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(guard.is_lost(), "a failed lock session is reported");
     let mut recovered = None;
     for _ in 0..100 {
         if let Ok(g) = store.acquire_lock("demo", &id).await {
@@ -1286,6 +1303,9 @@ async fn postgres_leftover_row_of_an_ended_session_is_reported_as_recovered() {
         Some(id.as_str())
     );
     g.release().await.unwrap();
+    // Releasing the lost guard reports the failure; it does not touch the new holder's row.
+    assert!(guard.release().await.is_err());
+    assert!(store.active_locks().await.unwrap().is_empty());
 }
 
 #[test]

@@ -91,19 +91,26 @@ impl Location {
         if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
             return Ok(Location::Postgres(trimmed.to_string()));
         }
-        let path = if let Some(rest) = trimmed.strip_prefix("sqlite://") {
-            rest
-        } else if let Some(rest) = trimmed.strip_prefix("sqlite:") {
-            rest
-        } else if trimmed.contains("://") {
-            return Err(invalid(
-                "unsupported scheme; use postgres://, postgresql://, sqlite:// or a file path",
-            ));
-        } else {
-            trimmed
+        let path = match trimmed
+            .strip_prefix("sqlite://")
+            .or_else(|| trimmed.strip_prefix("sqlite:"))
+        {
+            // DIVE sets the SQLite options itself (WAL, busy timeout); URL options would be
+            // ignored, so they are refused. The rest of the URL is taken as a literal path.
+            Some(rest) if rest.contains('?') => {
+                return Err(invalid(
+                    "SQLite URL options are not supported; give only the file path",
+                ));
+            }
+            Some(rest) => rest,
+            None if trimmed.contains("://") => {
+                return Err(invalid(
+                    "unsupported scheme; use postgres://, postgresql://, sqlite:// or a file path",
+                ));
+            }
+            // A plain path is a file name as is ('?' included).
+            None => trimmed,
         };
-        // Options after '?' would be silently dropped by our own SQLite settings; refuse them.
-        let path = path.split('?').next().unwrap_or_default();
         if path.is_empty() || path == ":memory:" {
             return Err(invalid("a SQLite store needs a file path"));
         }
@@ -153,8 +160,25 @@ fn encode_path(p: &Path) -> String {
     out
 }
 
-/// A URL with any password replaced by `***`.
+/// A URL with any password (in the user info or a `password=` parameter) replaced by `***`.
 pub(crate) fn redact(url: &str) -> String {
+    let redacted = redact_userinfo(url);
+    match redacted.split_once('?') {
+        Some((head, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => p.to_string(),
+                })
+                .collect();
+            format!("{head}?{}", params.join("&"))
+        }
+        None => redacted,
+    }
+}
+
+fn redact_userinfo(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };
@@ -321,6 +345,14 @@ mod tests {
         );
         assert!(Location::parse("  ").is_err());
         assert!(Location::parse("sqlite::memory:").is_err());
+        let err = Location::parse("sqlite:///tmp/s.db?mode=ro")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("URL options are not supported"), "{err}");
+        match Location::parse("/tmp/odd?name.db") {
+            Ok(Location::Sqlite(p)) => assert_eq!(p, PathBuf::from("/tmp/odd?name.db")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -336,6 +368,10 @@ mod tests {
         assert_eq!(
             redact("postgres://db/state?user=a"),
             "postgres://db/state?user=a"
+        );
+        assert_eq!(
+            redact("postgres://db/state?user=a&password=s3cret&sslmode=require"),
+            "postgres://db/state?user=a&password=***&sslmode=require"
         );
     }
 

@@ -75,10 +75,13 @@ pub struct LockGuard {
 #[derive(Debug)]
 enum Held {
     Postgres {
-        conn: AnyConnection,
-        key: i64,
         pool: AnyPool,
         token: String,
+        /// Tells the session task to unlock and close (also when dropped).
+        stop: oneshot::Sender<()>,
+        /// Owns the lock's connection; checks it periodically.
+        session: JoinHandle<Result<(), StateError>>,
+        lost: Arc<AtomicBool>,
     },
     Sqlite {
         pool: AnyPool,
@@ -98,12 +101,15 @@ impl LockGuard {
         &self.deployment_id
     }
 
-    /// The lease was taken over by another process (SQLite only: the heartbeat found the row
-    /// gone or owned by someone else). The deployment should stop.
+    /// The lock can no longer be trusted: on SQLite the heartbeat found the row gone or owned
+    /// by someone else; on PostgreSQL the lock's session failed (server restart, network). The
+    /// deployment should stop.
     pub fn is_lost(&self) -> bool {
         match &self.held {
-            Some(Held::Sqlite { lost, .. }) => lost.load(Ordering::SeqCst),
-            _ => false,
+            Some(Held::Sqlite { lost, .. } | Held::Postgres { lost, .. }) => {
+                lost.load(Ordering::SeqCst)
+            }
+            None => false,
         }
     }
 
@@ -114,20 +120,20 @@ impl LockGuard {
         };
         match held {
             Held::Postgres {
-                mut conn,
-                key,
                 pool,
                 token,
+                stop,
+                session,
+                ..
             } => {
                 delete_row(&pool, &self.stack, &token).await?;
-                sqlx::query("SELECT pg_advisory_unlock($1)")
-                    .bind(key)
-                    .execute(&mut conn)
-                    .await
-                    .map_err(StateError::query("releasing an advisory lock"))?;
-                // Closing ends the session, which would release the lock anyway.
-                let _ = conn.close().await;
-                Ok(())
+                let _ = stop.send(());
+                match session.await {
+                    Ok(result) => result,
+                    // Only cancellation (runtime shutdown) gets here: the connection is gone,
+                    // and with it the session and the lock.
+                    Err(_) => Ok(()),
+                }
             }
             Held::Sqlite {
                 pool,
@@ -153,6 +159,7 @@ impl Drop for LockGuard {
         // lock); the row is removed if a runtime is still around to do it. A SQLite row left
         // behind names a dead pid or stops being renewed, so the next acquisition recovers it.
         let (pool, token) = match held {
+            // Dropping `stop` makes the session task unlock and close the connection.
             Held::Postgres { pool, token, .. } => (pool, token),
             Held::Sqlite {
                 pool,
@@ -183,6 +190,41 @@ async fn delete_row(pool: &AnyPool, stack: &str, token: &str) -> Result<(), Stat
         .await
         .map_err(StateError::query("releasing a lock"))?;
     Ok(())
+}
+
+/// Own the connection holding a PostgreSQL advisory lock: check it every `every`, and on
+/// `stop` (sent or dropped) unlock and close it. Should the task itself be dropped (runtime
+/// shutdown), the connection closes and the server releases the lock with the session.
+async fn hold_session(
+    mut conn: AnyConnection,
+    key: i64,
+    stack: String,
+    every: Duration,
+    mut stopped: oneshot::Receiver<()>,
+    lost: Arc<AtomicBool>,
+) -> Result<(), StateError> {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            _ = tick.tick() => {
+                if let Err(e) = sqlx::query("SELECT 1").execute(&mut conn).await {
+                    tracing::error!(stack, error = %e, "the session holding the deployment lock failed");
+                    lost.store(true, Ordering::SeqCst);
+                    return Err(StateError::Query { what: "keeping the lock session alive", source: e });
+                }
+            }
+        }
+    }
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(key)
+        .execute(&mut conn)
+        .await
+        .map_err(StateError::query("releasing an advisory lock"));
+    // Closing ends the session, which releases the lock even if unlocking failed.
+    let _ = conn.close().await;
+    unlocked.map(|_| ())
 }
 
 /// The PostgreSQL advisory-lock key of a stack's deployment lock: the first 8 bytes of SHA-256
@@ -546,15 +588,26 @@ impl StateStore {
                 "recovered a deployment lock whose session had ended"
             );
         }
+        let (stop, stopped) = oneshot::channel();
+        let lost = Arc::new(AtomicBool::new(false));
+        let session = tokio::spawn(hold_session(
+            conn,
+            key,
+            stack.to_string(),
+            options.heartbeat,
+            stopped,
+            lost.clone(),
+        ));
         Ok(LockGuard {
             stack: stack.to_string(),
             deployment_id: deployment_id.clone(),
             recovered_from: previous,
             held: Some(Held::Postgres {
-                conn,
-                key,
                 pool: self.pool.clone(),
                 token,
+                stop,
+                session,
+                lost,
             }),
         })
     }
