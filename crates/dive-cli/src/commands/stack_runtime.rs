@@ -94,18 +94,10 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Stack names become directory names: keep them to a safe alphabet.
+/// Stack names become directory names: the spec's rule (`spec::valid_stack_name`) applies to
+/// names given with `-p` too.
 pub fn validate_stack_name(name: &str) -> anyhow::Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if ok {
+    if dive_orchestrator::spec::valid_stack_name(name) {
         Ok(())
     } else {
         Err(bad_input(format!(

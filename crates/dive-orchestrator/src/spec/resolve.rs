@@ -940,9 +940,12 @@ fn valid_service_name(s: &str) -> bool {
 
 /// Compose project names: lowercase letters, digits, `-` and `_`, starting with a letter or digit.
 pub fn valid_stack_name(s: &str) -> bool {
-    s.chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    // 63 at most: the name becomes a directory in the supervisor's socket path, which Unix
+    // limits to 107 bytes.
+    s.len() <= 63
+        && s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
