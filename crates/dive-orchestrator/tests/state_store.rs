@@ -1238,7 +1238,8 @@ async fn postgres_lock_held_by_another_session_and_freed_when_it_ends() {
     // The lock really is the advisory lock, held on the guard's own connection.
     let held: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
-         AND ((classid::bigint << 32) | objid::bigint) = $1",
+         AND ((classid::bigint << 32) | objid::bigint) = $1 \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
     )
     .bind(advisory_key("demo"))
     .fetch_one(&mut AnyConnection::connect(&db.url).await.unwrap())
@@ -1269,7 +1270,8 @@ async fn postgres_leftover_row_of_an_ended_session_is_reported_as_recovered() {
     // Simulate a crash: the session ends but the description row remains.
     let pid: i64 = sqlx::query_scalar(
         "SELECT pid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted \
-         AND ((classid::bigint << 32) | objid::bigint) = $1",
+         AND ((classid::bigint << 32) | objid::bigint) = $1 \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
     )
     .bind(advisory_key("demo"))
     .fetch_one(&mut AnyConnection::connect(&db.url).await.unwrap())
