@@ -190,7 +190,7 @@ fn bad_input_exits_2_with_a_clear_message() {
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("unknown classification \"SEKRIT\""),
+        stderr(&o).contains("\"SEKRIT\" is not a classification level"),
         "{}",
         stderr(&o)
     );

@@ -289,3 +289,21 @@ mod tests {
         assert_eq!(Aal::derive(Some("gold"), &m(&["pwd"])), Aal::Aal1);
     }
 }
+
+#[cfg(test)]
+mod resource_json_tests {
+    use super::*;
+
+    #[test]
+    fn resource_attributes_read_their_flattened_label() {
+        let r: ResourceAttributes = serde_json::from_str(
+            r#"{"resourceId":"d1","classification":"SECRET","releasabilityTo":["USA"],"encrypted":true}"#,
+        )
+        .unwrap();
+        assert_eq!(r.label.classification, Clearance::Secret);
+        assert!(r.encrypted);
+        let back: ResourceAttributes =
+            serde_json::from_value(serde_json::to_value(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+    }
+}

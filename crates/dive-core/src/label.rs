@@ -33,7 +33,7 @@ const INDUSTRY_SEGMENT: &str = "INDUSTRY";
 /// A document's security label. Serialises with the resource attribute names of the policy
 /// (`classification`, `releasabilityTo`, `COI`, `coiOperator`, …).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecurityLabel {
     pub classification: Clearance,
     #[serde(default, skip_serializing_if = "Option::is_none")]

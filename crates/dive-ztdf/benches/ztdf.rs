@@ -14,7 +14,7 @@ use dive_ztdf::{
 const BIG: usize = 64 << 20;
 
 fn label() -> SecurityLabel {
-    SecurityLabel::from_marking("SECRET//FVEY//REL TO USA, GBR").unwrap()
+    dive_ztdf::label::label_from_marking("SECRET//FVEY//REL TO USA, GBR").unwrap()
 }
 
 struct Keys {

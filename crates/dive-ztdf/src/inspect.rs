@@ -5,8 +5,8 @@ use std::io::{Read, Seek};
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::label::SecurityLabel;
 use crate::reader::TdfReader;
+use dive_core::SecurityLabel;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {

@@ -24,11 +24,11 @@ pub mod reader;
 pub mod writer;
 pub mod zip;
 
+pub use dive_core::{Clearance, CoiOperator, CountryCode, SecurityLabel};
 pub use error::{Error, Result};
 pub use inspect::{Check, Inspection, inspect};
 pub use kao::{KaoError, KaoErrorCode, KeyAccessObject, KeyAlg};
 pub use keys::{KasPrivateKey, KasPublicKey, KeyUnwrapper, LocalKeyUnwrapper, UnwrapError};
-pub use label::{Classification, CoiOperator, SecurityLabel};
 pub use manifest::{Manifest, Policy};
 pub use reader::{SegmentInfo, TdfReader, UnlockedTdf};
 pub use writer::{

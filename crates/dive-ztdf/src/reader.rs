@@ -13,10 +13,11 @@ use crate::crypto::{self, SecretKey, b64};
 use crate::error::{Error, Result};
 use crate::kao::{KaoErrorCode, KeyAccessObject};
 use crate::keys::{KeyUnwrapper, UnwrapError, share_from};
-use crate::label::{DEFAULT_NAMESPACE, SecurityLabel};
+use crate::label::{self, DEFAULT_NAMESPACE};
 use crate::manifest::{MANIFEST_ENTRY, Manifest, PAYLOAD_ENTRY, Policy};
 use crate::writer::{MAX_SEGMENT_SIZE, SEGMENT_OVERHEAD};
 use crate::zip::{self, Directory, Entry};
+use dive_core::SecurityLabel;
 
 /// Manifest name used by the opentdf-rs writer, accepted when `0.manifest.json` is absent.
 pub const ALT_MANIFEST_ENTRY: &str = "manifest.json";
@@ -156,7 +157,7 @@ impl<R: Read + Seek> TdfReader<R> {
 
     /// The DIVE security label carried by the policy's attributes (DIVE namespace), if any.
     pub fn label(&self) -> Result<Option<SecurityLabel>> {
-        SecurityLabel::from_attribute_fqns(self.policy.attribute_fqns(), DEFAULT_NAMESPACE)
+        label::from_attribute_fqns(self.policy.attribute_fqns(), DEFAULT_NAMESPACE)
     }
 
     /// Key-less integrity checks over the payload: the stored tag of every segment equals the

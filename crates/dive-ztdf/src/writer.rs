@@ -8,12 +8,13 @@ use crate::crypto::{self, SecretKey, b64};
 use crate::error::{Error, Result};
 use crate::kao::{self, KeyAccessObject};
 use crate::keys::KasPublicKey;
-use crate::label::{DEFAULT_NAMESPACE, STANAG_5636_SCHEMA, SecurityLabel};
+use crate::label::{self, DEFAULT_NAMESPACE, STANAG_5636_SCHEMA};
 use crate::manifest::{
     EncryptionInformation, IntegrityInformation, MANIFEST_ENTRY, Manifest, Method, PAYLOAD_ENTRY,
     PayloadReference, Policy, RootSignature, SCHEMA_VERSION, Segment,
 };
 use crate::zip::StoredZipWriter;
+use dive_core::SecurityLabel;
 
 pub const DEFAULT_SEGMENT_SIZE: usize = 2 * 1024 * 1024;
 /// Largest segment the writer accepts (the reader's limit is the same).
@@ -155,8 +156,8 @@ fn prepare(opts: &EncryptOptions) -> Result<Prepared> {
     opts.plan.validate()?;
     let mut attributes = match &opts.label {
         Some(l) => {
-            l.validate()?;
-            l.to_attribute_fqns(&opts.namespace)
+            label::validate(l)?;
+            label::to_attribute_fqns(l, &opts.namespace)
         }
         None => Vec::new(),
     };
@@ -318,7 +319,7 @@ fn build_manifest(
     let root = crypto::hmac_sha256(&p.dek[..], aggregate);
     let root_b64 = b64::encode(root);
     let mut assertions = Vec::new();
-    if let Some(label) = &opts.label {
+    if let Some(l) = &opts.label {
         let mut a = Assertion {
             id: crate::manifest::random_uuid()?,
             kind: assertion::HANDLING.into(),
@@ -327,7 +328,7 @@ fn build_manifest(
             statement: Statement {
                 format: assertion::STANAG_FORMAT.into(),
                 schema: STANAG_5636_SCHEMA.into(),
-                value: label.to_stanag_json(LABEL_POLICY_ID),
+                value: label::to_stanag_json(l, LABEL_POLICY_ID),
             },
             binding: None,
         };

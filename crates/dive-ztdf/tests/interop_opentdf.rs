@@ -13,14 +13,14 @@ mod common;
 use std::io::Cursor;
 
 use common::{data, ec, recipient, rsa, unwrapper};
-use dive_ztdf::{EncryptOptions, KasPrivateKey, KeyAccessPlan, SecurityLabel, TdfReader, encrypt};
+use dive_ztdf::{EncryptOptions, KasPrivateKey, KeyAccessPlan, TdfReader, encrypt};
 use opentdf::manifest::{IntegrityInformationExt, KeyAccessExt};
 use opentdf::{Segment, TdfArchive, TdfArchiveMemoryBuilder, TdfEncryption, TdfManifest};
 use opentdf_crypto::{KeyEncapsulation, RsaOaepKem};
 
 fn dive_tdf(r: dive_ztdf::Recipient, plain: &[u8]) -> Vec<u8> {
     let opts = EncryptOptions::new(KeyAccessPlan::single(r))
-        .label(SecurityLabel::from_marking("SECRET//REL TO USA, FRA").unwrap())
+        .label(dive_ztdf::label::label_from_marking("SECRET//REL TO USA, FRA").unwrap())
         .segment_size(1000);
     let mut out = Vec::new();
     encrypt(Cursor::new(plain), &mut out, &opts).unwrap();
@@ -120,7 +120,7 @@ fn opentdf_rsa_file_opens_with_dive() {
     assert_eq!(reader.segments().len(), 4);
     assert_eq!(
         reader.label().unwrap().unwrap().classification,
-        dive_ztdf::Classification::Secret
+        dive_ztdf::Clearance::Secret
     );
     let mut unlocked = reader.unlock(&unwrapper(&[("r1", rsa())])).unwrap();
     let mut out = Vec::new();

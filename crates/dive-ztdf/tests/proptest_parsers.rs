@@ -7,8 +7,9 @@ use std::io::Cursor;
 use std::sync::OnceLock;
 
 use common::{data, recipient, rsa, unwrapper};
+use dive_ztdf::label::{from_attribute_fqns, label_from_marking, to_attribute_fqns};
 use dive_ztdf::{
-    Classification, CoiOperator, EncryptOptions, KeyAccessObject, KeyAccessPlan, Manifest,
+    Clearance, CoiOperator, CountryCode, EncryptOptions, KeyAccessObject, KeyAccessPlan, Manifest,
     SecurityLabel, TdfReader, encrypt,
 };
 use proptest::prelude::*;
@@ -22,7 +23,7 @@ fn sample() -> &'static (Vec<u8>, Vec<u8>) {
             "r1",
             rsa(),
         )))
-        .label(SecurityLabel::from_marking("SECRET//FVEY//REL TO USA").unwrap())
+        .label(label_from_marking("SECRET//FVEY//REL TO USA").unwrap())
         .segment_size(1000);
         let mut out = Vec::new();
         encrypt(Cursor::new(&plain), &mut out, &opts).unwrap();
@@ -41,15 +42,18 @@ fn decrypt(tdf: &[u8]) -> Option<Vec<u8>> {
 
 fn label_strategy() -> impl Strategy<Value = SecurityLabel> {
     let class = prop_oneof![
-        Just(Classification::Unclassified),
-        Just(Classification::Restricted),
-        Just(Classification::Confidential),
-        Just(Classification::Secret),
-        Just(Classification::TopSecret),
+        Just(Clearance::Unclassified),
+        Just(Clearance::Restricted),
+        Just(Clearance::Confidential),
+        Just(Clearance::Secret),
+        Just(Clearance::TopSecret),
     ];
     (
         class,
-        prop::collection::vec("[A-Z]{3}", 1..4),
+        prop::collection::btree_set(
+            prop::sample::select(vec!["USA", "GBR", "FRA", "DEU", "CAN", "AUS", "NZL"]),
+            1..4,
+        ),
         prop::collection::vec("[A-Z][A-Z0-9-]{0,8}", 0..3),
         any::<bool>(),
         prop::collection::vec(
@@ -60,13 +64,19 @@ fn label_strategy() -> impl Strategy<Value = SecurityLabel> {
         .prop_filter(
             "REL prefix would be read as releasability",
             |(_, _, coi, _, _)| {
-                coi.iter()
-                    .all(|c| !c.starts_with("REL") && c != "NOFORN" && c != "ORCON")
+                coi.iter().all(|c| {
+                    !c.starts_with("REL")
+                        && c != "INDUSTRY"
+                        && !dive_core::label::KNOWN_CAVEATS.contains(&c.as_str())
+                })
             },
         )
         .prop_map(|(classification, rel, coi, any, caveats)| SecurityLabel {
             classification,
-            releasability_to: rel,
+            releasability_to: rel
+                .into_iter()
+                .map(|c| CountryCode::new(c).unwrap())
+                .collect(),
             coi_operator: if any && !coi.is_empty() {
                 CoiOperator::Any
             } else {
@@ -76,6 +86,7 @@ fn label_strategy() -> impl Strategy<Value = SecurityLabel> {
             caveats,
             original_classification: None,
             original_country: None,
+            originator: None,
             creation_date: None,
             releasable_to_industry: false,
         })
@@ -135,14 +146,15 @@ proptest! {
 
     #[test]
     fn marking_round_trips(label in label_strategy()) {
-        prop_assert_eq!(SecurityLabel::from_marking(&label.marking()).unwrap(), label);
+        prop_assert_eq!(label_from_marking(&label.marking()).unwrap(), label);
     }
 
     #[test]
     fn fqns_round_trip(label in label_strategy(), industry in any::<bool>()) {
-        let label = SecurityLabel { releasable_to_industry: industry, creation_date: Some("2026-05-06T07:08:09Z".into()), ..label };
-        let fqns = label.to_attribute_fqns("dive.coalition");
-        let back = SecurityLabel::from_attribute_fqns(fqns.iter().map(String::as_str), "dive.coalition").unwrap().unwrap();
+        let created = time::macros::datetime!(2026-05-06 07:08:09 UTC);
+        let label = SecurityLabel { releasable_to_industry: industry, creation_date: Some(created), ..label };
+        let fqns = to_attribute_fqns(&label, "dive.coalition");
+        let back = from_attribute_fqns(fqns.iter().map(String::as_str), "dive.coalition").unwrap().unwrap();
         prop_assert_eq!(back, label);
     }
 }

@@ -10,7 +10,7 @@ use dive_ztdf::{EncryptOptions, Error, KeyAccessPlan, SecurityLabel, TdfReader, 
 const SEG: usize = 1024;
 
 fn label() -> SecurityLabel {
-    SecurityLabel::from_marking("SECRET//FVEY//REL TO USA, GBR").unwrap()
+    dive_ztdf::label::label_from_marking("SECRET//FVEY//REL TO USA, GBR").unwrap()
 }
 
 fn seal(plan: KeyAccessPlan, plain: &[u8], seg: usize) -> Vec<u8> {

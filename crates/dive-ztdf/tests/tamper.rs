@@ -8,7 +8,7 @@ use std::io::{Cursor, Write};
 use common::{data, recipient, rsa, unwrapper};
 use dive_ztdf::crypto::b64;
 use dive_ztdf::zip::{StoredZipWriter, read_directory};
-use dive_ztdf::{EncryptOptions, Error, KeyAccessPlan, SecurityLabel, TdfReader, encrypt};
+use dive_ztdf::{EncryptOptions, Error, KeyAccessPlan, TdfReader, encrypt};
 use serde_json::Value;
 
 const SEG: usize = 1000;
@@ -21,7 +21,7 @@ fn original() -> (Vec<u8>, Vec<u8>) {
         "r1",
         rsa(),
     )))
-    .label(SecurityLabel::from_marking("SECRET//FVEY//REL TO USA, GBR").unwrap())
+    .label(dive_ztdf::label::label_from_marking("SECRET//FVEY//REL TO USA, GBR").unwrap())
     .segment_size(SEG);
     let mut out = Vec::new();
     encrypt(Cursor::new(&plain), &mut out, &opts).unwrap();

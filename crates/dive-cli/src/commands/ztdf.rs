@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use dive_ztdf::{
     EncryptOptions, KasPrivateKey, KasPublicKey, KeyAccessPlan, LocalKeyUnwrapper, Recipient,
-    SecurityLabel, TdfReader,
+    TdfReader,
 };
 
 use crate::context::Context;
@@ -116,8 +116,10 @@ fn encrypt(a: EncryptArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         )));
     }
     let label = match (&a.label, &a.label_file) {
-        (Some(m), _) => SecurityLabel::from_marking(m).map_err(|e| lib_err(e, "--label"))?,
-        (None, Some(f)) => SecurityLabel::from_json(&read_text(f, "label file")?)
+        (Some(m), _) => {
+            dive_ztdf::label::label_from_marking(m).map_err(|e| lib_err(e, "--label"))?
+        }
+        (None, Some(f)) => dive_ztdf::label::label_from_json(&read_text(f, "label file")?)
             .map_err(|e| lib_err(e, &format!("--label-file {}", f.display())))?,
         (None, None) => return Err(bad_input("one of --label or --label-file is required")),
     };
