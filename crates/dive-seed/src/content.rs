@@ -240,14 +240,19 @@ fn paragraphs(ctx: &Ctx<'_>, rng: &mut Rng, min: usize, max: usize) -> Vec<Strin
 pub(crate) fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut lines = Vec::new();
     let mut line = String::new();
+    let mut len = 0;
     for word in text.split_whitespace() {
-        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+        let n = word.chars().count();
+        if len > 0 && len + 1 + n > width {
             lines.push(std::mem::take(&mut line));
+            len = 0;
         }
-        if !line.is_empty() {
+        if len > 0 {
             line.push(' ');
+            len += 1;
         }
         line.push_str(word);
+        len += n;
     }
     if !line.is_empty() {
         lines.push(line);
@@ -315,39 +320,78 @@ fn markdown(ctx: &Ctx<'_>, rng: &mut Rng) -> String {
     s
 }
 
+/// A JSON string literal (RFC 8259 escaping).
+fn json_str(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// A track-data report, pretty-printed (written directly: building a `serde_json::Value` for
+/// every track cost more than the rest of the document).
 fn json(ctx: &Ctx<'_>, rng: &mut Rng) -> Vec<u8> {
-    let tracks: Vec<serde_json::Value> = (0..rng.range(6, 30))
-        .map(|i| {
-            let seen = ctx.created - time::Duration::minutes(rng.range(1, 600) as i64);
-            serde_json::json!({
-                "trackId": format!("T{:04}", i + 1),
-                "type": rng.pick(vocab::ASSETS),
-                "nation": rng.pick(ctx.nations),
-                "lat": (rng.range(0, 1_400_000) as f64 - 700_000.0) / 10_000.0,
-                "lon": (rng.range(0, 3_600_000) as f64 - 1_800_000.0) / 10_000.0,
-                "courseDeg": rng.below(360),
-                "speedKts": rng.below(35),
-                "status": rng.pick(vocab::STATUSES),
-                "firstSeen": rfc3339(seen),
-            })
-        })
-        .collect();
-    let doc = serde_json::json!({
-        "marking": ctx.marking,
-        "originalMarking": ctx.original,
-        "reportId": ctx.id,
-        "title": ctx.title,
-        "originator": ctx.originator,
-        "created": rfc3339(ctx.created),
-        "operation": ctx.operation,
-        "region": ctx.region,
-        "summary": paragraph(ctx, rng),
-        "tracks": tracks,
-    });
-    // Serialising a Value built from strings and numbers cannot fail.
-    let mut out = serde_json::to_vec_pretty(&doc).unwrap_or_default();
-    out.push(b'\n');
-    out
+    let mut s = String::with_capacity(6144);
+    s.push_str("{\n");
+    let summary = paragraph(ctx, rng);
+    let created = rfc3339(ctx.created);
+    for (k, v) in [
+        ("marking", ctx.marking),
+        ("originalMarking", ctx.original),
+        ("reportId", ctx.id),
+        ("title", ctx.title),
+        ("originator", ctx.originator),
+        ("created", &created),
+        ("operation", ctx.operation),
+        ("region", ctx.region),
+        ("summary", &summary),
+    ] {
+        let _ = write!(s, "  \"{k}\": ");
+        json_str(v, &mut s);
+        s.push_str(",\n");
+    }
+    s.push_str("  \"tracks\": [");
+    for i in 0..rng.range(6, 30) {
+        let seen = ctx.created - time::Duration::minutes(rng.range(1, 600) as i64);
+        let lat = rng.range(0, 1_400_000) as i64 - 700_000;
+        let lon = rng.range(0, 3_600_000) as i64 - 1_800_000;
+        s.push_str(if i == 0 { "\n" } else { ",\n" });
+        let _ = write!(
+            s,
+            "    {{\n      \"trackId\": \"T{:04}\",\n      \"type\": ",
+            i + 1
+        );
+        json_str(*rng.pick(vocab::ASSETS), &mut s);
+        s.push_str(",\n      \"nation\": ");
+        json_str(*rng.pick(ctx.nations), &mut s);
+        let _ = write!(
+            s,
+            ",\n      \"lat\": {}{}.{:04},\n      \"lon\": {}{}.{:04},\n      \"courseDeg\": {},\n      \"speedKts\": {},\n      \"status\": \"{}\",\n      \"firstSeen\": \"{}\"\n    }}",
+            if lat < 0 { "-" } else { "" },
+            lat.abs() / 10_000,
+            lat.abs() % 10_000,
+            if lon < 0 { "-" } else { "" },
+            lon.abs() / 10_000,
+            lon.abs() % 10_000,
+            rng.below(360),
+            rng.below(35),
+            rng.pick(vocab::STATUSES),
+            rfc3339(seen),
+        );
+    }
+    s.push_str("\n  ]\n}\n");
+    s.into_bytes()
 }
 
 /// RFC 4180 field: quoted when it contains a comma, quote or line break.
@@ -457,6 +501,20 @@ mod tests {
         s.push('|');
         csv_field("plain", &mut s);
         assert_eq!(s, "\"a,b \"\"c\"\"\"|plain");
+    }
+
+    #[test]
+    fn json_strings_escape_like_serde() {
+        let mut s = String::new();
+        json_str("a\"b\\c\nd\u{1}é", &mut s);
+        assert_eq!(
+            serde_json::from_str::<String>(&s).ok().as_deref(),
+            Some("a\"b\\c\nd\u{1}é")
+        );
+        assert_eq!(
+            s,
+            serde_json::to_string("a\"b\\c\nd\u{1}é").unwrap_or_default()
+        );
     }
 
     #[test]

@@ -103,30 +103,49 @@ pub(crate) fn image(ctx: &Ctx<'_>, rng: &mut Rng) -> Vec<u8> {
         .collect();
     let row_len = 1 + 3 * w as usize;
     let mut raw = vec![0u8; row_len * h as usize];
+    // Painted in layers (sea, island spans, grid, markers) rather than testing every shape at
+    // every pixel. Byte 0 of each row is the filter type: 0, none.
     for y in 0..h {
-        let row = &mut raw[y as usize * row_len..(y as usize + 1) * row_len];
-        row[0] = 0; // filter: none
+        let row = &mut raw[y as usize * row_len + 1..(y as usize + 1) * row_len];
+        let g = 60 + (y * 100 / h) as u8;
+        for (x, px) in row.chunks_exact_mut(3).enumerate() {
+            px.copy_from_slice(&[20, g, 150 + (x as u32 * 60 / w) as u8]);
+        }
+        for &(cx, cy, r) in &islands {
+            let dy = i64::from(y) - cy;
+            if dy * dy >= r * r {
+                continue;
+            }
+            // Widest dx with dx² + dy² < r².
+            let mut dx = 0;
+            while (dx + 1) * (dx + 1) + dy * dy < r * r {
+                dx += 1;
+            }
+            let x0 = (cx - dx).max(0) as u32;
+            let x1 = (cx + dx).min(i64::from(w) - 1);
+            if x1 < 0 {
+                continue;
+            }
+            for x in x0..=x1 as u32 {
+                let at = 3 * x as usize;
+                row[at..at + 3].copy_from_slice(&[96 + ((x * 7 + y * 3) % 40) as u8, 140, 70]);
+            }
+        }
         for x in 0..w {
-            let land = islands.iter().any(|&(cx, cy, r)| {
-                let (dx, dy) = (i64::from(x) - cx, i64::from(y) - cy);
-                dx * dx + dy * dy < r * r
-            });
-            let mut px = if land {
-                [96 + ((x * 7 + y * 3) % 40) as u8, 140, 70]
-            } else {
-                [20, 60 + (y * 100 / h) as u8, 150 + (x * 60 / w) as u8]
-            };
             if x % 16 == 0 || y % 16 == 0 {
-                px = [px[0] / 2, px[1] / 2, px[2] / 2];
+                let at = 3 * x as usize;
+                for c in &mut row[at..at + 3] {
+                    *c /= 2;
+                }
             }
-            if markers
-                .iter()
-                .any(|&(mx, my)| x.abs_diff(mx) <= 1 && y.abs_diff(my) <= 1)
-            {
-                px = [220, 30, 30];
+        }
+    }
+    for &(mx, my) in &markers {
+        for y in my - 1..=my + 1 {
+            for x in mx - 1..=mx + 1 {
+                let at = y as usize * row_len + 1 + 3 * x as usize;
+                raw[at..at + 3].copy_from_slice(&[220, 30, 30]);
             }
-            let at = 1 + 3 * x as usize;
-            row[at..at + 3].copy_from_slice(&px);
         }
     }
     let idat = zlib_stored(&raw);
