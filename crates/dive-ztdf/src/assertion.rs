@@ -298,31 +298,42 @@ pub(crate) fn write_json_string(s: &str, out: &mut String) {
 fn write_string(s: &str, out: &mut String, go_escapes: bool) {
     out.reserve(s.len() + 2);
     out.push('"');
-    // Copy runs of characters that need no escape in one go (this writes every policy FQN and
-    // the label JSON of every file); escape the rest.
+    // Byte scan, copying runs that need no escape in one go (this writes every policy FQN and
+    // the label JSON of every file). Every byte tested is ASCII or the lead byte of U+2028 /
+    // U+2029, so `run` and `i` always sit on character boundaries.
+    let b = s.as_bytes();
     let mut run = 0;
-    for (i, c) in s.char_indices() {
-        let esc: Option<&str> = match c {
-            '"' => Some("\\\""),
-            '\\' => Some("\\\\"),
-            '\n' => Some("\\n"),
-            '\r' => Some("\\r"),
-            '\t' => Some("\\t"),
-            '\u{8}' if !go_escapes => Some("\\b"),
-            '\u{c}' if !go_escapes => Some("\\f"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' if go_escapes => Some(""),
-            c if (c as u32) < 0x20 => Some(""),
-            _ => None,
+    let mut i = 0;
+    while i < b.len() {
+        let (esc, len): (Option<&str>, usize) = match b[i] {
+            b'"' => (Some("\\\""), 1),
+            b'\\' => (Some("\\\\"), 1),
+            b'\n' => (Some("\\n"), 1),
+            b'\r' => (Some("\\r"), 1),
+            b'\t' => (Some("\\t"), 1),
+            0x08 if !go_escapes => (Some("\\b"), 1),
+            0x0c if !go_escapes => (Some("\\f"), 1),
+            b'<' | b'>' | b'&' if go_escapes => (Some(""), 1),
+            0xe2 if go_escapes
+                && b.get(i + 1) == Some(&0x80)
+                && matches!(b.get(i + 2), Some(0xa8 | 0xa9)) =>
+            {
+                (Some(""), 3)
+            }
+            c if c < 0x20 => (Some(""), 1),
+            _ => (None, 1),
         };
         if let Some(e) = esc {
             out.push_str(&s[run..i]);
             if e.is_empty() {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+                let c = s[i..].chars().next().map_or(0, |c| c as u32);
+                let _ = write!(out, "\\u{c:04x}");
             } else {
                 out.push_str(e);
             }
-            run = i + c.len_utf8();
+            run = i + len;
         }
+        i += len;
     }
     out.push_str(&s[run..]);
     out.push('"');
@@ -376,6 +387,15 @@ mod tests {
             binding: None,
         };
         assert_eq!(a.canonical(), jcs(&a.to_json(false)));
+        let mut go = String::new();
+        write_string("a\u{2028}b\u{2029}<&>\u{8}\u{c}\u{1f}é\"\\", &mut go, true);
+        assert_eq!(
+            go,
+            r#""a\u2028b\u2029\u003c\u0026\u003e\u0008\u000c\u001fé\"\\""#
+        );
+        let mut plain = String::new();
+        write_string("a\u{2028}<\u{8}\u{c}\u{1f}é", &mut plain, false);
+        assert_eq!(plain, "\"a\u{2028}<\\b\\f\\u001fé\"");
         a.applies_to_state = None;
         a.statement = Statement {
             format: String::new(),
