@@ -150,6 +150,44 @@ impl Generator {
 
     /// Document `index` (defined for any index; a corpus is `0..spec.count`).
     pub fn document(&self, index: usize) -> SeedDocument {
+        let mut d = self.draw(index);
+        let meta = d.meta;
+        let marking = meta.label.marking();
+        let origin = d.origin;
+        let original = format!("{} ({origin})", d.original_marking);
+        let originator = format!("{origin} {}", d.unit_name);
+        let nations: Vec<&str> = meta
+            .label
+            .releasability_to
+            .iter()
+            .map(CountryCode::as_str)
+            .collect();
+        let id_text = meta.id.to_string();
+        let ctx = content::Ctx {
+            id: &id_text,
+            title: &meta.title,
+            description: &meta.description,
+            marking: &marking,
+            original: &original,
+            originator: &originator,
+            created: meta.created_at,
+            operation: &d.operation,
+            topic: d.topic,
+            region: d.region,
+            nations: &nations,
+        };
+        let plaintext = content::generate(meta.kind, &ctx, &mut d.rng);
+        SeedDocument { meta, plaintext }
+    }
+
+    /// The metadata of document `index` without generating its content (the same as
+    /// `document(index).meta`, several times cheaper).
+    pub fn meta(&self, index: usize) -> DocumentMeta {
+        self.draw(index).meta
+    }
+
+    /// Everything but the content; the content is drawn last from the returned generator state.
+    fn draw(&self, index: usize) -> Draw {
         let spec = &self.spec;
         let mut rng = Rng::new(document_seed(spec, index));
         let d = self.tables.draft(&mut rng);
@@ -191,7 +229,6 @@ impl Generator {
             creation_date: Some(created_at),
             releasable_to_industry: d.industry,
         };
-        let id = document_id(spec, index);
         let title = format!("{doc_kind}: {topic}, {region} ({operation})");
         let description = format!(
             "{doc_kind} from {origin} {unit_name} on {} in the {region}, {operation}.",
@@ -203,32 +240,9 @@ impl Generator {
             slug(topic),
             kind.extension()
         );
-        let marking = label.marking();
-        let original = format!("{} ({origin})", d.original_marking);
-        let originator = format!("{origin} {unit_name}");
-        let nations: Vec<&str> = label
-            .releasability_to
-            .iter()
-            .map(CountryCode::as_str)
-            .collect();
-        let id_text = id.to_string();
-        let ctx = content::Ctx {
-            id: &id_text,
-            title: &title,
-            description: &description,
-            marking: &marking,
-            original: &original,
-            originator: &originator,
-            created: created_at,
-            operation: &operation,
-            topic,
-            region,
-            nations: &nations,
-        };
-        let plaintext = content::generate(kind, &ctx, &mut rng);
-        SeedDocument {
+        Draw {
             meta: DocumentMeta {
-                id,
+                id: document_id(spec, index),
                 index,
                 title,
                 description,
@@ -239,9 +253,26 @@ impl Generator {
                 file_name,
                 created_at,
             },
-            plaintext,
+            origin,
+            original_marking: d.original_marking,
+            unit_name,
+            operation,
+            topic,
+            region,
+            rng,
         }
     }
+}
+
+struct Draw {
+    meta: DocumentMeta,
+    origin: CountryCode,
+    original_marking: String,
+    unit_name: &'static str,
+    operation: String,
+    topic: &'static str,
+    region: &'static str,
+    rng: Rng,
 }
 
 /// Iterator over a corpus (see [`generate`]); random access through [`Documents::generator`].
