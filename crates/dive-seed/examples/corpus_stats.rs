@@ -40,7 +40,9 @@ fn main() {
         *originals
             .entry(format!(
                 "{} {}",
-                l.original_country.map(|c| c.to_string()).unwrap_or_default(),
+                l.original_country
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
                 l.original_classification.clone().unwrap_or_default()
             ))
             .or_default() += 1;

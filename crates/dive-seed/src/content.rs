@@ -372,9 +372,10 @@ fn json(ctx: &Ctx<'_>, rng: &mut Rng) -> Vec<u8> {
             "    {{\n      \"trackId\": \"T{:04}\",\n      \"type\": ",
             i + 1
         );
-        json_str(*rng.pick(vocab::ASSETS), &mut s);
+        let (asset, nation) = (*rng.pick(vocab::ASSETS), *rng.pick(ctx.nations));
+        json_str(asset, &mut s);
         s.push_str(",\n      \"nation\": ");
-        json_str(*rng.pick(ctx.nations), &mut s);
+        json_str(nation, &mut s);
         let _ = write!(
             s,
             ",\n      \"lat\": {}{}.{:04},\n      \"lon\": {}{}.{:04},\n      \"courseDeg\": {},\n      \"speedKts\": {},\n      \"status\": \"{}\",\n      \"firstSeen\": \"{}\"\n    }}",
@@ -420,9 +421,11 @@ fn csv(ctx: &Ctx<'_>, rng: &mut Rng) -> String {
         );
         csv_field(rng.pick(vocab::UNITS).1, &mut s);
         s.push(',');
-        csv_field(*rng.pick(vocab::ASSETS), &mut s);
+        let field = *rng.pick(vocab::ASSETS);
+        csv_field(field, &mut s);
         s.push(',');
-        csv_field(*rng.pick(vocab::REGIONS), &mut s);
+        let field = *rng.pick(vocab::REGIONS);
+        csv_field(field, &mut s);
         let _ = write!(
             s,
             ",{},{},{},",
@@ -430,7 +433,8 @@ fn csv(ctx: &Ctx<'_>, rng: &mut Rng) -> String {
             rng.range(1, 40),
             rng.range(10, 100)
         );
-        csv_field(*rng.pick(vocab::RECOMMENDATIONS), &mut s);
+        let field = *rng.pick(vocab::RECOMMENDATIONS);
+        csv_field(field, &mut s);
         s.push_str("\r\n");
     }
     s

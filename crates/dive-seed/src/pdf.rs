@@ -47,7 +47,7 @@ fn pdf_string(s: &str, out: &mut String) {
 
 fn text_block(font: &str, size: u32, x: u32, y: u32, leading: u32, lines: &[String]) -> String {
     let mut s = String::with_capacity(64 + lines.iter().map(|l| l.len() + 8).sum::<usize>());
-    let _ = write!(s, "BT /{font} {size} Tf {x} {y} Td {leading} TL\n");
+    let _ = writeln!(s, "BT /{font} {size} Tf {x} {y} Td {leading} TL");
     for (i, l) in lines.iter().enumerate() {
         if i > 0 {
             s.push_str("T* ");
@@ -139,7 +139,7 @@ pub(crate) fn document(ctx: &Ctx<'_>, body: &[String]) -> Vec<u8> {
     let xref_at = out.len();
     let mut xref = format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1);
     for off in offsets {
-        let _ = write!(xref, "{off:010} 00000 n \n");
+        let _ = writeln!(xref, "{off:010} 00000 n ");
     }
     let _ = write!(
         xref,

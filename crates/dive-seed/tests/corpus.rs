@@ -48,7 +48,7 @@ fn check_label(m: &DocumentMeta, instance: CountryCode) {
     }
     // The label must also be writable into a ZTDF and survive its JSON form.
     dive_ztdf::label::validate(l).unwrap_or_else(|e| panic!("{}: {e}", ctx()));
-    if m.index % 8 == 0 {
+    if m.index.is_multiple_of(8) {
         // The JSON form (every 8th document: serde dominates this test's time in debug builds).
         let json = serde_json::to_string(l).unwrap();
         assert_eq!(&serde_json::from_str::<SecurityLabel>(&json).unwrap(), l);
