@@ -134,6 +134,12 @@ pub(crate) fn generate(kind: ContentKind, ctx: &Ctx<'_>, rng: &mut Rng) -> Vec<u
     }
 }
 
+/// `t` moved by `seconds`, or `t` itself where that would leave the representable range (a spec's
+/// `now` is caller input: an absurd one must not panic).
+pub(crate) fn shift(t: OffsetDateTime, seconds: i64) -> OffsetDateTime {
+    t.checked_add(time::Duration::seconds(seconds)).unwrap_or(t)
+}
+
 pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     // Dates here are within a year of `now`, always formattable.
     t.format(&Rfc3339).unwrap_or_default()
@@ -147,7 +153,7 @@ fn date(t: OffsetDateTime) -> String {
 fn sentence(ctx: &Ctx<'_>, rng: &mut Rng, out: &mut String) {
     let nation = *rng.pick(ctx.nations);
     let unit = rng.pick(vocab::UNITS).1;
-    let later = ctx.created + time::Duration::days(rng.range(1, 14) as i64);
+    let later = shift(ctx.created, rng.range(1, 14) as i64 * 86_400);
     // `write!` to a String cannot fail.
     let _ = match rng.below(9) {
         0 => write!(
@@ -363,7 +369,7 @@ fn json(ctx: &Ctx<'_>, rng: &mut Rng) -> Vec<u8> {
     }
     s.push_str("  \"tracks\": [");
     for i in 0..rng.range(6, 30) {
-        let seen = ctx.created - time::Duration::minutes(rng.range(1, 600) as i64);
+        let seen = shift(ctx.created, -(rng.range(1, 600) as i64) * 60);
         let lat = rng.range(0, 1_400_000) as i64 - 700_000;
         let lon = rng.range(0, 3_600_000) as i64 - 1_800_000;
         s.push_str(if i == 0 { "\n" } else { ",\n" });
@@ -410,7 +416,7 @@ fn csv(ctx: &Ctx<'_>, rng: &mut Rng) -> String {
     let mut s = String::with_capacity(4096);
     s.push_str("date,time_utc,nation,unit,asset,location,status,quantity,fuel_percent,remarks\r\n");
     for _ in 0..rng.range(12, 50) {
-        let day = ctx.created - time::Duration::days(rng.below(30) as i64);
+        let day = shift(ctx.created, -(rng.below(30) as i64) * 86_400);
         let _ = write!(
             s,
             "{},{:02}:{:02},{},",

@@ -47,7 +47,21 @@ impl KasRecipient {
         pem: &str,
     ) -> Result<Self, SeedError> {
         let key = KasPublicKey::from_pem(pem).map_err(SeedError::KasKey)?;
-        Ok(KasRecipient::new(url, kid, key))
+        let kas = KasRecipient::new(url, kid, key);
+        kas.check()?;
+        Ok(kas)
+    }
+
+    /// The URL must be an absolute `https` (or `http`) URL: it is what clients will call to
+    /// rewrap, and a ZTDF reader refuses a KAO whose URL is not a URI.
+    fn check(&self) -> Result<(), SeedError> {
+        let bad = |why: &str| Err(SeedError::Options(format!("KAS URL {:?} {why}", self.url)));
+        match url::Url::parse(&self.url) {
+            Ok(u) if !matches!(u.scheme(), "https" | "http") => bad("must use https (or http)"),
+            Ok(u) if u.host_str().is_none_or(str::is_empty) => bad("has no host"),
+            Ok(_) => Ok(()),
+            Err(e) => bad(&format!("is not an absolute URL: {e}")),
+        }
     }
 
     fn options(&self) -> EncryptOptions {
@@ -106,6 +120,7 @@ pub fn encrypt_document(
     doc: &SeedDocument,
     kas: &KasRecipient,
 ) -> Result<EncryptedDocument, SeedError> {
+    kas.check()?;
     seal(doc.meta.clone(), &doc.plaintext, &mut kas.options())
 }
 
@@ -123,6 +138,7 @@ pub fn encrypt_batch(
     kas: &KasRecipient,
     threads: usize,
 ) -> Result<Vec<EncryptedDocument>, SeedError> {
+    kas.check()?;
     let threads = resolve_threads(threads).clamp(1, docs.len().max(1));
     let part = |part: &[SeedDocument]| {
         let mut base = kas.options();
@@ -188,6 +204,7 @@ pub fn seed_batches(
     if opts.batch_size == 0 {
         return Err(SeedError::Options("batch size must be at least 1".into()));
     }
+    kas.check()?;
     let total = spec.count.div_ceil(opts.batch_size);
     let threads = resolve_threads(opts.threads).clamp(1, total.max(1));
     let generator = Arc::new(Generator::new(spec));

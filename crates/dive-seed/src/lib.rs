@@ -208,9 +208,9 @@ impl Generator {
         let doc_kind = *rng.pick(kind.document_kinds());
         // About 1 % embargoed: created between one hour and sixty days after `now`.
         let created_at = if rng.below(1000) < 10 {
-            spec.now + time::Duration::seconds(rng.range(3_600, 60 * 86_400) as i64)
+            content::shift(spec.now, rng.range(3_600, 60 * 86_400) as i64)
         } else {
-            spec.now - time::Duration::seconds(rng.range(60, 365 * 86_400) as i64)
+            content::shift(spec.now, -(rng.range(60, 365 * 86_400) as i64))
         };
         let origin = d.original_country;
         let label = SecurityLabel {
@@ -334,6 +334,22 @@ mod tests {
         let mut later = spec("USA", 1);
         later.now += time::Duration::days(3);
         assert_eq!(a, document_id(&later, 0));
+    }
+
+    #[test]
+    fn extreme_now_does_not_panic() {
+        for now in [
+            time::PrimitiveDateTime::MIN.assume_utc(),
+            time::PrimitiveDateTime::MAX.assume_utc(),
+        ] {
+            let spec = CorpusSpec {
+                instance: CountryCode::new("USA").unwrap(),
+                count: 50,
+                seed: 3,
+                now,
+            };
+            assert_eq!(generate(&spec).count(), 50);
+        }
     }
 
     #[test]

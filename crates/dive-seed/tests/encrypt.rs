@@ -187,6 +187,20 @@ fn bad_options_and_keys_are_refused_with_a_reason() {
     );
     let err = KasRecipient::from_pem(KAS_URL, None, "not a key").unwrap_err();
     assert!(matches!(err, SeedError::KasKey(_)), "{err}");
+    for (url, why) in [
+        ("kas.example/kas", "is not an absolute URL"),
+        ("ftp://kas.example/kas", "must use https"),
+    ] {
+        let err = KasRecipient::from_pem(url, None, &keys().ec.1).unwrap_err();
+        assert!(err.to_string().contains(why), "{err}");
+    }
+    let mut bad = kas.clone();
+    bad.url = "not a url".into();
+    let docs: Vec<_> = generate(&spec(1, 1)).collect();
+    assert!(matches!(
+        encrypt_batch(&docs, &bad, 1),
+        Err(SeedError::Options(_))
+    ));
     // An empty corpus yields no batch.
     assert_eq!(
         seed_batches(&spec(0, 1), &kas, &SeedOptions::default())
