@@ -145,8 +145,21 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
 
-fn date(t: OffsetDateTime) -> String {
-    t.date().to_string()
+/// `YYYY-MM-DD`, written without an intermediate string.
+fn date(t: OffsetDateTime) -> time::Date {
+    t.date()
+}
+
+/// ASCII-lower-case display of a vocabulary word, without an intermediate string.
+struct Lower<'a>(&'a str);
+
+impl std::fmt::Display for Lower<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in self.0.chars() {
+            f.write_char(c.to_ascii_lowercase())?;
+        }
+        Ok(())
+    }
 }
 
 /// One sentence of report prose.
@@ -173,7 +186,7 @@ fn sentence(ctx: &Ctx<'_>, rng: &mut Rng, out: &mut String) {
                 ctx.operation,
                 rng.pick(vocab::ASSETS),
                 rng.range(1, n),
-                rng.pick(vocab::STATUSES).to_lowercase(),
+                Lower(*rng.pick(vocab::STATUSES)),
             )
         }
         2 => write!(
@@ -181,7 +194,7 @@ fn sentence(ctx: &Ctx<'_>, rng: &mut Rng, out: &mut String) {
             "Assessment: {} is {} linked to {} activity in the {}.",
             rng.pick(vocab::ACTIVITIES),
             rng.pick(&["likely", "unlikely", "possibly", "almost certainly"]),
-            ctx.topic.to_lowercase(),
+            Lower(ctx.topic),
             ctx.region,
         ),
         3 => write!(out, "Recommendation: {}.", rng.pick(vocab::RECOMMENDATIONS)),
@@ -189,7 +202,7 @@ fn sentence(ctx: &Ctx<'_>, rng: &mut Rng, out: &mut String) {
             out,
             "A {} from {nation} remains {} near grid {}{} {:05} {:05}.",
             rng.pick(vocab::ASSETS),
-            rng.pick(vocab::STATUSES).to_lowercase(),
+            Lower(*rng.pick(vocab::STATUSES)),
             rng.range(30, 38),
             (b'S' + rng.below(8) as u8) as char,
             rng.below(100_000),
@@ -205,7 +218,7 @@ fn sentence(ctx: &Ctx<'_>, rng: &mut Rng, out: &mut String) {
             out,
             "The {} cell will provide an update on {} by {}.",
             ctx.region,
-            ctx.topic.to_lowercase(),
+            Lower(ctx.topic),
             date(later),
         ),
         7 => write!(
@@ -220,7 +233,7 @@ fn sentence(ctx: &Ctx<'_>, rng: &mut Rng, out: &mut String) {
             nation,
             rng.pick(ctx.nations),
             date(later),
-            ctx.topic.to_lowercase(),
+            Lower(ctx.topic),
         ),
     };
 }
