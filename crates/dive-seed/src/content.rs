@@ -172,8 +172,8 @@ fn sentence(ctx: &Ctx<'_>, rng: &mut Rng, out: &mut String) {
         0 => write!(
             out,
             "{nation} {unit} reported {} in the {} at {:02}{:02}Z on {}.",
-            rng.pick(vocab::ACTIVITIES),
-            rng.pick(vocab::REGIONS),
+            rng.word(vocab::ACTIVITIES),
+            rng.word(vocab::REGIONS),
             rng.below(24),
             rng.below(60),
             date(ctx.created),
@@ -184,25 +184,25 @@ fn sentence(ctx: &Ctx<'_>, rng: &mut Rng, out: &mut String) {
                 out,
                 "Assets assigned to {} include {n} units of type {}, {} of them {}.",
                 ctx.operation,
-                rng.pick(vocab::ASSETS),
+                rng.word(vocab::ASSETS),
                 rng.range(1, n),
-                Lower(*rng.pick(vocab::STATUSES)),
+                Lower(rng.word(vocab::STATUSES)),
             )
         }
         2 => write!(
             out,
             "Assessment: {} is {} linked to {} activity in the {}.",
-            rng.pick(vocab::ACTIVITIES),
+            rng.word(vocab::ACTIVITIES),
             rng.pick(&["likely", "unlikely", "possibly", "almost certainly"]),
             Lower(ctx.topic),
             ctx.region,
         ),
-        3 => write!(out, "Recommendation: {}.", rng.pick(vocab::RECOMMENDATIONS)),
+        3 => write!(out, "Recommendation: {}.", rng.word(vocab::RECOMMENDATIONS)),
         4 => write!(
             out,
             "A {} from {nation} remains {} near grid {}{} {:05} {:05}.",
-            rng.pick(vocab::ASSETS),
-            Lower(*rng.pick(vocab::STATUSES)),
+            rng.word(vocab::ASSETS),
+            Lower(rng.word(vocab::STATUSES)),
             rng.range(30, 38),
             (b'S' + rng.below(8) as u8) as char,
             rng.below(100_000),
@@ -324,9 +324,9 @@ fn markdown(ctx: &Ctx<'_>, rng: &mut Rng) -> String {
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} % |",
-            rng.pick(vocab::ASSETS),
+            rng.word(vocab::ASSETS),
             rng.pick(ctx.nations),
-            rng.pick(vocab::STATUSES),
+            rng.word(vocab::STATUSES),
             rng.range(40, 100)
         );
     }
@@ -391,9 +391,9 @@ fn json(ctx: &Ctx<'_>, rng: &mut Rng) -> Vec<u8> {
             "    {{\n      \"trackId\": \"T{:04}\",\n      \"type\": ",
             i + 1
         );
-        let (asset, nation) = (*rng.pick(vocab::ASSETS), *rng.pick(ctx.nations));
-        json_str(asset, &mut s);
+        json_str(rng.word(vocab::ASSETS), &mut s);
         s.push_str(",\n      \"nation\": ");
+        let nation = *rng.pick(ctx.nations);
         json_str(nation, &mut s);
         let _ = write!(
             s,
@@ -406,7 +406,7 @@ fn json(ctx: &Ctx<'_>, rng: &mut Rng) -> Vec<u8> {
             lon.abs() % 10_000,
             rng.below(360),
             rng.below(35),
-            rng.pick(vocab::STATUSES),
+            rng.word(vocab::STATUSES),
             rfc3339(seen),
         );
     }
@@ -440,20 +440,17 @@ fn csv(ctx: &Ctx<'_>, rng: &mut Rng) -> String {
         );
         csv_field(rng.pick(vocab::UNITS).1, &mut s);
         s.push(',');
-        let field = *rng.pick(vocab::ASSETS);
-        csv_field(field, &mut s);
+        csv_field(rng.word(vocab::ASSETS), &mut s);
         s.push(',');
-        let field = *rng.pick(vocab::REGIONS);
-        csv_field(field, &mut s);
+        csv_field(rng.word(vocab::REGIONS), &mut s);
         let _ = write!(
             s,
             ",{},{},{},",
-            rng.pick(vocab::STATUSES),
+            rng.word(vocab::STATUSES),
             rng.range(1, 40),
             rng.range(10, 100)
         );
-        let field = *rng.pick(vocab::RECOMMENDATIONS);
-        csv_field(field, &mut s);
+        csv_field(rng.word(vocab::RECOMMENDATIONS), &mut s);
         s.push_str("\r\n");
     }
     s
@@ -501,9 +498,9 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #999;padding:2px 6px}}<
         let _ = writeln!(
             s,
             "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            rng.pick(vocab::ASSETS),
+            rng.word(vocab::ASSETS),
             rng.pick(ctx.nations),
-            rng.pick(vocab::STATUSES)
+            rng.word(vocab::STATUSES)
         );
     }
     let _ = write!(

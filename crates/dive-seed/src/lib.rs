@@ -199,11 +199,11 @@ impl Generator {
             } else {
                 "Exercise"
             },
-            rng.pick(vocab::CODE_WORDS_A),
-            rng.pick(vocab::CODE_WORDS_B)
+            rng.word(vocab::CODE_WORDS_A),
+            rng.word(vocab::CODE_WORDS_B)
         );
-        let topic = *rng.pick(vocab::TOPICS);
-        let region = *rng.pick(vocab::REGIONS);
+        let topic = rng.word(vocab::TOPICS);
+        let region = rng.word(vocab::REGIONS);
         let (unit_code, unit_name) = *rng.pick(vocab::UNITS);
         let doc_kind = *rng.pick(kind.document_kinds());
         // About 1 % embargoed: created between one hour and sixty days after `now`.

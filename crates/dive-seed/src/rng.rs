@@ -45,6 +45,11 @@ impl Rng {
         &items[self.below(items.len())]
     }
 
+    /// A word of a vocabulary list.
+    pub(crate) fn word(&mut self, words: &[&'static str]) -> &'static str {
+        words[self.below(words.len())]
+    }
+
     /// An index drawn with the given relative weights (at least one non-zero).
     pub(crate) fn weighted(&mut self, weights: &[u32]) -> usize {
         let total: u32 = weights.iter().sum();
