@@ -9,6 +9,8 @@
 //! assertions. Readers also accept `assertionSig` equal to the manifest's root signature (the
 //! OpenTDF "v2" form for key-signed assertions) and the legacy hex forms.
 
+use std::fmt::Write as _;
+
 use serde_json::{Map, Value};
 
 use crate::crypto::{self, b64};
@@ -167,24 +169,24 @@ impl Assertion {
 
     /// Bind with an HS256 JWS under the DEK (see the module documentation).
     pub fn sign(&mut self, dek: &[u8], aggregate_hash: &[u8]) {
-        #[derive(serde::Serialize)]
-        struct Claims<'a> {
-            #[serde(rename = "assertionHash")]
-            hash: String,
-            #[serde(rename = "assertionSig")]
-            sig: String,
-            #[serde(rename = "assertionSchema", skip_serializing_if = "str::is_empty")]
-            schema: &'a str,
-        }
         let hash = self.hash();
-        let mut sig_input = aggregate_hash.to_vec();
+        let mut sig_input = Vec::with_capacity(aggregate_hash.len() + hash.len());
+        sig_input.extend_from_slice(aggregate_hash);
         sig_input.extend_from_slice(&hash);
-        let claims = Claims {
-            hash: hex::encode(hash),
-            sig: b64::encode(sig_input),
-            schema: &self.statement.schema,
-        };
-        let signature = jws::sign_hs256(&claims, dek);
+        // The claims object as serde writes `{assertionHash, assertionSig, assertionSchema?}`
+        // (unit-tested), built directly.
+        let mut claims = String::with_capacity(128 + sig_input.len() * 4 / 3);
+        claims.push_str("{\"assertionHash\":\"");
+        claims.push_str(&hex::encode(hash));
+        claims.push_str("\",\"assertionSig\":\"");
+        claims.push_str(&b64::encode(&sig_input));
+        claims.push('"');
+        if !self.statement.schema.is_empty() {
+            claims.push_str(",\"assertionSchema\":");
+            write_string(&self.statement.schema, &mut claims, false);
+        }
+        claims.push('}');
+        let signature = jws::sign_hs256_json(claims.as_bytes(), dek);
         self.binding = Some(Binding {
             method: "jws".into(),
             signature,
@@ -288,24 +290,52 @@ fn write_canonical(v: &Value, out: &mut String, go_escapes: bool) {
     }
 }
 
+/// A JSON string literal with serde_json's escaping (RFC 8785 minimal escapes).
+pub(crate) fn write_json_string(s: &str, out: &mut String) {
+    write_string(s, out, false);
+}
+
 fn write_string(s: &str, out: &mut String, go_escapes: bool) {
+    out.reserve(s.len() + 2);
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' if !go_escapes => out.push_str("\\b"),
-            '\u{c}' if !go_escapes => out.push_str("\\f"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' if go_escapes => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
+    // Byte scan, copying runs that need no escape in one go (this writes every policy FQN and
+    // the label JSON of every file). Every byte tested is ASCII or the lead byte of U+2028 /
+    // U+2029, so `run` and `i` always sit on character boundaries.
+    let b = s.as_bytes();
+    let mut run = 0;
+    let mut i = 0;
+    while i < b.len() {
+        let (esc, len): (Option<&str>, usize) = match b[i] {
+            b'"' => (Some("\\\""), 1),
+            b'\\' => (Some("\\\\"), 1),
+            b'\n' => (Some("\\n"), 1),
+            b'\r' => (Some("\\r"), 1),
+            b'\t' => (Some("\\t"), 1),
+            0x08 if !go_escapes => (Some("\\b"), 1),
+            0x0c if !go_escapes => (Some("\\f"), 1),
+            b'<' | b'>' | b'&' if go_escapes => (Some(""), 1),
+            0xe2 if go_escapes
+                && b.get(i + 1) == Some(&0x80)
+                && matches!(b.get(i + 2), Some(0xa8 | 0xa9)) =>
+            {
+                (Some(""), 3)
             }
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+            c if c < 0x20 => (Some(""), 1),
+            _ => (None, 1),
+        };
+        if let Some(e) = esc {
+            out.push_str(&s[run..i]);
+            if e.is_empty() {
+                let c = s[i..].chars().next().map_or(0, |c| c as u32);
+                let _ = write!(out, "\\u{c:04x}");
+            } else {
+                out.push_str(e);
+            }
+            run = i + len;
         }
+        i += len;
     }
+    out.push_str(&s[run..]);
     out.push('"');
 }
 
@@ -357,6 +387,15 @@ mod tests {
             binding: None,
         };
         assert_eq!(a.canonical(), jcs(&a.to_json(false)));
+        let mut go = String::new();
+        write_string("a\u{2028}b\u{2029}<&>\u{8}\u{c}\u{1f}é\"\\", &mut go, true);
+        assert_eq!(
+            go,
+            r#""a\u2028b\u2029\u003c\u0026\u003e\u0008\u000c\u001fé\"\\""#
+        );
+        let mut plain = String::new();
+        write_string("a\u{2028}<\u{8}\u{c}\u{1f}é", &mut plain, false);
+        assert_eq!(plain, "\"a\u{2028}<\\b\\f\\u001fé\"");
         a.applies_to_state = None;
         a.statement = Statement {
             format: String::new(),
@@ -383,6 +422,17 @@ mod tests {
         let dek = [3u8; 32];
         a.sign(&dek, b"aggregate");
         a.verify(&dek, b"aggregate", "root").unwrap();
+        // The claims are exactly what serde writes for them (field order included).
+        let token = &a.binding.as_ref().unwrap().signature;
+        let payload = b64::url_decode(token.split('.').nth(1).unwrap()).unwrap();
+        let mut input = b"aggregate".to_vec();
+        input.extend_from_slice(&a.hash());
+        let expected = format!(
+            r#"{{"assertionHash":"{}","assertionSig":"{}","assertionSchema":"s"}}"#,
+            hex::encode(a.hash()),
+            b64::encode(&input)
+        );
+        assert_eq!(String::from_utf8(payload).unwrap(), expected);
         assert!(a.verify(&dek, b"other", "root").is_err());
         assert!(a.verify(&[4u8; 32], b"aggregate", "root").is_err());
         let mut t = a.clone();

@@ -99,50 +99,46 @@ fn rfc3339(t: OffsetDateTime) -> String {
 
 /// Policy `dataAttributes` FQNs for `label` (see the module table).
 pub fn to_attribute_fqns(label: &SecurityLabel, namespace: &str) -> Vec<String> {
-    let fqn = |attr: &str, value: &str| {
-        format!(
-            "https://{namespace}/attr/{attr}/value/{}",
-            pct_encode(value)
-        )
+    // Written with pushes rather than `format!`: this runs for every file created, and a
+    // label easily has 40 FQNs (NATO releasability).
+    let fqn = |attr: &str, value: &str, lower: bool| {
+        let mut s = String::with_capacity(22 + namespace.len() + attr.len() + value.len());
+        s.push_str("https://");
+        s.push_str(namespace);
+        s.push_str("/attr/");
+        s.push_str(attr);
+        s.push_str("/value/");
+        pct_encode_into(value, lower, &mut s);
+        s
     };
-    let mut out = vec![fqn(
-        "classification",
-        &label.classification.as_str().to_ascii_lowercase(),
-    )];
+    let mut out = Vec::with_capacity(
+        7 + label.releasability_to.len() + label.coi.len() + label.caveats.len(),
+    );
+    out.push(fqn("classification", label.classification.as_str(), true));
     out.extend(
         label
             .releasability_to
             .iter()
-            .map(|c| fqn("releasableTo", &c.as_str().to_ascii_lowercase())),
+            .map(|c| fqn("releasableTo", c.as_str(), true)),
     );
-    out.extend(
-        label
-            .coi
-            .iter()
-            .map(|c| fqn("coi", &c.to_ascii_lowercase())),
-    );
+    out.extend(label.coi.iter().map(|c| fqn("coi", c, true)));
     let op = match label.coi_operator {
         CoiOperator::All => "all",
         CoiOperator::Any => "any",
     };
-    out.push(fqn("coiOperator", op));
-    out.extend(
-        label
-            .caveats
-            .iter()
-            .map(|c| fqn("caveats", &c.to_ascii_lowercase())),
-    );
+    out.push(fqn("coiOperator", op, false));
+    out.extend(label.caveats.iter().map(|c| fqn("caveats", c, true)));
     if let Some(o) = &label.original_classification {
-        out.push(fqn("originalClassification", o));
+        out.push(fqn("originalClassification", o, false));
     }
     if let Some(c) = &label.original_country {
-        out.push(fqn("originalCountry", &c.as_str().to_ascii_lowercase()));
+        out.push(fqn("originalCountry", c.as_str(), true));
     }
     if let Some(o) = &label.originator {
-        out.push(fqn("originator", o));
+        out.push(fqn("originator", o, false));
     }
     if let Some(d) = label.creation_date {
-        out.push(fqn("creationDate", &rfc3339(d)));
+        out.push(fqn("creationDate", &rfc3339(d), false));
     }
     out.push(fqn(
         "releasableToIndustry",
@@ -151,6 +147,7 @@ pub fn to_attribute_fqns(label: &SecurityLabel, namespace: &str) -> Vec<String> 
         } else {
             "false"
         },
+        false,
     ));
     out
 }
@@ -343,16 +340,19 @@ struct StanagContext {
 /// Schema URI of the STANAG 5636 JSON binding used by OpenTDF handling assertions.
 pub const STANAG_5636_SCHEMA: &str = "urn:nato:stanag:5636:A:1:elements:json";
 
-fn pct_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+/// Percent-encode `s` (RFC 3986 unreserved characters kept), ASCII-lower-cased first if `lower`.
+fn pct_encode_into(s: &str, lower: bool, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in s.bytes() {
+        let b = if lower { b.to_ascii_lowercase() } else { b };
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 0xf)] as char);
         }
     }
-    out
 }
 
 fn pct_decode(s: &str) -> Option<String> {
@@ -433,6 +433,13 @@ mod tests {
         assert!(fqns.contains(
             &"https://dive.coalition/attr/creationDate/value/2026-01-02T03%3A04%3A05Z".to_string()
         ));
+        assert!(fqns.contains(
+            &"https://dive.coalition/attr/originalClassification/value/TR%C3%88S%20SECRET%20D%C3%89FENSE"
+                .to_string()
+        ));
+        assert!(
+            fqns.contains(&"https://dive.coalition/attr/originator/value/FRA%2FDGSE".to_string())
+        );
         let mut with_foreign: Vec<&str> = fqns.iter().map(String::as_str).collect();
         with_foreign.push("https://example.com/attr/x/value/y");
         let back = from_attribute_fqns(with_foreign, DEFAULT_NAMESPACE)

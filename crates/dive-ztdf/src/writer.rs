@@ -162,7 +162,7 @@ fn prepare(opts: &EncryptOptions) -> Result<Prepared> {
         None => Vec::new(),
     };
     attributes.extend(opts.extra_attributes.iter().cloned());
-    let policy_b64 = Policy::new(attributes, opts.dissem.clone())?.to_base64()?;
+    let policy_b64 = Policy::new_base64(&attributes, &opts.dissem)?;
     let mut dek = SecretKey::new([0u8; crypto::KEY_LEN]);
     let mut kaos = Vec::new();
     let multi = opts.plan.splits.len() > 1;
