@@ -344,7 +344,10 @@ mod tests {
         }
         let got = log.recent(1000).await.unwrap();
         assert_eq!(got.len(), 120);
-        assert!(got.iter().all(|r| r.subject.as_deref() == Some("alice@example")));
+        assert!(
+            got.iter()
+                .all(|r| r.subject.as_deref() == Some("alice@example"))
+        );
         // The same (request, seq) twice is refused, and the caller is told.
         assert!(log.record(vec![row("r0", 0, "fail")]).await.is_err());
         // The writer survives a failed batch.

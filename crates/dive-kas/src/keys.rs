@@ -94,7 +94,10 @@ pub enum KeyError {
     Pki(#[from] dive_pki::PkiError),
 }
 
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> KeyError + 'a {
+fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> KeyError + 'a {
     move |source| KeyError::Io {
         action,
         path: path.display().to_string(),
@@ -144,7 +147,9 @@ impl KasKey {
                 | (KasPrivateKey::Ec(_), KeyAlgorithm::EcP256)
         );
         if !matches {
-            return Err(corrupt(format!("the private key is not an {algorithm} key")));
+            return Err(corrupt(format!(
+                "the private key is not an {algorithm} key"
+            )));
         }
         let public_der = dive_ztdf::pem::decode(&public_pem)
             .map_err(|e| corrupt(format!("public key: {e}")))?
@@ -183,8 +188,10 @@ fn jwk_of(algorithm: KeyAlgorithm, kid: &str, spki: &[u8]) -> Result<Value, Stri
                 .map_err(|_| "public key is not an RSA SubjectPublicKeyInfo".to_string())?;
             let (n, e) = rsa_components(spki).ok_or("cannot read the RSA modulus")?;
             debug_assert_eq!(n.len() * 8, key.key_size_bits());
-            Ok(json!({"kty": "RSA", "kid": kid, "use": "enc", "alg": "RSA-OAEP",
-                      "n": b64url(n), "e": b64url(e)}))
+            Ok(
+                json!({"kty": "RSA", "kid": kid, "use": "enc", "alg": "RSA-OAEP",
+                      "n": b64url(n), "e": b64url(e)}),
+            )
         }
         KeyAlgorithm::EcP256 => {
             // The SPKI of a P-256 key ends with the 65-byte uncompressed point 04 || x || y.
@@ -192,8 +199,10 @@ fn jwk_of(algorithm: KeyAlgorithm, kid: &str, spki: &[u8]) -> Result<Value, Stri
                 return Err("public key is not an uncompressed P-256 point".into());
             }
             let point = &spki[spki.len() - 65..];
-            Ok(json!({"kty": "EC", "kid": kid, "use": "enc", "crv": "P-256",
-                      "x": b64url(&point[1..33]), "y": b64url(&point[33..65])}))
+            Ok(
+                json!({"kty": "EC", "kid": kid, "use": "enc", "crv": "P-256",
+                      "x": b64url(&point[1..33]), "y": b64url(&point[33..65])}),
+            )
         }
     }
 }

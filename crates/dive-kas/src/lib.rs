@@ -15,10 +15,14 @@
 //! - [`client`]: [`RemoteKas`], the rewrap client (a [`dive_ztdf::KeyUnwrapper`]).
 
 pub mod audit;
+pub mod client;
 pub mod keys;
 pub mod proto;
 pub mod rewrap;
+pub mod server;
 pub mod srt;
 pub mod wire;
 
+pub use client::{ClientError, ClientKeyKind, RemoteKas, Rewrapped, Transport};
 pub use keys::{KasKey, KeyAlgorithm, KeyError, KeyRing, KeyStore};
+pub use server::{KasConfig, KasError, Running, start};

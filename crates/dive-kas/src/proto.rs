@@ -170,8 +170,9 @@ mod tests {
         let back = RewrapResponse::decode(bytes.as_slice()).unwrap();
         assert_eq!(back, r);
         assert_eq!(RewrapResponse::from_wire(&back.to_wire()), r);
-        let pk = PublicKeyRequest::decode(&[0x0a, 3, b'r', b's', b'a', 0x12, 3, b'j', b'w', b'k'][..])
-            .unwrap();
+        let pk =
+            PublicKeyRequest::decode(&[0x0a, 3, b'r', b's', b'a', 0x12, 3, b'j', b'w', b'k'][..])
+                .unwrap();
         assert_eq!((pk.algorithm.as_str(), pk.fmt.as_str()), ("rsa", "jwk"));
     }
 }

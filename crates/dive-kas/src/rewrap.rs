@@ -5,8 +5,8 @@
 
 use std::sync::{Arc, Mutex, RwLock};
 
-use aws_lc_rs::agreement::{self, ECDH_P256, EphemeralPrivateKey, ParsedPublicKey};
 use aws_lc_rs::aead::LessSafeKey;
+use aws_lc_rs::agreement::{self, ECDH_P256, EphemeralPrivateKey, ParsedPublicKey};
 use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
 use aws_lc_rs::rand::SystemRandom;
 use dive_core::{ResourceAttributes, SubjectAttributes};
@@ -115,6 +115,8 @@ pub struct KaoDecision {
 pub struct Outcome {
     pub response: RewrapResponse,
     pub decisions: Vec<KaoDecision>,
+    /// Answer in the legacy v1 shape (one key, or an error).
+    pub legacy_v1: bool,
 }
 
 /// The client's key, parsed once per request.
@@ -257,7 +259,14 @@ impl Engine {
                     .kaos
                     .iter()
                     .map(|k| {
-                        decisions.push(decision(p, k.kao.kid.clone(), &k.id, &k.kao, false, reason));
+                        decisions.push(decision(
+                            p,
+                            k.kao.kid.clone(),
+                            &k.id,
+                            &k.kao,
+                            false,
+                            reason,
+                        ));
                         fail(&k.id)
                     })
                     .collect(),
@@ -285,6 +294,7 @@ impl Engine {
                 entity_wrapped_key,
             },
             decisions,
+            legacy_v1: req.legacy_v1,
         })
     }
 
@@ -313,14 +323,19 @@ impl Engine {
                 if !k.kao.verify_policy_binding(&share, &p.policy_b64) {
                     return Err("policy binding does not verify: the policy was altered or does not belong to this key".into());
                 }
-                verdict
-                    .get_or_insert_with(|| self.decide(who, p))
-                    .clone()?;
+                verdict.get_or_insert_with(|| self.decide(who, p)).clone()?;
                 rewrapper.wrap(&share)
             })();
             match outcome {
                 Ok(wrapped) => {
-                    decisions.push(decision(p, k.kao.kid.clone(), &k.id, &k.kao, true, "permit"));
+                    decisions.push(decision(
+                        p,
+                        k.kao.kid.clone(),
+                        &k.id,
+                        &k.kao,
+                        true,
+                        "permit",
+                    ));
                     results.push(KaoResult {
                         key_access_object_id: k.id.clone(),
                         status: PERMIT.to_string(),
@@ -329,7 +344,14 @@ impl Engine {
                     });
                 }
                 Err(reason) => {
-                    decisions.push(decision(p, k.kao.kid.clone(), &k.id, &k.kao, false, &reason));
+                    decisions.push(decision(
+                        p,
+                        k.kao.kid.clone(),
+                        &k.id,
+                        &k.kao,
+                        false,
+                        &reason,
+                    ));
                     results.push(fail(&k.id));
                 }
             }

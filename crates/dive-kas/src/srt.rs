@@ -72,7 +72,8 @@ pub fn jwk_thumbprint(jwk: &Map<String, Value>) -> Option<String> {
         "OKP" => json!({"crv": s("crv")?, "kty": "OKP", "x": s("x")?}),
         _ => return None,
     };
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.to_string().as_bytes());
+    let digest =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.to_string().as_bytes());
     Some(URL_SAFE_NO_PAD.encode(digest.as_ref()))
 }
 
@@ -233,9 +234,8 @@ mod tests {
         assert!(verify(&t, Some(other.thumbprint()), NOW, 30).is_err());
         // A changed payload no longer verifies.
         let parts: Vec<&str> = t.split('.').collect();
-        let forged = URL_SAFE_NO_PAD.encode(
-            json!({"requestBody": "{\"a\":2}", "iat": NOW, "exp": NOW + 60}).to_string(),
-        );
+        let forged = URL_SAFE_NO_PAD
+            .encode(json!({"requestBody": "{\"a\":2}", "iat": NOW, "exp": NOW + 60}).to_string());
         let tampered = format!("{}.{}.{}", parts[0], forged, parts[2]);
         let e = verify(&tampered, None, NOW, 30).unwrap_err();
         assert_eq!(e.field, "signedRequestToken");
@@ -246,16 +246,29 @@ mod tests {
     fn time_claims_are_enforced() {
         let s = RequestSigner::generate().unwrap();
         let t = s.sign("{}", NOW - 120, 60).unwrap();
-        assert!(verify(&t, None, NOW, 30).unwrap_err().reason.contains("expired"));
+        assert!(
+            verify(&t, None, NOW, 30)
+                .unwrap_err()
+                .reason
+                .contains("expired")
+        );
         let t = s.sign("{}", NOW + 120, 60).unwrap();
-        assert!(verify(&t, None, NOW, 30).unwrap_err().reason.contains("future"));
+        assert!(
+            verify(&t, None, NOW, 30)
+                .unwrap_err()
+                .reason
+                .contains("future")
+        );
     }
 
     #[test]
     fn unannounced_key_is_unverified_like_opentdf_but_alg_none_is_refused() {
         let enc = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
         let claims = enc(json!({"requestBody": "{}", "iat": NOW, "exp": NOW + 60}));
-        let rs = format!("{}.{claims}.c2ln", enc(json!({"alg": "RS256", "typ": "JWT"})));
+        let rs = format!(
+            "{}.{claims}.c2ln",
+            enc(json!({"alg": "RS256", "typ": "JWT"}))
+        );
         assert_eq!(verify(&rs, None, NOW, 30).unwrap().key, SrtKey::Unverified);
         assert!(verify(&rs, Some("jkt"), NOW, 30).is_err());
         let none = format!("{}.{claims}.", enc(json!({"alg": "none"})));
@@ -265,7 +278,12 @@ mod tests {
             enc(json!({"alg": "RS256"})),
             enc(json!({"requestBody": "{}"}))
         );
-        assert!(verify(&no_exp, None, NOW, 30).unwrap_err().reason.contains("exp"));
+        assert!(
+            verify(&no_exp, None, NOW, 30)
+                .unwrap_err()
+                .reason
+                .contains("exp")
+        );
     }
 
     #[test]

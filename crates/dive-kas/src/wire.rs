@@ -145,7 +145,12 @@ impl UnsignedRewrap {
         let requests = match get(m, &["requests"]) {
             Some(Value::Array(a)) if !a.is_empty() => Some(a),
             Some(Value::Array(_)) | None => None,
-            Some(_) => return Err(RequestError::new("requestBody.requests", "must be an array")),
+            Some(_) => {
+                return Err(RequestError::new(
+                    "requestBody.requests",
+                    "must be an array",
+                ));
+            }
         };
         let (requests, legacy_v1) = match requests {
             Some(items) => {
