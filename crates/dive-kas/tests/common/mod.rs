@@ -123,6 +123,11 @@ pub async fn login_totp(
 /// IdP (USA) with users alice (SECRET, FVEY), carol (CONFIDENTIAL, FVEY); the KAS trusting it and
 /// reading its revocation list with its own client credentials.
 pub async fn env() -> Env {
+    env_with_database(None).await
+}
+
+/// [`env`] with the KAS audit log at `database` (a `postgres://` URL) instead of SQLite.
+pub async fn env_with_database(database: Option<String>) -> Env {
     let home = tempfile::tempdir().unwrap();
     let usa = CountryCode::new("USA").unwrap();
     let idp = dive_idp::start(IdpConfig::new(usa, home.path().to_path_buf()), false)
@@ -140,9 +145,9 @@ pub async fn env() -> Env {
         json!({"client_id": "kas", "client_secret": kas_secret}).to_string(),
     )
     .unwrap();
-    let kas = dive_kas::start(KasConfig::new(usa, home.path().to_path_buf()), false)
-        .await
-        .unwrap();
+    let mut cfg = KasConfig::new(usa, home.path().to_path_buf());
+    cfg.database = database;
+    let kas = dive_kas::start(cfg, false).await.unwrap();
     let pki = dive_pki::Pki::open(home.path()).unwrap();
     let http = dive_http::https_client(&pki).unwrap();
     Env {
