@@ -231,6 +231,11 @@ impl RemoteKas {
         }
     }
 
+    /// The REST rewrap endpoint (`<kas>/v2/rewrap`).
+    pub fn rewrap_endpoint(&self) -> String {
+        self.rest_url("rewrap")
+    }
+
     /// Connect procedures live at the origin's root.
     fn connect_url(&self, procedure: &str) -> Result<String, ClientError> {
         let u = reqwest::Url::parse(&self.kas_url)

@@ -17,6 +17,7 @@
 pub mod audit;
 pub mod client;
 pub mod keys;
+pub mod loadtest;
 pub mod proto;
 pub mod rewrap;
 pub mod server;
