@@ -451,10 +451,13 @@ fn status_error(url: &str, status: u16, body: &Value) -> ClientError {
     }
 }
 
+/// A released share, or why not.
+type Share = Result<Zeroizing<Vec<u8>>, UnwrapError>;
+
 /// The shares one or more rewraps returned, ready for [`dive_ztdf::TdfReader::unlock`].
 #[derive(Default)]
 pub struct Rewrapped {
-    shares: Vec<(KeyAccessObject, Result<Zeroizing<Vec<u8>>, UnwrapError>)>,
+    shares: Vec<(KeyAccessObject, Share)>,
 }
 
 impl std::fmt::Debug for Rewrapped {

@@ -113,7 +113,10 @@ pub async fn run(cfg: &LoadConfig) -> Result<LoadReport, ClientError> {
                 let outcome = match r {
                     Ok(resp) if resp.status().is_success() => match resp.bytes().await {
                         Ok(b) if permits(&b) == cfg.kaos.len() => Ok(()),
-                        Ok(b) => Err(format!("not every KAO permitted: {}", String::from_utf8_lossy(&b))),
+                        Ok(b) => Err(format!(
+                            "not every KAO permitted: {}",
+                            String::from_utf8_lossy(&b)
+                        )),
                         Err(e) => Err(e.to_string()),
                     },
                     Ok(resp) => Err(format!("HTTP {}", resp.status())),

@@ -25,7 +25,9 @@ async fn rewrap_audited_in_postgres() {
         };
     let name = format!("kas_test_{}", std::process::id());
     let _ = conn
-        .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}")))
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name}"
+        )))
         .await;
     conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .await
@@ -39,18 +41,28 @@ async fn rewrap_audited_in_postgres() {
     let alice = e.login("alice").await;
     let carol = e.login("carol").await;
     let file = e
-        .encrypt(KeyAlgorithm::EcP256, "SECRET//FVEY//REL TO USA", b"on postgres")
+        .encrypt(
+            KeyAlgorithm::EcP256,
+            "SECRET//FVEY//REL TO USA",
+            b"on postgres",
+        )
         .await;
-    let kas = RemoteKas::new(e.http.clone(), &e.kas.url, &alice).with_client_key(ClientKeyKind::EcP256);
+    let kas =
+        RemoteKas::new(e.http.clone(), &e.kas.url, &alice).with_client_key(ClientKeyKind::EcP256);
     assert_eq!(decrypt(&kas, &file).await.unwrap(), b"on postgres");
     let kas = RemoteKas::new(e.http.clone(), &e.kas.url, &carol);
     assert!(decrypt(&kas, &file).await.is_err());
     let rows = e.kas.audit.recent(10).await.unwrap();
     assert_eq!(rows.len(), 2);
     assert!(rows.iter().any(|r| r.decision == "permit"));
-    assert!(rows.iter().any(|r| r.decision == "fail" && r.reason.starts_with("PDP: ")));
+    assert!(
+        rows.iter()
+            .any(|r| r.decision == "fail" && r.reason.starts_with("PDP: "))
+    );
     e.stop().await;
     let _ = conn
-        .execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
         .await;
 }

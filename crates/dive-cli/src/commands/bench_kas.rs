@@ -93,7 +93,9 @@ pub fn kas(a: KasBenchArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     let openssl = openssl_rsa2048(a.openssl_seconds)?;
-    let work = tempfile::Builder::new().prefix("dive-bench-kas-").tempdir()?;
+    let work = tempfile::Builder::new()
+        .prefix("dive-bench-kas-")
+        .tempdir()?;
     let home = work.path().to_path_buf();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
