@@ -304,8 +304,13 @@ pub async fn shutdown_signal() {
 
 /// An HTTPS client that trusts only the installation CA (for calls between DIVE services).
 pub fn https_client(pki: &dive_pki::Pki) -> Result<reqwest::Client, HttpError> {
-    let path = pki.ca_cert_path();
-    let pem = std::fs::read(&path).map_err(|source| dive_pki::PkiError::Io {
+    https_client_trusting(&pki.ca_cert_path())
+}
+
+/// An HTTPS client that trusts only the CA certificate (PEM) at `path`, without opening (or
+/// creating) a PKI: for clients such as `dive ztdf decrypt --kas` that only hold the CA.
+pub fn https_client_trusting(path: &std::path::Path) -> Result<reqwest::Client, HttpError> {
+    let pem = std::fs::read(path).map_err(|source| dive_pki::PkiError::Io {
         action: "read",
         path: path.display().to_string(),
         source,

@@ -24,6 +24,8 @@ pub enum BenchWhat {
     Orchestrate(OrchestrateArgs),
     /// Load-test the PDP Data API with decision requests over keep-alive connections.
     Pdp(super::bench_pdp::PdpBenchArgs),
+    /// Rewraps per second through the KAS's HTTPS endpoint vs openssl's RSA-2048 private-op rate.
+    Kas(super::bench_kas::KasBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -53,6 +55,7 @@ pub fn run(_ctx: &Context, a: BenchArgs) -> anyhow::Result<ExitCode> {
     match a.what {
         BenchWhat::Orchestrate(o) => orchestrate(&o),
         BenchWhat::Pdp(p) => super::bench_pdp::pdp(p),
+        BenchWhat::Kas(k) => super::bench_kas::kas(k),
     }
 }
 

@@ -7,9 +7,11 @@ use clap::Subcommand;
 use crate::context::Context;
 
 pub mod bench;
+pub mod bench_kas;
 pub mod bench_pdp;
 pub mod history;
 pub mod idp;
+pub mod kas;
 pub mod metrics;
 pub mod nuke;
 pub mod orch_db;
@@ -46,6 +48,9 @@ pub enum Command {
     /// The identity provider's users and clients.
     #[command(subcommand)]
     Idp(idp::IdpCommand),
+    /// The Key Access Service's keys and audit log.
+    #[command(subcommand)]
+    Kas(kas::KasCommand),
     /// ZTDF (OpenTDF BaseTDF 4.4) documents: encrypt, inspect, decrypt.
     #[command(subcommand)]
     Ztdf(ztdf::ZtdfCommand),
@@ -67,6 +72,7 @@ pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         Command::Policy(c) => policy::run(c, ctx),
         Command::Serve(c) => serve::run(c, ctx),
         Command::Idp(cmd) => idp::run(cmd, ctx),
+        Command::Kas(cmd) => kas::run(cmd, ctx),
         Command::Ztdf(cmd) => ztdf::run(cmd, ctx),
         Command::Bench(a) => bench::run(ctx, a),
     }

@@ -18,6 +18,8 @@ pub enum ServeCommand {
     Pdp(PdpArgs),
     /// The instance's OpenID Provider (HTTPS).
     Idp(ServeIdpArgs),
+    /// The instance's Key Access Service (HTTPS): OpenTDF public-key and rewrap, REST and Connect.
+    Kas(ServeKasArgs),
 }
 
 #[derive(Debug, Args)]
@@ -40,6 +42,7 @@ pub fn run(command: ServeCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
     match command {
         ServeCommand::Pdp(args) => pdp(args),
         ServeCommand::Idp(a) => serve_idp(ctx, a),
+        ServeCommand::Kas(a) => serve_kas(ctx, a),
     }
 }
 
@@ -127,6 +130,49 @@ fn serve_idp(ctx: &Context, a: ServeIdpArgs) -> anyhow::Result<ExitCode> {
         println!(
             "idp {} listening on {} (issuer {})",
             a.instance, running.addr, running.issuer
+        );
+        running.wait().await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct ServeKasArgs {
+    /// The instance (ISO 3166-1 alpha-3 code, e.g. USA, FRA).
+    #[arg(long)]
+    pub instance: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9443")]
+    pub bind: SocketAddr,
+    /// PDP data directory (default $DIVE_HOME/instances/<code>/policy/ if it exists, else the
+    /// embedded data). Its trusted_issuers.json is the set of issuers whose tokens are accepted.
+    #[arg(long, value_name = "DIR")]
+    pub policy_data: Option<PathBuf>,
+    /// Audit database: a postgres:// URL or a SQLite path (default $DIVE_HOME/instances/<code>/kas.db).
+    #[arg(long, env = "DIVE_KAS_DATABASE", value_name = "URL")]
+    pub database: Option<String>,
+}
+
+fn serve_kas(ctx: &Context, a: ServeKasArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = dive_kas::KasConfig::new(instance(&a.instance)?, ctx.home.clone());
+    cfg.bind = a.bind;
+    if let Some(dir) = &a.policy_data
+        && !dir.is_dir()
+    {
+        return Err(bad_input(format!(
+            "--policy-data {}: not a directory",
+            dir.display()
+        )));
+    }
+    cfg.policy_data = a.policy_data;
+    cfg.database = a.database;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let running = dive_kas::start(cfg, true).await?;
+        println!(
+            "kas {} listening on {} (KAS URL {})",
+            a.instance, running.addr, running.url
         );
         running.wait().await;
         anyhow::Ok(())

@@ -21,7 +21,8 @@ pub enum ZtdfCommand {
     Encrypt(EncryptArgs),
     /// Show a ZTDF's manifest, label and the integrity checks that need no key.
     Inspect(InspectArgs),
-    /// Decrypt a ZTDF offline with a KAS private key (operators, tests).
+    /// Decrypt a ZTDF: through the KAS with your access token (--kas), or offline with a KAS
+    /// private key (--private-key; operators, tests).
     Decrypt(DecryptArgs),
 }
 
@@ -71,13 +72,71 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct DecryptArgs {
-    /// KAS private key (PEM PKCS#8 RSA or EC P-256, or SEC1 EC).
-    #[arg(long, value_name = "FILE")]
-    private_key: PathBuf,
+    /// KAS private key (PEM PKCS#8 RSA or EC P-256, or SEC1 EC): decrypt offline.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "kas",
+        conflicts_with = "kas"
+    )]
+    private_key: Option<PathBuf>,
+    /// Obtain the key from the KAS named in the file, as an OpenTDF client: rewrap with an
+    /// ephemeral key, authorised by your access token (--token, or log in with --user).
+    #[arg(long)]
+    kas: bool,
+    /// Send the rewrap to this KAS URL instead of the one in the file's key access objects.
+    #[arg(long, value_name = "URL", requires = "kas")]
+    kas_url: Option<String>,
+    /// Your access token (a JWT from your instance's IdP).
+    #[arg(
+        long,
+        env = "DIVE_ACCESS_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "user"
+    )]
+    token: Option<String>,
+    /// Log in at the IdP (--issuer) as this user to obtain the token.
+    #[arg(long, requires_all = ["kas", "issuer"])]
+    user: Option<String>,
+    /// The user's password (prefer the environment variable).
+    #[arg(long, env = "DIVE_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// The user's TOTP secret (base32), for users whose login needs a one-time code.
+    #[arg(long, env = "DIVE_TOTP_SECRET", hide_env_values = true)]
+    totp_secret: Option<String>,
+    /// The IdP's issuer URL (e.g. https://localhost:8443).
+    #[arg(long, value_name = "URL", requires = "user")]
+    issuer: Option<String>,
+    /// The OAuth client to log in through.
+    #[arg(long, default_value = "dive-cli", requires = "user")]
+    client_id: String,
+    /// The client's secret, for a confidential client.
+    #[arg(long, env = "DIVE_CLIENT_SECRET", hide_env_values = true)]
+    client_secret: Option<String>,
+    /// A redirect URI registered for the client (the login never follows it).
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1/dive-cli/callback",
+        requires = "user"
+    )]
+    redirect_uri: String,
+    /// The ephemeral key the KAS rewraps to.
+    #[arg(long, value_enum, default_value = "ec", requires = "kas")]
+    client_key: ClientKeyArg,
+    /// CA certificate the KAS and IdP certificates chain to (default: the installation CA,
+    /// $DIVE_HOME/pki/ca/cert.pem).
+    #[arg(long, value_name = "FILE.pem", requires = "kas")]
+    ca_cert: Option<PathBuf>,
     /// The ZTDF file.
     input: PathBuf,
     /// Where to write the plaintext (written only if every check passes).
     output: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ClientKeyArg {
+    Rsa,
+    Ec,
 }
 
 pub fn run(cmd: ZtdfCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
@@ -252,15 +311,27 @@ fn print_report(path: &Path, r: &dive_ztdf::Inspection) {
 }
 
 fn decrypt(a: DecryptArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let key = KasPrivateKey::from_pem(&read_text(&a.private_key, "private key")?)
-        .map_err(|e| lib_err(e, &format!("{}", a.private_key.display())))?;
-    let unwrapper = LocalKeyUnwrapper::new().with_key(None, key);
+    if a.kas && a.token.is_none() && a.user.is_none() {
+        return Err(bad_input(
+            "--kas needs your access token (--token or DIVE_ACCESS_TOKEN) or a login (--user)",
+        ));
+    }
     let input = open_input(&a.input)?;
     let reader = TdfReader::open(BufReader::with_capacity(1 << 20, input))
         .map_err(|e| lib_err(e, &format!("{}", a.input.display())))?;
-    let mut unlocked = reader
-        .unlock(&unwrapper)
-        .map_err(|e| lib_err(e, &format!("{}", a.input.display())))?;
+    let unlocked = if a.kas {
+        let rewrapped = rewrap_with_kas(&a, ctx, &reader)?;
+        reader.unlock(&rewrapped)
+    } else {
+        let path = a
+            .private_key
+            .as_ref()
+            .ok_or_else(|| bad_input("one of --private-key or --kas is required"))?;
+        let key = KasPrivateKey::from_pem(&read_text(path, "private key")?)
+            .map_err(|e| lib_err(e, &format!("{}", path.display())))?;
+        reader.unlock(&LocalKeyUnwrapper::new().with_key(None, key))
+    };
+    let mut unlocked = unlocked.map_err(|e| lib_err(e, &format!("{}", a.input.display())))?;
     if ctx.dry_run {
         println!(
             "would decrypt {} to {} (all key checks passed)",
@@ -297,4 +368,102 @@ fn decrypt(a: DecryptArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         println!("decrypted {n} bytes to {}", a.output.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Obtain the access token (given, or by logging in), then rewrap every KAO at the KAS it names
+/// (or at --kas-url), one request per KAS.
+fn rewrap_with_kas<R: std::io::Read + std::io::Seek>(
+    a: &DecryptArgs,
+    ctx: &Context,
+    reader: &TdfReader<R>,
+) -> anyhow::Result<dive_kas::Rewrapped> {
+    let ca = a
+        .ca_cert
+        .clone()
+        .unwrap_or_else(|| ctx.home.join("pki").join("ca").join("cert.pem"));
+    if !ca.exists() {
+        return Err(bad_input(format!(
+            "no CA certificate at {}: pass --ca-cert or set DIVE_HOME to the installation",
+            ca.display()
+        )));
+    }
+    let http = dive_http::https_client_trusting(&ca)?;
+    let kind = match a.client_key {
+        ClientKeyArg::Rsa => dive_kas::ClientKeyKind::Rsa2048,
+        ClientKeyArg::Ec => dive_kas::ClientKeyKind::EcP256,
+    };
+    let policy = reader.manifest().encryption_information.policy.clone();
+    // KAOs grouped by the KAS that holds them, in file order.
+    let mut groups: Vec<(String, Vec<dive_ztdf::KeyAccessObject>)> = Vec::new();
+    for kao in reader.key_access_objects() {
+        let url = a.kas_url.clone().unwrap_or_else(|| kao.kas.clone());
+        match groups.iter_mut().find(|(u, _)| *u == url) {
+            Some((_, v)) => v.push(kao.clone()),
+            None => groups.push((url, vec![kao.clone()])),
+        }
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let token = match (&a.token, &a.user) {
+            (Some(t), _) => t.clone(),
+            (None, Some(user)) => login(a, &http, user).await?,
+            (None, None) => {
+                return Err(bad_input("one of --token or --user is required with --kas"));
+            }
+        };
+        let mut all = dive_kas::Rewrapped::default();
+        for (url, kaos) in &groups {
+            let kas = dive_kas::RemoteKas::new(http.clone(), url, &token).with_client_key(kind);
+            let got = kas.rewrap_kaos(&policy, kaos).await.map_err(|e| match e {
+                dive_kas::ClientError::Status { status: 400, .. } => bad_input(e.to_string()),
+                other => anyhow::Error::new(other),
+            })?;
+            all.extend(got);
+        }
+        if all.released() == 0 {
+            anyhow::bail!(
+                "the KAS refused to release the key of {} (forbidden): your token, clearance, \
+                 country or communities do not allow it, or the file was altered",
+                a.input.display()
+            );
+        }
+        Ok(all)
+    })
+}
+
+/// The IdP login helper: password, then TOTP (or first-time enrolment), then the code exchange.
+async fn login(a: &DecryptArgs, http: &reqwest::Client, user: &str) -> anyhow::Result<String> {
+    let issuer = a
+        .issuer
+        .clone()
+        .ok_or_else(|| bad_input("--issuer is required with --user"))?;
+    let password = a
+        .password
+        .clone()
+        .ok_or_else(|| bad_input("--password (or DIVE_PASSWORD) is required with --user"))?;
+    let req = dive_idp::login_helper::LoginRequest {
+        issuer: issuer.trim_end_matches('/').to_string(),
+        client_id: a.client_id.clone(),
+        client_secret: a.client_secret.clone(),
+        redirect_uri: a.redirect_uri.clone(),
+        scope: "openid coalition".to_string(),
+        username: user.to_string(),
+        password,
+        totp_secret: a.totp_secret.clone(),
+        extra: vec![],
+    };
+    let (tokens, outcome) = dive_idp::login_helper::login(http, &req)
+        .await
+        .map_err(|e| anyhow::anyhow!("login as {user} at {issuer} failed: {e}"))?;
+    if let Some(secret) = outcome.enrolled_totp_secret {
+        // First login of a user who needs a second factor: the helper enrolled one.
+        eprintln!(
+            "note: {user} was enrolled for TOTP now; keep this secret for later logins \
+             (--totp-secret / DIVE_TOTP_SECRET): {secret}"
+        );
+    }
+    tokens["access_token"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("the IdP's token response has no access_token"))
 }
