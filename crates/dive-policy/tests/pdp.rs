@@ -229,7 +229,7 @@ fn repository_rego_tests_pass_and_a_failing_test_is_reported() {
     copy_policies(dir.path());
     std::fs::write(
         dir.path().join("wrong_test.rego"),
-        "package dive.wrong_test\nimport rego.v1\nimport data.dive.authz\ntest_empty_input_allowed if { authz.allow with input as {} }\n",
+        "package dive.wrong_test\nimport rego.v1\nimport data.dive.authz\ntest_empty_input_allowed if { authz.decision.allow with input as {} }\n",
     )
     .expect("write");
     let snap = Sources {

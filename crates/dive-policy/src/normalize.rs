@@ -1,0 +1,603 @@
+//! The normaliser: turns a raw, OPA-style decision input (`{subject, action, resource, context}`,
+//! any JSON at all) into the normalised input the Rego policy decides on.
+//!
+//! Everything deterministic happens here, once, in Rust, with dive-core's types: national labels
+//! to DIVE levels and ranks through the issuing nation's table, country codes, COI operator,
+//! RFC 3339 timestamps to Unix nanoseconds, the authentication level from acr/amr, COI registry
+//! facts (tags held and missing, label coherence, country membership) and every attribute error
+//! with a message naming the field. The policy then only decides: which facts access requires,
+//! in which priority, with which explanation. The shape is documented in docs/policy.md
+//! ("Normalised input") so that policy authors can write Rego tests against it.
+//!
+//! The normaliser never fails: malformed input yields errors in `facts.attributeErrors` (and
+//! fail-closed values such as rank −1 for an unknown clearance), which the policy turns into a
+//! deny that names the problem.
+
+use std::collections::BTreeMap;
+
+use dive_core::{
+    Aal, Clearance, CoiOperator, CoiRegistry, CountryCode, Equivalency, US_ONLY,
+};
+use regorus::Value as RValue;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Rank of a subject whose clearance is unknown or invalid: it clears nothing.
+pub const UNKNOWN_SUBJECT_RANK: i64 = -1;
+/// Rank of a resource whose classification is unknown or invalid: nobody is cleared for it.
+pub const UNKNOWN_RESOURCE_RANK: i64 = 5;
+
+/// Normalises inputs against one set of equivalency tables and one COI registry (those of the
+/// policy data in force, so a data reload also changes normalisation).
+#[derive(Debug, Clone)]
+pub struct Normalizer {
+    equivalency: Equivalency,
+    coi: CoiRegistry,
+}
+
+/// The normalised input, in the two forms it is used in.
+#[derive(Debug, Clone)]
+pub struct Normalized {
+    /// The engine's form, handed to regorus.
+    pub value: RValue,
+}
+
+impl Normalized {
+    /// As JSON (for `dive policy eval --normalized`, tests and debugging).
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(&self.value).unwrap_or(Value::Null)
+    }
+}
+
+impl Normalizer {
+    pub fn new(equivalency: Equivalency, coi: CoiRegistry) -> Normalizer {
+        Normalizer { equivalency, coi }
+    }
+
+    /// dive-core's built-in equivalency tables and COI registry.
+    pub fn builtin() -> Normalizer {
+        Normalizer::new(Equivalency::builtin().clone(), CoiRegistry::builtin().clone())
+    }
+
+    /// Normalise `raw`, deciding as of now unless the input fixes `context.currentTime`.
+    pub fn normalize(&self, raw: &Value) -> Normalized {
+        self.normalize_at(raw, OffsetDateTime::now_utc())
+    }
+
+    /// Normalise `raw` with `now` as the clock (used when `context.currentTime` is absent).
+    pub fn normalize_at(&self, raw: &Value, now: OffsetDateTime) -> Normalized {
+        let mut errors = Errors::default();
+        let subject = raw.get("subject").and_then(Value::as_object);
+        let resource = raw.get("resource").and_then(Value::as_object);
+        let context = raw.get("context").and_then(Value::as_object);
+        if subject.is_none() {
+            errors.push("subject is missing or not an object".into());
+        }
+        if resource.is_none() {
+            errors.push("resource is missing or not an object".into());
+        }
+        let s = self.subject(subject, &mut errors);
+        let r = self.resource(resource, &mut errors);
+        let ctx = context_facts(context, now, &mut errors);
+        let facts = self.facts(&s, &r, errors);
+        let action = match raw.get("action") {
+            Some(Value::String(a)) => Some(a.as_str()),
+            Some(Value::Object(m)) => m.get("operation").and_then(Value::as_str),
+            _ => None,
+        };
+        let value = object([
+            ("subject", s.to_value()),
+            ("action", opt_str(action)),
+            ("resource", r.to_value()),
+            ("context", ctx.to_value()),
+            ("facts", facts),
+        ]);
+        Normalized { value }
+    }
+
+    fn subject(&self, m: Option<&Map<String, Value>>, errors: &mut Errors) -> Subject {
+        let empty = Map::new();
+        let present = m.is_some();
+        let m = m.unwrap_or(&empty);
+        let get = |k: &str| present_value(m, k);
+        let unique_id = match get("uniqueID") {
+            Some(Value::String(u)) if !u.trim().is_empty() => Some(u.clone()),
+            _ => None,
+        };
+        if present && unique_id.is_none() {
+            errors.push("subject.uniqueID is missing or empty".into());
+        }
+        let country = get("countryOfAffiliation")
+            .and_then(Value::as_str)
+            .and_then(|c| CountryCode::new(c).ok());
+        if present && country.is_none() {
+            errors.push(format!(
+                "subject.countryOfAffiliation {} is not a valid ISO 3166-1 alpha-3 code (upper case, e.g. USA)",
+                json_text(get("countryOfAffiliation"))
+            ));
+        }
+        // The nation whose table defines the label: the issuing nation when given, else the
+        // subject's own.
+        let clearance_country = match get("clearanceCountry") {
+            Some(v) => {
+                let cc = v.as_str().and_then(|c| CountryCode::new(c).ok());
+                if cc.is_none() {
+                    errors.push(format!(
+                        "subject.clearanceCountry {} is not a valid ISO 3166-1 alpha-3 code",
+                        json_text(Some(v))
+                    ));
+                }
+                cc
+            }
+            None => country,
+        };
+        // The original national label is authoritative when present; `clearance` must agree.
+        let original = get("clearanceOriginal");
+        let given = get("clearance");
+        let label = original.or(given);
+        let mut level = None;
+        match (label, clearance_country) {
+            (None, _) => {
+                if present {
+                    errors.push("subject.clearance is missing".into());
+                }
+            }
+            (Some(l), Some(cc)) => {
+                level = l
+                    .as_str()
+                    .and_then(|l| self.equivalency.normalize(cc, l).ok());
+                if level.is_none() {
+                    errors.push(format!(
+                        "subject clearance {} is not a known classification label of {cc}",
+                        json_text(Some(l))
+                    ));
+                }
+            }
+            // The country is invalid and already reported; the label cannot be read without it.
+            (Some(_), None) => {}
+        }
+        if let (Some(Value::String(orig)), Some(Value::String(c)), Some(lvl)) =
+            (original, given, level)
+            && self.equivalency.normalize_marking(c).ok() != Some(lvl)
+        {
+            errors.push(format!(
+                "subject clearance {c} does not match the national label {orig} ({lvl})"
+            ));
+        }
+        let acp_coi = string_array(get("acpCOI"), present, "subject.acpCOI must be an array of COI tags", errors);
+        let organization_type = match get("organizationType").and_then(Value::as_str) {
+            Some(t @ ("GOV" | "MIL" | "INDUSTRY")) => Some(t.to_string()),
+            _ => None,
+        };
+        if present && organization_type.is_none() {
+            errors.push(format!(
+                "subject.organizationType {} must be GOV, MIL or INDUSTRY",
+                json_text(get("organizationType"))
+            ));
+        }
+        let roles = match get("roles") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            _ => Vec::new(),
+        };
+        Subject {
+            authenticated: m.get("authenticated") == Some(&Value::Bool(true)),
+            unique_id,
+            clearance: level,
+            clearance_original: label.and_then(Value::as_str).map(str::to_string),
+            clearance_country,
+            country,
+            acp_coi,
+            organization_type,
+            issuer: get("issuer").and_then(Value::as_str).map(str::to_string),
+            roles,
+        }
+    }
+
+    fn resource(&self, m: Option<&Map<String, Value>>, errors: &mut Errors) -> Resource {
+        let empty = Map::new();
+        let present = m.is_some();
+        let m = m.unwrap_or(&empty);
+        let get = |k: &str| present_value(m, k);
+        let given = get("classification");
+        let original = get("originalClassification");
+        let original_country = get("originalCountry")
+            .and_then(Value::as_str)
+            .and_then(|c| CountryCode::new(c).ok());
+        if present && given.is_none() && original.is_none() {
+            errors.push("resource.classification is missing".into());
+        }
+        // The original national marking defines the level; `classification` must agree.
+        let level = match (original, original_country) {
+            (Some(Value::String(o)), Some(cc)) => self.equivalency.normalize(cc, o).ok(),
+            (Some(_), _) => None,
+            (None, _) => given
+                .and_then(Value::as_str)
+                .and_then(|c| self.equivalency.normalize_marking(c).ok()),
+        };
+        if let Some(label) = original.or(given)
+            && level.is_none()
+        {
+            let of = original_country
+                .map(|c| format!(" of {c}"))
+                .unwrap_or_default();
+            errors.push(format!(
+                "resource classification {} is not a known classification label{of}",
+                json_text(Some(label))
+            ));
+        }
+        if original.is_some() && original_country.is_none() {
+            errors.push(format!(
+                "resource.originalCountry {} must be a valid ISO 3166-1 alpha-3 code when originalClassification is set",
+                json_text(get("originalCountry"))
+            ));
+        }
+        if let (Some(Value::String(o)), Some(Value::String(c)), Some(lvl), Some(cc)) =
+            (original, given, level, original_country)
+            && self.equivalency.normalize_marking(c).ok() != Some(lvl)
+        {
+            errors.push(format!(
+                "resource classification {c} does not match its original marking {o} of {cc} ({lvl})"
+            ));
+        }
+        let mut releasability = Vec::new();
+        match get("releasabilityTo") {
+            Some(Value::Array(items)) => {
+                for item in items {
+                    match item.as_str().and_then(|c| CountryCode::new(c).ok()) {
+                        Some(c) => releasability.push(c),
+                        None => errors.push(format!(
+                            "resource.releasabilityTo contains {}, not a valid ISO 3166-1 alpha-3 code",
+                            json_text(Some(item))
+                        )),
+                    }
+                }
+            }
+            _ if present => {
+                errors.push("resource.releasabilityTo must be an array of country codes".into())
+            }
+            _ => {}
+        }
+        let coi = string_array(get("COI"), present, "resource.COI must be an array of COI tags", errors);
+        let coi_operator = match get("coiOperator") {
+            None => Some(CoiOperator::All.as_str().to_string()),
+            Some(Value::String(op)) if op.parse::<CoiOperator>().is_ok() => Some(op.clone()),
+            Some(other) => {
+                errors.push(format!(
+                    "resource.coiOperator {} is invalid: expected ALL or ANY",
+                    json_text(Some(other))
+                ));
+                other.as_str().map(str::to_string)
+            }
+        };
+        let caveats = match get("caveats") {
+            Some(Value::Array(a)) if a.iter().all(|c| c.as_str().is_some_and(|c| !c.is_empty())) => {
+                a.iter().filter_map(Value::as_str).map(str::to_string).collect()
+            }
+            _ => Vec::new(),
+        };
+        let creation_date = get("creationDate");
+        let creation_time = creation_date.and_then(Value::as_str).and_then(parse_ns);
+        if creation_date.is_some() && creation_time.is_none() {
+            errors.push(format!(
+                "resource.creationDate {} is not an RFC 3339 timestamp",
+                json_text(creation_date)
+            ));
+        }
+        Resource {
+            resource_id: get("resourceId").and_then(Value::as_str).map(str::to_string),
+            classification: level,
+            original_classification: original.and_then(Value::as_str).map(str::to_string),
+            original_country,
+            releasability,
+            coi,
+            coi_operator,
+            caveats,
+            creation_date: creation_date.and_then(Value::as_str).map(str::to_string),
+            creation_time,
+            encrypted: m.get("encrypted") == Some(&Value::Bool(true)),
+            releasable_to_industry: m.get("releasableToIndustry") == Some(&Value::Bool(true)),
+        }
+    }
+
+    /// Facts that relate the subject, the resource and the COI registry.
+    fn facts(&self, s: &Subject, r: &Resource, errors: Errors) -> RValue {
+        let (held, missing): (Vec<&String>, Vec<&String>) =
+            r.coi.iter().partition(|c| s.acp_coi.contains(c));
+        let uncovered: Vec<RValue> = r
+            .releasability
+            .iter()
+            .filter(|c| !r.coi.iter().any(|t| self.coi.is_member(t, **c)))
+            .map(|c| RValue::from(c.as_str()))
+            .collect();
+        object([
+            ("attributeErrors", strings(errors.into_sorted())),
+            ("coiHeld", strings(held)),
+            ("coiMissing", strings(missing)),
+            ("coherenceViolations", strings(self.coherence(r))),
+            ("uncoveredCountries", RValue::from(uncovered)),
+        ])
+    }
+
+    /// Label coherence against the COI registry (sorted, each problem once). Strict mode's
+    /// country coverage is a policy setting, so it is left to the policy (`uncoveredCountries`).
+    fn coherence(&self, r: &Resource) -> Vec<String> {
+        let has = |t: &str| r.coi.iter().any(|c| c == t);
+        let mut out = Vec::new();
+        if has(US_ONLY) {
+            for other in r.coi.iter().filter(|t| *t != US_ONLY) {
+                out.push(format!("US-ONLY cannot be combined with another COI ({other})"));
+            }
+        }
+        let file = self.coi.file();
+        for [a, b] in &file.mutually_exclusive {
+            // Pairs with US-ONLY are reported by the rule above.
+            if a != US_ONLY && b != US_ONLY && has(a) && has(b) {
+                out.push(format!("COIs {a} and {b} are mutually exclusive"));
+            }
+        }
+        if r.caveats.iter().any(|c| c == "NOFORN") {
+            let coi_ok = r.coi.len() == 1 && r.coi[0] == US_ONLY;
+            let rel_ok = r.releasability.len() == 1 && r.releasability[0].as_str() == "USA";
+            if !(coi_ok && rel_ok) {
+                out.push(
+                    "NOFORN requires COI exactly US-ONLY and releasability exactly USA".into(),
+                );
+            }
+        }
+        if r.coi_operator.as_deref() == Some(CoiOperator::Any.as_str()) {
+            for [sub, sup] in &file.subsets {
+                if has(sub) && has(sup) {
+                    out.push(format!(
+                        "under ANY, {sub} is a subset of {sup}: listing both widens access to all of {sup}"
+                    ));
+                }
+            }
+        }
+        for tag in r.coi.iter().filter(|t| !self.coi.contains(t)) {
+            out.push(format!("COI {tag} is not in the COI registry"));
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+struct Subject {
+    authenticated: bool,
+    unique_id: Option<String>,
+    clearance: Option<Clearance>,
+    clearance_original: Option<String>,
+    clearance_country: Option<CountryCode>,
+    country: Option<CountryCode>,
+    acp_coi: Vec<String>,
+    organization_type: Option<String>,
+    issuer: Option<String>,
+    roles: Vec<String>,
+}
+
+impl Subject {
+    fn to_value(&self) -> RValue {
+        object([
+            ("authenticated", RValue::from(self.authenticated)),
+            ("uniqueID", opt_str(self.unique_id.as_deref())),
+            ("clearance", opt_str(self.clearance.map(Clearance::as_str))),
+            (
+                "rank",
+                RValue::from(
+                    self.clearance
+                        .map_or(UNKNOWN_SUBJECT_RANK, |c| i64::from(c.rank())),
+                ),
+            ),
+            ("clearanceOriginal", opt_str(self.clearance_original.as_deref())),
+            (
+                "clearanceCountry",
+                opt_str(self.clearance_country.as_ref().map(CountryCode::as_str)),
+            ),
+            (
+                "countryOfAffiliation",
+                opt_str(self.country.as_ref().map(CountryCode::as_str)),
+            ),
+            ("acpCOI", strings(&self.acp_coi)),
+            ("organizationType", opt_str(self.organization_type.as_deref())),
+            ("issuer", opt_str(self.issuer.as_deref())),
+            ("roles", strings(&self.roles)),
+        ])
+    }
+}
+
+struct Resource {
+    resource_id: Option<String>,
+    classification: Option<Clearance>,
+    original_classification: Option<String>,
+    original_country: Option<CountryCode>,
+    releasability: Vec<CountryCode>,
+    coi: Vec<String>,
+    coi_operator: Option<String>,
+    caveats: Vec<String>,
+    creation_date: Option<String>,
+    creation_time: Option<i64>,
+    encrypted: bool,
+    releasable_to_industry: bool,
+}
+
+impl Resource {
+    fn to_value(&self) -> RValue {
+        let rel: Vec<RValue> = self
+            .releasability
+            .iter()
+            .map(|c| RValue::from(c.as_str()))
+            .collect();
+        object([
+            ("resourceId", opt_str(self.resource_id.as_deref())),
+            ("classification", opt_str(self.classification.map(Clearance::as_str))),
+            (
+                "rank",
+                RValue::from(
+                    self.classification
+                        .map_or(UNKNOWN_RESOURCE_RANK, |c| i64::from(c.rank())),
+                ),
+            ),
+            (
+                "originalClassification",
+                opt_str(self.original_classification.as_deref()),
+            ),
+            (
+                "originalCountry",
+                opt_str(self.original_country.as_ref().map(CountryCode::as_str)),
+            ),
+            ("releasabilityTo", RValue::from(rel)),
+            ("COI", strings(&self.coi)),
+            ("coiOperator", opt_str(self.coi_operator.as_deref())),
+            ("caveats", strings(&self.caveats)),
+            ("creationDate", opt_str(self.creation_date.as_deref())),
+            ("creationTime", self.creation_time.map_or(RValue::Null, RValue::from)),
+            ("encrypted", RValue::from(self.encrypted)),
+            ("releasableToIndustry", RValue::from(self.releasable_to_industry)),
+        ])
+    }
+}
+
+struct Context {
+    aal: Aal,
+    now: i64,
+    integrity_verified: Option<bool>,
+}
+
+impl Context {
+    fn to_value(&self) -> RValue {
+        object([
+            ("aal", RValue::from(i64::from(self.aal.level()))),
+            ("now", RValue::from(self.now)),
+            (
+                "integrityVerified",
+                self.integrity_verified.map_or(RValue::Null, RValue::from),
+            ),
+        ])
+    }
+}
+
+fn context_facts(
+    m: Option<&Map<String, Value>>,
+    now: OffsetDateTime,
+    errors: &mut Errors,
+) -> Context {
+    let empty = Map::new();
+    let m = m.unwrap_or(&empty);
+    let get = |k: &str| present_value(m, k);
+    // acr may arrive as a number; anything else cannot name a level.
+    let acr = match get("acr") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    let amr: Vec<String> = match get("amr") {
+        Some(Value::Array(a)) if a.iter().all(|x| x.as_str().is_some_and(|s| !s.is_empty())) => {
+            a.iter().filter_map(Value::as_str).map(str::to_string).collect()
+        }
+        _ => Vec::new(),
+    };
+    let clock = nanos(now);
+    let now = match get("currentTime") {
+        None => clock,
+        Some(t) => match t.as_str().and_then(parse_ns) {
+            Some(ns) => ns,
+            None => {
+                errors.push(format!(
+                    "context.currentTime {} is not an RFC 3339 timestamp",
+                    json_text(Some(t))
+                ));
+                clock
+            }
+        },
+    };
+    Context {
+        aal: Aal::derive(acr.as_deref(), &amr),
+        now,
+        // A report that is not `true` is a failed verification (fail closed).
+        integrity_verified: get("integrityVerified").map(|v| v == &Value::Bool(true)),
+    }
+}
+
+/// Attribute errors, each once, sorted (the deny reason lists them in this order).
+#[derive(Default)]
+struct Errors(Vec<String>);
+
+impl Errors {
+    fn push(&mut self, e: String) {
+        self.0.push(e);
+    }
+
+    fn into_sorted(mut self) -> Vec<String> {
+        self.0.sort();
+        self.0.dedup();
+        self.0
+    }
+}
+
+/// A field's value unless absent or null (null means "not given" for every attribute).
+fn present_value<'a>(m: &'a Map<String, Value>, k: &str) -> Option<&'a Value> {
+    m.get(k).filter(|v| !v.is_null())
+}
+
+/// An optional array of non-empty strings: absent is empty, anything else is an error.
+fn string_array(
+    v: Option<&Value>,
+    report: bool,
+    message: &str,
+    errors: &mut Errors,
+) -> Vec<String> {
+    match v {
+        None => Vec::new(),
+        Some(Value::Array(a)) if a.iter().all(|x| x.as_str().is_some_and(|s| !s.is_empty())) => {
+            a.iter().filter_map(Value::as_str).map(str::to_string).collect()
+        }
+        Some(_) => {
+            if report {
+                errors.push(message.to_string());
+            }
+            Vec::new()
+        }
+    }
+}
+
+/// A value as it appears in a message: JSON text, `null` when absent.
+fn json_text(v: Option<&Value>) -> String {
+    v.map_or_else(|| "null".to_string(), Value::to_string)
+}
+
+fn parse_ns(s: &str) -> Option<i64> {
+    OffsetDateTime::parse(s, &Rfc3339)
+        .ok()
+        .map(nanos)
+}
+
+fn nanos(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX)
+}
+
+fn opt_str(s: Option<&str>) -> RValue {
+    s.map_or(RValue::Null, RValue::from)
+}
+
+fn strings<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> RValue {
+    RValue::from(
+        items
+            .into_iter()
+            .map(|s| RValue::from(s.as_ref()))
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn object<const N: usize>(fields: [(&str, RValue); N]) -> RValue {
+    RValue::from(
+        fields
+            .into_iter()
+            .map(|(k, v)| (RValue::from(k), v))
+            .collect::<BTreeMap<_, _>>(),
+    )
+}
