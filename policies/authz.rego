@@ -164,16 +164,7 @@ industry_reason := "Industry access: the document is not releasable to industry"
 decision := {
 	"allow": e.allow,
 	"reason": reason,
-	# An encrypted (ZTDF) document is released by the KAS, which decides again.
-	"obligations": [o |
-		e.allow
-		input.resource.encrypted
-		o := {
-			"type": "kas_key_release",
-			"resourceId": input.resource.resourceId,
-			"reason": "encrypted ZTDF document: the KAS releases the data key only after it re-evaluates this policy",
-		}
-	],
+	"obligations": obligations,
 	"evaluation_details": {
 		"checks": e.checks,
 		"subject": input.subject,
@@ -183,5 +174,15 @@ decision := {
 } if {
 	e := evaluation
 }
+
+# An encrypted (ZTDF) document is released by the KAS, which decides again.
+obligations := [{
+	"type": "kas_key_release",
+	"resourceId": input.resource.resourceId,
+	"reason": "encrypted ZTDF document: the KAS releases the data key only after it re-evaluates this policy",
+}] if {
+	evaluation.allow
+	input.resource.encrypted
+} else := []
 
 aal_names := ["AAL0", "AAL1", "AAL2", "AAL3"]

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use dive_policy::{Input, Pdp, Sources, workload};
+use dive_policy::{Entrypoint, Input, Pdp, Sources, workload};
 
 fn main() {
     let dir = std::env::args().nth(1).unwrap_or_else(|| "policies".into());
@@ -17,6 +17,12 @@ fn main() {
             std::process::exit(1);
         }
     };
+    println!(
+        "engine {:?} {}",
+        pdp.engine(Entrypoint::Authz),
+        pdp.interpreter_reason(Entrypoint::Authz)
+            .unwrap_or_default()
+    );
     let input = Input::from_json(workload::typical());
     let d = pdp.decide(&input);
     println!("{}", d.reason);

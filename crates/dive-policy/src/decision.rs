@@ -78,7 +78,11 @@ pub(crate) fn from_policy_value(value: &regorus::Value) -> Result<DecisionData, 
     let obj = match value {
         R::Undefined => return Err("the policy produced no decision".into()),
         R::Object(o) => o,
-        other => return Err(format!("malformed decision: expected an object, got {other}")),
+        other => {
+            return Err(format!(
+                "malformed decision: expected an object, got {other}"
+            ));
+        }
     };
     let field = |name: &str| obj.get(&R::from(name));
     let allow = match field("allow") {
@@ -127,7 +131,11 @@ pub(crate) fn to_json(v: &regorus::Value) -> Value {
             .as_i64()
             .map(Value::from)
             .or_else(|| n.as_u64().map(Value::from))
-            .or_else(|| n.as_f64().and_then(serde_json::Number::from_f64).map(Value::Number))
+            .or_else(|| {
+                n.as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Value::Number)
+            })
             .unwrap_or(Value::Null),
         R::String(s) => Value::String(s.to_string()),
         R::Array(a) => Value::Array(a.iter().map(to_json).collect()),

@@ -15,9 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use dive_core::{
-    Aal, Clearance, CoiOperator, CoiRegistry, CountryCode, Equivalency, US_ONLY,
-};
+use dive_core::{Aal, Clearance, CoiOperator, CoiRegistry, CountryCode, Equivalency, US_ONLY};
 use regorus::Value as RValue;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -57,7 +55,10 @@ impl Normalizer {
 
     /// dive-core's built-in equivalency tables and COI registry.
     pub fn builtin() -> Normalizer {
-        Normalizer::new(Equivalency::builtin().clone(), CoiRegistry::builtin().clone())
+        Normalizer::new(
+            Equivalency::builtin().clone(),
+            CoiRegistry::builtin().clone(),
+        )
     }
 
     /// Normalise `raw`, deciding as of now unless the input fixes `context.currentTime`.
@@ -165,7 +166,12 @@ impl Normalizer {
                 "subject clearance {c} does not match the national label {orig} ({lvl})"
             ));
         }
-        let acp_coi = string_array(get("acpCOI"), present, "subject.acpCOI must be an array of COI tags", errors);
+        let acp_coi = string_array(
+            get("acpCOI"),
+            present,
+            "subject.acpCOI must be an array of COI tags",
+            errors,
+        );
         let organization_type = match get("organizationType").and_then(Value::as_str) {
             Some(t @ ("GOV" | "MIL" | "INDUSTRY")) => Some(t.to_string()),
             _ => None,
@@ -262,7 +268,12 @@ impl Normalizer {
             }
             _ => {}
         }
-        let coi = string_array(get("COI"), present, "resource.COI must be an array of COI tags", errors);
+        let coi = string_array(
+            get("COI"),
+            present,
+            "resource.COI must be an array of COI tags",
+            errors,
+        );
         let coi_operator = match get("coiOperator") {
             None => Some(CoiOperator::All.as_str().to_string()),
             Some(Value::String(op)) if op.parse::<CoiOperator>().is_ok() => Some(op.clone()),
@@ -275,8 +286,13 @@ impl Normalizer {
             }
         };
         let caveats = match get("caveats") {
-            Some(Value::Array(a)) if a.iter().all(|c| c.as_str().is_some_and(|c| !c.is_empty())) => {
-                a.iter().filter_map(Value::as_str).map(str::to_string).collect()
+            Some(Value::Array(a))
+                if a.iter().all(|c| c.as_str().is_some_and(|c| !c.is_empty())) =>
+            {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
             }
             _ => Vec::new(),
         };
@@ -289,7 +305,9 @@ impl Normalizer {
             ));
         }
         Resource {
-            resource_id: get("resourceId").and_then(Value::as_str).map(str::to_string),
+            resource_id: get("resourceId")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             classification: level,
             original_classification: original.and_then(Value::as_str).map(str::to_string),
             original_country,
@@ -330,7 +348,9 @@ impl Normalizer {
         let mut out = Vec::new();
         if has(US_ONLY) {
             for other in r.coi.iter().filter(|t| *t != US_ONLY) {
-                out.push(format!("US-ONLY cannot be combined with another COI ({other})"));
+                out.push(format!(
+                    "US-ONLY cannot be combined with another COI ({other})"
+                ));
             }
         }
         let file = self.coi.file();
@@ -393,7 +413,10 @@ impl Subject {
                         .map_or(UNKNOWN_SUBJECT_RANK, |c| i64::from(c.rank())),
                 ),
             ),
-            ("clearanceOriginal", opt_str(self.clearance_original.as_deref())),
+            (
+                "clearanceOriginal",
+                opt_str(self.clearance_original.as_deref()),
+            ),
             (
                 "clearanceCountry",
                 opt_str(self.clearance_country.as_ref().map(CountryCode::as_str)),
@@ -403,7 +426,10 @@ impl Subject {
                 opt_str(self.country.as_ref().map(CountryCode::as_str)),
             ),
             ("acpCOI", strings(&self.acp_coi)),
-            ("organizationType", opt_str(self.organization_type.as_deref())),
+            (
+                "organizationType",
+                opt_str(self.organization_type.as_deref()),
+            ),
             ("issuer", opt_str(self.issuer.as_deref())),
             ("roles", strings(&self.roles)),
         ])
@@ -434,7 +460,10 @@ impl Resource {
             .collect();
         object([
             ("resourceId", opt_str(self.resource_id.as_deref())),
-            ("classification", opt_str(self.classification.map(Clearance::as_str))),
+            (
+                "classification",
+                opt_str(self.classification.map(Clearance::as_str)),
+            ),
             (
                 "rank",
                 RValue::from(
@@ -455,9 +484,15 @@ impl Resource {
             ("coiOperator", opt_str(self.coi_operator.as_deref())),
             ("caveats", strings(&self.caveats)),
             ("creationDate", opt_str(self.creation_date.as_deref())),
-            ("creationTime", self.creation_time.map_or(RValue::Null, RValue::from)),
+            (
+                "creationTime",
+                self.creation_time.map_or(RValue::Null, RValue::from),
+            ),
             ("encrypted", RValue::from(self.encrypted)),
-            ("releasableToIndustry", RValue::from(self.releasable_to_industry)),
+            (
+                "releasableToIndustry",
+                RValue::from(self.releasable_to_industry),
+            ),
         ])
     }
 }
@@ -496,9 +531,11 @@ fn context_facts(
         _ => None,
     };
     let amr: Vec<String> = match get("amr") {
-        Some(Value::Array(a)) if a.iter().all(|x| x.as_str().is_some_and(|s| !s.is_empty())) => {
-            a.iter().filter_map(Value::as_str).map(str::to_string).collect()
-        }
+        Some(Value::Array(a)) if a.iter().all(|x| x.as_str().is_some_and(|s| !s.is_empty())) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
         _ => Vec::new(),
     };
     let clock = nanos(now);
@@ -553,9 +590,11 @@ fn string_array(
 ) -> Vec<String> {
     match v {
         None => Vec::new(),
-        Some(Value::Array(a)) if a.iter().all(|x| x.as_str().is_some_and(|s| !s.is_empty())) => {
-            a.iter().filter_map(Value::as_str).map(str::to_string).collect()
-        }
+        Some(Value::Array(a)) if a.iter().all(|x| x.as_str().is_some_and(|s| !s.is_empty())) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
         Some(_) => {
             if report {
                 errors.push(message.to_string());
@@ -571,9 +610,7 @@ fn json_text(v: Option<&Value>) -> String {
 }
 
 fn parse_ns(s: &str) -> Option<i64> {
-    OffsetDateTime::parse(s, &Rfc3339)
-        .ok()
-        .map(nanos)
+    OffsetDateTime::parse(s, &Rfc3339).ok().map(nanos)
 }
 
 fn nanos(t: OffsetDateTime) -> i64 {
@@ -600,4 +637,238 @@ fn object<const N: usize>(fields: [(&str, RValue); N]) -> RValue {
             .map(|(k, v)| (RValue::from(k), v))
             .collect::<BTreeMap<_, _>>(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: &str = "2026-06-01T12:00:00Z";
+
+    fn raw() -> Value {
+        json!({
+            "subject": {
+                "authenticated": true, "uniqueID": "hans.muller@bund.de", "clearance": "Geheim",
+                "countryOfAffiliation": "DEU", "acpCOI": ["NATO"], "organizationType": "MIL",
+                "issuer": "https://idp.deu", "roles": ["dive-user"],
+            },
+            "action": {"operation": "read"},
+            "resource": {
+                "resourceId": "doc-1", "classification": "SECRET", "releasabilityTo": ["DEU", "USA"],
+                "COI": ["NATO", "FVEY"], "coiOperator": "ANY", "creationDate": "2026-01-01T00:00:00Z",
+                "encrypted": true,
+            },
+            "context": {"acr": "1", "amr": ["pwd", "otp"], "currentTime": NOW},
+        })
+    }
+
+    fn norm(v: &Value) -> Value {
+        Normalizer::builtin().normalize(v).to_json()
+    }
+
+    fn patched(changes: &[(&str, Value)]) -> Value {
+        let mut v = raw();
+        for (ptr, val) in changes {
+            let (parent, key) = ptr.rsplit_once('/').expect("pointer");
+            if let Some(Value::Object(m)) = v.pointer_mut(parent) {
+                if val.is_null() {
+                    m.remove(key);
+                } else {
+                    m.insert(key.to_string(), val.clone());
+                }
+            }
+        }
+        v
+    }
+
+    fn errors(v: &Value) -> Vec<String> {
+        serde_json::from_value(norm(v)["facts"]["attributeErrors"].clone()).unwrap_or_default()
+    }
+
+    #[test]
+    fn national_labels_become_levels_and_ranks_through_the_issuing_nation() {
+        let n = norm(&raw());
+        assert_eq!(n["subject"]["clearance"], "SECRET");
+        assert_eq!(n["subject"]["rank"], 3);
+        assert_eq!(n["subject"]["clearanceOriginal"], "Geheim");
+        assert_eq!(n["subject"]["clearanceCountry"], "DEU");
+        assert_eq!(n["resource"]["rank"], 3);
+        assert_eq!(n["action"], "read");
+        assert_eq!(n["facts"]["attributeErrors"], json!([]));
+        // Romania's SECRET is CONFIDENTIAL; the issuing nation's table wins over the subject's.
+        let rou = norm(&patched(&[
+            ("/subject/clearance", json!("SECRET")),
+            ("/subject/clearanceCountry", json!("ROU")),
+        ]));
+        assert_eq!(rou["subject"]["clearance"], "CONFIDENTIAL");
+        assert_eq!(rou["subject"]["clearanceCountry"], "ROU");
+    }
+
+    #[test]
+    fn an_unknown_national_label_is_an_error_never_a_guess() {
+        let v = patched(&[("/subject/clearance", json!("STRENG SUPER GEHEIM"))]);
+        let n = norm(&v);
+        assert_eq!(n["subject"]["clearance"], Value::Null);
+        assert_eq!(n["subject"]["rank"], UNKNOWN_SUBJECT_RANK);
+        assert_eq!(
+            errors(&v),
+            [
+                "subject clearance \"STRENG SUPER GEHEIM\" is not a known classification label of DEU"
+            ]
+        );
+        let r = patched(&[("/resource/classification", json!("SEKRIT"))]);
+        assert_eq!(norm(&r)["resource"]["rank"], UNKNOWN_RESOURCE_RANK);
+        assert_eq!(
+            errors(&r),
+            ["resource classification \"SEKRIT\" is not a known classification label"]
+        );
+    }
+
+    #[test]
+    fn the_original_marking_is_authoritative_and_must_agree() {
+        let v = patched(&[
+            ("/subject/clearanceOriginal", json!("GEHEIM")),
+            ("/subject/clearance", json!("TOP_SECRET")),
+        ]);
+        assert_eq!(
+            errors(&v),
+            ["subject clearance TOP_SECRET does not match the national label GEHEIM (SECRET)"]
+        );
+        let r = patched(&[
+            ("/resource/originalClassification", json!("Streng Geheim")),
+            ("/resource/originalCountry", json!("DEU")),
+            ("/resource/classification", json!("TOP_SECRET")),
+        ]);
+        let n = norm(&r);
+        assert_eq!(n["resource"]["classification"], "TOP_SECRET");
+        assert_eq!(n["resource"]["originalCountry"], "DEU");
+        assert!(errors(&r).is_empty(), "{:?}", errors(&r));
+        let missing_country = patched(&[("/resource/originalClassification", json!("GEHEIM"))]);
+        assert!(
+            errors(&missing_country)
+                .iter()
+                .any(|e| e.starts_with("resource.originalCountry null must be a valid"))
+        );
+    }
+
+    #[test]
+    fn every_malformed_field_is_named() {
+        let v = patched(&[
+            ("/subject/uniqueID", json!("  ")),
+            ("/subject/countryOfAffiliation", json!("deu")),
+            ("/subject/acpCOI", json!("NATO,FVEY")),
+            ("/subject/organizationType", json!(3)),
+            ("/resource/releasabilityTo", json!(["DEU", "uk"])),
+            ("/resource/coiOperator", json!("any")),
+            ("/resource/creationDate", json!("yesterday")),
+            ("/context/currentTime", json!(17)),
+        ]);
+        assert_eq!(
+            errors(&v),
+            [
+                "context.currentTime 17 is not an RFC 3339 timestamp",
+                "resource.coiOperator \"any\" is invalid: expected ALL or ANY",
+                "resource.creationDate \"yesterday\" is not an RFC 3339 timestamp",
+                "resource.releasabilityTo contains \"uk\", not a valid ISO 3166-1 alpha-3 code",
+                "subject.acpCOI must be an array of COI tags",
+                "subject.countryOfAffiliation \"deu\" is not a valid ISO 3166-1 alpha-3 code (upper case, e.g. USA)",
+                "subject.organizationType 3 must be GOV, MIL or INDUSTRY",
+                "subject.uniqueID is missing or empty",
+            ]
+        );
+        let n = norm(&v);
+        assert_eq!(n["resource"]["releasabilityTo"], json!(["DEU"]));
+        assert_eq!(n["subject"]["countryOfAffiliation"], Value::Null);
+    }
+
+    #[test]
+    fn any_json_normalises_without_panicking() {
+        for v in [
+            json!(null),
+            json!(42),
+            json!("subject"),
+            json!([{"subject": {}}]),
+            json!({"subject": [], "resource": "x", "context": [], "action": {"operation": 3}}),
+            json!({"subject": {"clearance": {"a": 1}, "clearanceCountry": [1]}, "resource": {"classification": 4, "COI": [null], "releasabilityTo": [[]]}}),
+        ] {
+            let n = norm(&v);
+            assert_eq!(n["subject"]["authenticated"], false);
+            assert!(n["facts"]["attributeErrors"].as_array().is_some());
+        }
+        assert_eq!(
+            errors(&json!({})),
+            [
+                "resource is missing or not an object",
+                "subject is missing or not an object"
+            ]
+        );
+    }
+
+    #[test]
+    fn aal_times_and_integrity() {
+        let n = norm(&raw());
+        // Two methods make AAL2 even with acr 1.
+        assert_eq!(n["context"]["aal"], 2);
+        assert_eq!(n["context"]["now"], 1_780_315_200_000_000_000_i64);
+        assert_eq!(n["resource"]["creationTime"], 1_767_225_600_000_000_000_i64);
+        assert_eq!(n["context"]["integrityVerified"], Value::Null);
+        let hwk = norm(&patched(&[("/context/amr", json!(["pwd", "hwk"]))]));
+        assert_eq!(hwk["context"]["aal"], 3);
+        let numeric = norm(&patched(&[
+            ("/context/acr", json!(2)),
+            ("/context/amr", json!([])),
+        ]));
+        assert_eq!(numeric["context"]["aal"], 2);
+        // A report that is not `true` counts as a failed verification.
+        let odd = norm(&patched(&[("/context/integrityVerified", json!("yes"))]));
+        assert_eq!(odd["context"]["integrityVerified"], false);
+        // Without a fixed time the clock decides.
+        let now = norm(&patched(&[("/context/currentTime", Value::Null)]));
+        assert!(now["context"]["now"].as_i64().unwrap_or(0) > 1_780_315_200_000_000_000);
+    }
+
+    #[test]
+    fn coi_registry_facts() {
+        let n = norm(&raw());
+        assert_eq!(n["facts"]["coiHeld"], json!(["NATO"]));
+        assert_eq!(n["facts"]["coiMissing"], json!(["FVEY"]));
+        // DEU is not a FVEY member, but it is a NATO member: every country is covered.
+        assert_eq!(n["facts"]["uncoveredCountries"], json!([]));
+        let v = patched(&[
+            ("/resource/COI", json!(["US-ONLY", "FVEY", "AUKUS", "Zeta"])),
+            ("/resource/caveats", json!(["NOFORN"])),
+        ]);
+        let n = norm(&v);
+        assert_eq!(
+            n["facts"]["coherenceViolations"],
+            json!([
+                "COI Zeta is not in the COI registry",
+                "NOFORN requires COI exactly US-ONLY and releasability exactly USA",
+                "US-ONLY cannot be combined with another COI (AUKUS)",
+                "US-ONLY cannot be combined with another COI (FVEY)",
+                "US-ONLY cannot be combined with another COI (Zeta)",
+                "under ANY, AUKUS is a subset of FVEY: listing both widens access to all of FVEY",
+            ])
+        );
+        assert_eq!(n["facts"]["uncoveredCountries"], json!(["DEU"]));
+        let exclusive = norm(&patched(&[(
+            "/resource/COI",
+            json!(["EU-RESTRICTED", "NATO-COSMIC"]),
+        )]));
+        assert_eq!(
+            exclusive["facts"]["coherenceViolations"],
+            json!(["COIs EU-RESTRICTED and NATO-COSMIC are mutually exclusive"])
+        );
+    }
+
+    #[test]
+    fn replacement_tables_change_normalisation() {
+        let eq = Equivalency::from_json(
+            r#"{"version":"t","tables":{"NATO":{},"DEU":{"TOP_SECRET":["GEHEIM"]}}}"#,
+        )
+        .expect("valid tables");
+        let n = Normalizer::new(eq, CoiRegistry::builtin().clone()).normalize(&raw());
+        assert_eq!(n.to_json()["subject"]["clearance"], "TOP_SECRET");
+    }
 }

@@ -76,10 +76,11 @@ const VM_MAX_INSTRUCTIONS: usize = 2_000_000;
 
 const DEFAULT_TTL_SECONDS: [u64; 5] = [120, 90, 60, 30, 15];
 
-/// One entrypoint, compiled for the interpreter and, when it passed the self-check, for the VM.
+/// One entrypoint, compiled for the interpreter and, when it passed the self-check, for the VM
+/// (otherwise why not).
 struct Compiled {
     policy: CompiledPolicy,
-    vm: Option<VmRunner>,
+    vm: Result<VmRunner, String>,
 }
 
 /// The entrypoint's VM program and a pool of machines loaded with it and the data (a machine is
@@ -138,7 +139,7 @@ impl VmRunner {
 
 impl Compiled {
     fn kind(&self) -> EngineKind {
-        if self.vm.is_some() {
+        if self.vm.is_ok() {
             EngineKind::Vm
         } else {
             EngineKind::Interpreter
@@ -147,8 +148,11 @@ impl Compiled {
 
     fn eval(&self, input: regorus::Value) -> Result<regorus::Value, String> {
         match &self.vm {
-            Some(vm) => vm.eval(input),
-            None => self.policy.eval_with_input(input).map_err(|e| e.to_string()),
+            Ok(vm) => vm.eval(input),
+            Err(_) => self
+                .policy
+                .eval_with_input(input)
+                .map_err(|e| e.to_string()),
         }
     }
 }
@@ -173,13 +177,14 @@ pub struct Pdp {
     generation: AtomicU64,
     fingerprint: Mutex<u64>,
     cache_enabled: bool,
+    vm_enabled: bool,
 }
 
 impl Pdp {
     /// Load and compile the policies and data of `sources`.
     pub fn new(sources: Sources) -> Result<Pdp, PolicyError> {
         let fingerprint = sources.fingerprint();
-        let loaded = compile(&sources.load()?, 1)?;
+        let loaded = compile(&sources.load()?, 1, true)?;
         Ok(Pdp {
             sources,
             loaded: RwLock::new(Arc::new(loaded)),
@@ -187,6 +192,7 @@ impl Pdp {
             generation: AtomicU64::new(1),
             fingerprint: Mutex::new(fingerprint),
             cache_enabled: true,
+            vm_enabled: true,
         })
     }
 
@@ -199,6 +205,14 @@ impl Pdp {
     pub fn without_cache(mut self) -> Pdp {
         self.cache_enabled = false;
         self
+    }
+
+    /// Evaluate everything on regorus's interpreter (comparisons with the VM, debugging). The
+    /// policies are recompiled now and stay on the interpreter across reloads.
+    pub fn without_vm(mut self) -> Result<Pdp, PolicyError> {
+        self.vm_enabled = false;
+        self.reload()?;
+        Ok(self)
     }
 
     /// The content version of the policies and data in force.
@@ -218,6 +232,15 @@ impl Pdp {
     /// The engine that evaluates `entrypoint` under the policies in force.
     pub fn engine(&self, entrypoint: Entrypoint) -> EngineKind {
         self.current().entrypoints[entrypoint as usize].kind()
+    }
+
+    /// Why `entrypoint` is not evaluated on the VM (`None` when it is).
+    pub fn interpreter_reason(&self, entrypoint: Entrypoint) -> Option<String> {
+        self.current().entrypoints[entrypoint as usize]
+            .vm
+            .as_ref()
+            .err()
+            .cloned()
     }
 
     /// The normalised input the policy sees for `input` (for `dive policy eval --normalized`
@@ -292,7 +315,7 @@ impl Pdp {
     pub fn reload(&self) -> Result<String, PolicyError> {
         let fingerprint = self.sources.fingerprint();
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let loaded = compile(&self.sources.load()?, generation)?;
+        let loaded = compile(&self.sources.load()?, generation, self.vm_enabled)?;
         let version = loaded.version.clone();
         match self.loaded.write() {
             Ok(mut g) => *g = Arc::new(loaded),
@@ -326,24 +349,32 @@ impl Pdp {
     }
 }
 
-fn compile(snapshot: &Snapshot, generation: u64) -> Result<Loaded, PolicyError> {
+fn compile(snapshot: &Snapshot, generation: u64, vm_allowed: bool) -> Result<Loaded, PolicyError> {
     let data = regorus::Value::from(snapshot.data.clone());
     let normalizer = Normalizer::new(snapshot.equivalency.clone(), snapshot.coi.clone());
     let compile_one = |ep: Entrypoint| -> Result<Compiled, PolicyError> {
         let mut engine = new_engine(snapshot, data.clone(), false)?;
         let rule: regorus::Rc<str> = ep.rule().into();
-        let policy =
-            engine
-                .compile_with_entrypoint(&rule)
-                .map_err(|e| PolicyError::Compile {
-                    entrypoint: ep.rule(),
-                    why: e.to_string(),
-                })?;
+        let policy = engine
+            .compile_with_entrypoint(&rule)
+            .map_err(|e| PolicyError::Compile {
+                entrypoint: ep.rule(),
+                why: e.to_string(),
+            })?;
         // Only access decisions are hot enough to need the VM; admin and guardrail decisions
         // are rare (and guardrails read the clock, so two engines could not be compared).
-        let vm = (ep == Entrypoint::Authz)
-            .then(|| vm_if_exact(&policy, &data, &ep.rule(), &normalizer))
-            .flatten();
+        let vm = if ep == Entrypoint::Authz && vm_allowed {
+            vm_if_exact(&policy, &data, &ep.rule(), &normalizer)
+        } else if vm_allowed {
+            Err("admin and guardrail decisions are rare and run on the interpreter".into())
+        } else {
+            Err("the VM is turned off for this PDP".into())
+        };
+        if let Err(why) = &vm
+            && ep == Entrypoint::Authz
+        {
+            tracing::warn!(rule = %ep.rule(), %why, "access decisions run on the regorus interpreter");
+        }
         Ok(Compiled { policy, vm })
     };
     let entrypoints = [
@@ -384,31 +415,27 @@ fn vm_if_exact(
     data: &regorus::Value,
     rule: &str,
     normalizer: &Normalizer,
-) -> Option<VmRunner> {
-    let runner = match VmRunner::new(policy, data, rule) {
-        Ok(r) => r,
-        Err(why) => {
-            tracing::warn!(%rule, %why, "policy does not compile for the regorus VM; using the interpreter");
-            return None;
-        }
-    };
+) -> Result<VmRunner, String> {
+    let runner = VmRunner::new(policy, data, rule)
+        .map_err(|why| format!("the policy does not compile for the regorus VM: {why}"))?;
     let clock = OffsetDateTime::now_utc();
     for raw in crate::workload::self_check_corpus() {
         let input = normalizer.normalize_at(&raw, clock).value;
         let by_vm = runner.eval(input.clone());
         let by_interpreter = policy.eval_with_input(input).map_err(|e| e.to_string());
         if by_vm != by_interpreter {
-            tracing::warn!(
-                %rule,
-                input = %raw,
-                vm = ?by_vm.as_ref().map(|v| v.to_string()),
-                interpreter = ?by_interpreter.as_ref().map(|v| v.to_string()),
-                "the regorus VM and interpreter disagree on this policy; using the interpreter"
-            );
-            return None;
+            let show = |r: &Result<regorus::Value, String>| match r {
+                Ok(v) => v.to_string(),
+                Err(e) => format!("error: {e}"),
+            };
+            return Err(format!(
+                "the regorus VM and interpreter disagree on input {raw}: VM {}, interpreter {}",
+                show(&by_vm),
+                show(&by_interpreter)
+            ));
         }
     }
-    Some(runner)
+    Ok(runner)
 }
 
 /// An engine with the snapshot's data and policies (`with_tests`: also the `*_test.rego` files).

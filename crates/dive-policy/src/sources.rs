@@ -206,7 +206,8 @@ fn load_data(dir: Option<&Path>) -> Result<(Value, Equivalency, CoiRegistry), Po
         if name == "industry_caps"
             && let Some(obj) = v.as_object_mut()
         {
-            obj.entry("caps").or_insert_with(|| Value::Object(Map::new()));
+            obj.entry("caps")
+                .or_insert_with(|| Value::Object(Map::new()));
         }
         dive.insert(name, v);
     }
@@ -289,7 +290,11 @@ fn validate_document(name: &str, v: &Value) -> Result<(), String> {
                 _ => Ok(()),
             };
             typed("embargoSkewSeconds", |v| v.as_u64().is_some(), "seconds")?;
-            typed("requireAal3ForTopSecret", Value::is_boolean, "true or false")?;
+            typed(
+                "requireAal3ForTopSecret",
+                Value::is_boolean,
+                "true or false",
+            )?;
             typed("strictCoherence", Value::is_boolean, "true or false")?;
             typed("adminRole", Value::is_string, "a role name")?;
             typed("guardrails", Value::is_object, "an object")?;
@@ -367,8 +372,14 @@ mod tests {
         }
         assert_eq!(dive["levels"]["TOP_SECRET"], 4);
         assert_eq!(dive["settings"]["embargoSkewSeconds"], 300);
-        assert_eq!(dive["settings"]["guardrails"]["ssoSessionMaxSeconds"], 28_800);
-        assert!(snap.equivalency.has_nation(CountryCode::new("FRA").expect("FRA")));
+        assert_eq!(
+            dive["settings"]["guardrails"]["ssoSessionMaxSeconds"],
+            28_800
+        );
+        assert!(
+            snap.equivalency
+                .has_nation(CountryCode::new("FRA").expect("FRA"))
+        );
         assert_eq!(snap.policies.len(), 3);
     }
 
