@@ -14,6 +14,7 @@
 //! deny that names the problem.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use dive_core::{Aal, Clearance, CoiOperator, CoiRegistry, CountryCode, Equivalency, US_ONLY};
 use regorus::Value as RValue;
@@ -87,12 +88,13 @@ impl Normalizer {
             Some(Value::Object(m)) => m.get("operation").and_then(Value::as_str),
             _ => None,
         };
+        let k = keys();
         let value = object([
-            ("subject", s.to_value()),
-            ("action", opt_str(action)),
-            ("resource", r.to_value()),
-            ("context", ctx.to_value()),
-            ("facts", facts),
+            (&k.k_subject, s.to_value()),
+            (&k.k_action, opt_str(action)),
+            (&k.k_resource, r.to_value()),
+            (&k.k_context, ctx.to_value()),
+            (&k.k_facts, facts),
         ]);
         Normalized { value }
     }
@@ -332,12 +334,13 @@ impl Normalizer {
             .filter(|c| !r.coi.iter().any(|t| self.coi.is_member(t, **c)))
             .map(|c| RValue::from(c.as_str()))
             .collect();
+        let k = keys();
         object([
-            ("attributeErrors", strings(errors.into_sorted())),
-            ("coiHeld", strings(held)),
-            ("coiMissing", strings(missing)),
-            ("coherenceViolations", strings(self.coherence(r))),
-            ("uncoveredCountries", RValue::from(uncovered)),
+            (&k.k_attribute_errors, strings(errors.into_sorted())),
+            (&k.k_coi_held, strings(held)),
+            (&k.k_coi_missing, strings(missing)),
+            (&k.k_coherence_violations, strings(self.coherence(r))),
+            (&k.k_uncovered_countries, RValue::from(uncovered)),
         ])
     }
 
@@ -402,36 +405,40 @@ struct Subject {
 
 impl Subject {
     fn to_value(&self) -> RValue {
+        let k = keys();
         object([
-            ("authenticated", RValue::from(self.authenticated)),
-            ("uniqueID", opt_str(self.unique_id.as_deref())),
-            ("clearance", opt_str(self.clearance.map(Clearance::as_str))),
+            (&k.k_authenticated, RValue::from(self.authenticated)),
+            (&k.k_unique_i_d, opt_str(self.unique_id.as_deref())),
             (
-                "rank",
+                &k.k_clearance,
+                opt_str(self.clearance.map(Clearance::as_str)),
+            ),
+            (
+                &k.k_rank,
                 RValue::from(
                     self.clearance
                         .map_or(UNKNOWN_SUBJECT_RANK, |c| i64::from(c.rank())),
                 ),
             ),
             (
-                "clearanceOriginal",
+                &k.k_clearance_original,
                 opt_str(self.clearance_original.as_deref()),
             ),
             (
-                "clearanceCountry",
+                &k.k_clearance_country,
                 opt_str(self.clearance_country.as_ref().map(CountryCode::as_str)),
             ),
             (
-                "countryOfAffiliation",
+                &k.k_country_of_affiliation,
                 opt_str(self.country.as_ref().map(CountryCode::as_str)),
             ),
-            ("acpCOI", strings(&self.acp_coi)),
+            (&k.k_acp_c_o_i, strings(&self.acp_coi)),
             (
-                "organizationType",
+                &k.k_organization_type,
                 opt_str(self.organization_type.as_deref()),
             ),
-            ("issuer", opt_str(self.issuer.as_deref())),
-            ("roles", strings(&self.roles)),
+            (&k.k_issuer, opt_str(self.issuer.as_deref())),
+            (&k.k_roles, strings(&self.roles)),
         ])
     }
 }
@@ -453,44 +460,45 @@ struct Resource {
 
 impl Resource {
     fn to_value(&self) -> RValue {
+        let k = keys();
         let rel: Vec<RValue> = self
             .releasability
             .iter()
             .map(|c| RValue::from(c.as_str()))
             .collect();
         object([
-            ("resourceId", opt_str(self.resource_id.as_deref())),
+            (&k.k_resource_id, opt_str(self.resource_id.as_deref())),
             (
-                "classification",
+                &k.k_classification,
                 opt_str(self.classification.map(Clearance::as_str)),
             ),
             (
-                "rank",
+                &k.k_rank,
                 RValue::from(
                     self.classification
                         .map_or(UNKNOWN_RESOURCE_RANK, |c| i64::from(c.rank())),
                 ),
             ),
             (
-                "originalClassification",
+                &k.k_original_classification,
                 opt_str(self.original_classification.as_deref()),
             ),
             (
-                "originalCountry",
+                &k.k_original_country,
                 opt_str(self.original_country.as_ref().map(CountryCode::as_str)),
             ),
-            ("releasabilityTo", RValue::from(rel)),
-            ("COI", strings(&self.coi)),
-            ("coiOperator", opt_str(self.coi_operator.as_deref())),
-            ("caveats", strings(&self.caveats)),
-            ("creationDate", opt_str(self.creation_date.as_deref())),
+            (&k.k_releasability_to, RValue::from(rel)),
+            (&k.k_c_o_i, strings(&self.coi)),
+            (&k.k_coi_operator, opt_str(self.coi_operator.as_deref())),
+            (&k.k_caveats, strings(&self.caveats)),
+            (&k.k_creation_date, opt_str(self.creation_date.as_deref())),
             (
-                "creationTime",
+                &k.k_creation_time,
                 self.creation_time.map_or(RValue::Null, RValue::from),
             ),
-            ("encrypted", RValue::from(self.encrypted)),
+            (&k.k_encrypted, RValue::from(self.encrypted)),
             (
-                "releasableToIndustry",
+                &k.k_releasable_to_industry,
                 RValue::from(self.releasable_to_industry),
             ),
         ])
@@ -505,11 +513,12 @@ struct Context {
 
 impl Context {
     fn to_value(&self) -> RValue {
+        let k = keys();
         object([
-            ("aal", RValue::from(i64::from(self.aal.level()))),
-            ("now", RValue::from(self.now)),
+            (&k.k_aal, RValue::from(i64::from(self.aal.level()))),
+            (&k.k_now, RValue::from(self.now)),
             (
-                "integrityVerified",
+                &k.k_integrity_verified,
                 self.integrity_verified.map_or(RValue::Null, RValue::from),
             ),
         ])
@@ -630,13 +639,65 @@ fn strings<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> RValue {
     )
 }
 
-fn object<const N: usize>(fields: [(&str, RValue); N]) -> RValue {
+fn object<const N: usize>(fields: [(&RValue, RValue); N]) -> RValue {
     RValue::from(
         fields
             .into_iter()
-            .map(|(k, v)| (RValue::from(k), v))
+            .map(|(k, v)| (k.clone(), v))
             .collect::<BTreeMap<_, _>>(),
     )
+}
+
+macro_rules! keys {
+    ($($field:ident = $name:literal),* $(,)?) => {
+        /// The field names of the normalised input, as engine strings built once (a decision
+        /// then clones a reference instead of allocating each name).
+        struct Keys { $($field: RValue),* }
+
+        fn keys() -> &'static Keys {
+            static KEYS: OnceLock<Keys> = OnceLock::new();
+            KEYS.get_or_init(|| Keys { $($field: RValue::from($name)),* })
+        }
+    };
+}
+
+keys! {
+    k_c_o_i = "COI",
+    k_aal = "aal",
+    k_acp_c_o_i = "acpCOI",
+    k_action = "action",
+    k_attribute_errors = "attributeErrors",
+    k_authenticated = "authenticated",
+    k_caveats = "caveats",
+    k_classification = "classification",
+    k_clearance = "clearance",
+    k_clearance_country = "clearanceCountry",
+    k_clearance_original = "clearanceOriginal",
+    k_coherence_violations = "coherenceViolations",
+    k_coi_held = "coiHeld",
+    k_coi_missing = "coiMissing",
+    k_coi_operator = "coiOperator",
+    k_context = "context",
+    k_country_of_affiliation = "countryOfAffiliation",
+    k_creation_date = "creationDate",
+    k_creation_time = "creationTime",
+    k_encrypted = "encrypted",
+    k_facts = "facts",
+    k_integrity_verified = "integrityVerified",
+    k_issuer = "issuer",
+    k_now = "now",
+    k_organization_type = "organizationType",
+    k_original_classification = "originalClassification",
+    k_original_country = "originalCountry",
+    k_rank = "rank",
+    k_releasability_to = "releasabilityTo",
+    k_releasable_to_industry = "releasableToIndustry",
+    k_resource = "resource",
+    k_resource_id = "resourceId",
+    k_roles = "roles",
+    k_subject = "subject",
+    k_uncovered_countries = "uncoveredCountries",
+    k_unique_i_d = "uniqueID",
 }
 
 #[cfg(test)]
