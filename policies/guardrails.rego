@@ -4,19 +4,21 @@ package dive.guardrails
 
 import rego.v1
 
-import data.dive.common
-
-default limits := {}
-
+# The PDP fills in the documented defaults (900 s, 900 s, 8 h) for limits settings.json omits.
 limits := data.dive.settings.guardrails
 
-max_token := object.get(limits, "accessTokenMaxSeconds", 900)
+max_token := limits.accessTokenMaxSeconds
 
-max_idle := object.get(limits, "ssoIdleMaxSeconds", 900)
+max_idle := limits.ssoIdleMaxSeconds
 
-max_session := object.get(limits, "ssoSessionMaxSeconds", 28800)
+max_session := limits.ssoSessionMaxSeconds
 
-now_s := common.now_ns / 1000000000
+# Decide as of `context.currentTime` (RFC 3339) when the caller fixes it, else now.
+now_ns := time.parse_rfc3339_ns(input.context.currentTime) if {
+	is_string(input.context.currentTime)
+} else := time.now_ns()
+
+now_s := now_ns / 1000000000
 
 violations contains msg if {
 	is_number(input.token.iat)

@@ -49,7 +49,7 @@ fn policy_test_fails_with_a_failing_test() {
     }
     std::fs::write(
         dir.path().join("bad_test.rego"),
-        "package bad_test\nimport rego.v1\nimport data.dive.authz\ntest_anonymous_allowed if { authz.allow with input as {} }\n",
+        "package bad_test\nimport rego.v1\nimport data.dive.authz\ntest_anonymous_allowed if { authz.decision.allow with input as {} }\n",
     )
     .expect("write");
     let out = dive(
@@ -89,6 +89,23 @@ fn policy_eval_prints_the_decision() {
         d["reason"],
         "Insufficient clearance: your clearance SECRET is below the document's classification TOP_SECRET"
     );
+    // The normalised input, as the policy sees it: the German label is SECRET, rank 3.
+    let out = dive(
+        home.path(),
+        &[
+            "policy",
+            "eval",
+            "--normalized",
+            "--input",
+            &file.display().to_string(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let n: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json input");
+    assert_eq!(n["subject"]["clearance"], "SECRET");
+    assert_eq!(n["subject"]["rank"], 3);
+    assert_eq!(n["resource"]["rank"], 4);
+    assert_eq!(n["context"]["aal"], 2);
     std::fs::write(&file, "{oops").expect("write");
     let bad = dive(
         home.path(),

@@ -119,6 +119,25 @@ impl Equivalency {
             .ok_or_else(unknown)
     }
 
+    /// Normalise a marking that names no nation: a NATO marking or a DIVE level name
+    /// (`NATO SECRET`, `top secret`). National labels need [`Equivalency::normalize`].
+    pub fn normalize_marking(&self, label: &str) -> Result<Clearance, CoreError> {
+        let key = label_key(label);
+        let unknown = || CoreError::UnknownClearance {
+            label: label.to_string(),
+            country: None,
+        };
+        if key.is_empty() {
+            return Err(unknown());
+        }
+        self.index
+            .get(NATO_TABLE)
+            .and_then(|m| m.get(&key))
+            .copied()
+            .or_else(|| canonical(&key))
+            .ok_or_else(unknown)
+    }
+
     /// The labels a nation uses for a level (for display), falling back to the NATO marking.
     pub fn labels(&self, country: CountryCode, level: Clearance) -> Vec<String> {
         self.file
@@ -279,6 +298,13 @@ mod tests {
             eq.normalize(cc("AUS"), "OFFICIAL").ok(),
             Some(Clearance::Unclassified)
         );
+        // A marking without a nation: NATO markings and canonical names only.
+        assert_eq!(
+            eq.normalize_marking("cosmic top secret").ok(),
+            Some(Clearance::TopSecret)
+        );
+        assert_eq!(eq.normalize_marking("SECRET").ok(), Some(Clearance::Secret));
+        assert!(eq.normalize_marking("GEHEIM").is_err());
         // NATO markings and canonical names are valid for any nation.
         assert_eq!(
             eq.normalize(cc("DEU"), "NATO SECRET").ok(),

@@ -70,3 +70,86 @@ impl Serialize for Decision {
         self.0.serialize(s)
     }
 }
+
+/// The decision document a policy produced (`{allow, reason, obligations, evaluation_details}`),
+/// read straight from the engine's value. Anything else is an error, so the PDP fails closed.
+pub(crate) fn from_policy_value(value: &regorus::Value) -> Result<DecisionData, String> {
+    use regorus::Value as R;
+    let obj = match value {
+        R::Undefined => return Err("the policy produced no decision".into()),
+        R::Object(o) => o,
+        other => {
+            return Err(format!(
+                "malformed decision: expected an object, got {other}"
+            ));
+        }
+    };
+    let field = |name: &str| obj.get(&R::from(name));
+    let allow = match field("allow") {
+        Some(R::Bool(b)) => *b,
+        other => {
+            return Err(format!(
+                "malformed decision: allow must be true or false, got {}",
+                other.map_or("nothing".into(), |v| v.to_string())
+            ));
+        }
+    };
+    let reason = match field("reason") {
+        Some(R::String(s)) => s.to_string(),
+        other => {
+            return Err(format!(
+                "malformed decision: reason must be a string, got {}",
+                other.map_or("nothing".into(), |v| v.to_string())
+            ));
+        }
+    };
+    let obligations = match field("obligations").map(to_json) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a,
+        Some(other) => {
+            return Err(format!(
+                "malformed decision: obligations must be an array, got {other}"
+            ));
+        }
+    };
+    Ok(DecisionData {
+        allow,
+        reason,
+        obligations,
+        evaluation_details: field("evaluation_details").map_or(Value::Null, to_json),
+        policy_version: None,
+    })
+}
+
+/// An engine value as JSON (sets become arrays; non-string object keys their JSON text).
+pub(crate) fn to_json(v: &regorus::Value) -> Value {
+    use regorus::Value as R;
+    match v {
+        R::Null | R::Undefined => Value::Null,
+        R::Bool(b) => Value::Bool(*b),
+        R::Number(n) => n
+            .as_i64()
+            .map(Value::from)
+            .or_else(|| n.as_u64().map(Value::from))
+            .or_else(|| {
+                n.as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Value::Number)
+            })
+            .unwrap_or(Value::Null),
+        R::String(s) => Value::String(s.to_string()),
+        R::Array(a) => Value::Array(a.iter().map(to_json).collect()),
+        R::Set(s) => Value::Array(s.iter().map(to_json).collect()),
+        R::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        R::String(s) => s.to_string(),
+                        other => other.to_string(),
+                    };
+                    (key, to_json(v))
+                })
+                .collect(),
+        ),
+    }
+}

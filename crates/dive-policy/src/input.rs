@@ -1,7 +1,6 @@
 //! The input document of a decision: `{subject, action, resource, context}`.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::OnceLock;
 
 use dive_core::{ResourceAttributes, SubjectAttributes};
 use serde_json::{Map, Value, json};
@@ -14,8 +13,6 @@ use time::format_description::well_known::Rfc3339;
 pub struct Input {
     json: Value,
     key: u64,
-    /// The engine's form of the document, converted on the first cache miss only.
-    rego: OnceLock<regorus::Value>,
 }
 
 /// Request facts that are not attributes of the subject or the resource.
@@ -37,11 +34,7 @@ impl Input {
             other => other,
         };
         let key = hash_value(&json);
-        Input {
-            json,
-            key,
-            rego: OnceLock::new(),
-        }
+        Input { json, key }
     }
 
     /// From normalised attributes: the subject is taken as authenticated (it came from a
@@ -86,12 +79,6 @@ impl Input {
 
     pub fn into_json(self) -> Value {
         self.json
-    }
-
-    pub(crate) fn rego_value(&self) -> regorus::Value {
-        self.rego
-            .get_or_init(|| regorus::Value::from(self.json.clone()))
-            .clone()
     }
 
     pub(crate) fn key(&self) -> u64 {

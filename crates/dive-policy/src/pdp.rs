@@ -1,19 +1,26 @@
 //! The policy decision point: compiled Rego entrypoints over a data snapshot, a decision cache,
 //! and atomic hot reload of policies and data.
+//!
+//! A decision normalises the raw input in Rust (see [`crate::normalize`]) and evaluates the Rego
+//! with regorus: access decisions on regorus's register VM (RVM) when it agrees with regorus's
+//! interpreter on a self-check corpus at load time, otherwise — and for the admin and guardrail
+//! entrypoints — on the interpreter.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use dive_core::Clearance;
+use regorus::rvm::{Program, RegoVM};
 use regorus::{CompiledPolicy, Engine};
 use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::cache::DecisionCache;
-use crate::decision::{Decision, DecisionData};
+use crate::decision::Decision;
 use crate::error::PolicyError;
 use crate::input::Input;
+use crate::normalize::Normalizer;
 use crate::sources::{Snapshot, Sources};
 
 /// The decision entrypoints DIVE's policy package provides.
@@ -44,13 +51,116 @@ impl Entrypoint {
     }
 }
 
+impl Entrypoint {
+    /// Whether this entrypoint decides on the normalised input (guardrails read their own
+    /// `{token, session}` document as given).
+    fn normalised(self) -> bool {
+        self != Entrypoint::Guardrails
+    }
+}
+
+/// Which regorus engine evaluates an entrypoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    /// regorus's register VM (compiled program).
+    Vm,
+    /// regorus's tree-walking interpreter.
+    Interpreter,
+}
+
 const CACHE_CAPACITY: usize = 100_000;
+
+/// A generous bound on VM instructions per decision (DIVE's policy needs a few hundred); past it
+/// the evaluation fails closed.
+const VM_MAX_INSTRUCTIONS: usize = 2_000_000;
 
 const DEFAULT_TTL_SECONDS: [u64; 5] = [120, 90, 60, 30, 15];
 
+/// One entrypoint, compiled for the interpreter and, when it passed the self-check, for the VM
+/// (otherwise why not).
+struct Compiled {
+    policy: CompiledPolicy,
+    vm: Result<VmRunner, String>,
+}
+
+/// The entrypoint's VM program and a pool of machines loaded with it and the data (a machine is
+/// mutable while it runs; each evaluation borrows one).
+struct VmRunner {
+    program: Arc<Program>,
+    policy: CompiledPolicy,
+    data: regorus::Value,
+    pool: Mutex<Vec<RegoVM>>,
+}
+
+impl VmRunner {
+    fn new(policy: &CompiledPolicy, data: &regorus::Value, rule: &str) -> Result<VmRunner, String> {
+        let program =
+            regorus::languages::rego::compiler::Compiler::compile_from_policy(policy, &[rule])
+                .map_err(|e| e.to_string())?;
+        let runner = VmRunner {
+            program,
+            policy: policy.clone(),
+            data: data.clone(),
+            pool: Mutex::new(Vec::new()),
+        };
+        // Fail at load time, not on the first decision, if the data does not fit the program.
+        let vm = runner.machine()?;
+        runner.give_back(vm);
+        Ok(runner)
+    }
+
+    fn machine(&self) -> Result<RegoVM, String> {
+        if let Some(vm) = self.pool.lock().ok().and_then(|mut p| p.pop()) {
+            return Ok(vm);
+        }
+        let mut vm = RegoVM::new_with_policy(self.policy.clone());
+        vm.load_program(self.program.clone());
+        vm.set_data(self.data.clone()).map_err(|e| e.to_string())?;
+        vm.set_max_instructions(VM_MAX_INSTRUCTIONS);
+        Ok(vm)
+    }
+
+    fn give_back(&self, vm: RegoVM) {
+        if let Ok(mut p) = self.pool.lock() {
+            p.push(vm);
+        }
+    }
+
+    fn eval(&self, input: regorus::Value) -> Result<regorus::Value, String> {
+        let mut vm = self.machine()?;
+        vm.set_input(input);
+        let out = vm.execute().map_err(|e| e.to_string());
+        // Drop the input now rather than holding it in the pooled machine.
+        vm.set_input(regorus::Value::Null);
+        self.give_back(vm);
+        out
+    }
+}
+
+impl Compiled {
+    fn kind(&self) -> EngineKind {
+        if self.vm.is_ok() {
+            EngineKind::Vm
+        } else {
+            EngineKind::Interpreter
+        }
+    }
+
+    fn eval(&self, input: regorus::Value) -> Result<regorus::Value, String> {
+        match &self.vm {
+            Ok(vm) => vm.eval(input),
+            Err(_) => self
+                .policy
+                .eval_with_input(input)
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
 /// Everything compiled from one snapshot.
 struct Loaded {
-    policies: [CompiledPolicy; 3],
+    entrypoints: [Compiled; 3],
+    normalizer: Normalizer,
     version: String,
     generation: u64,
     /// Cache TTL per classification rank.
@@ -67,13 +177,14 @@ pub struct Pdp {
     generation: AtomicU64,
     fingerprint: Mutex<u64>,
     cache_enabled: bool,
+    vm_enabled: bool,
 }
 
 impl Pdp {
     /// Load and compile the policies and data of `sources`.
     pub fn new(sources: Sources) -> Result<Pdp, PolicyError> {
         let fingerprint = sources.fingerprint();
-        let loaded = compile(&sources.load()?, 1)?;
+        let loaded = compile(&sources.load()?, 1, true)?;
         Ok(Pdp {
             sources,
             loaded: RwLock::new(Arc::new(loaded)),
@@ -81,6 +192,7 @@ impl Pdp {
             generation: AtomicU64::new(1),
             fingerprint: Mutex::new(fingerprint),
             cache_enabled: true,
+            vm_enabled: true,
         })
     }
 
@@ -95,6 +207,14 @@ impl Pdp {
         self
     }
 
+    /// Evaluate everything on regorus's interpreter (comparisons with the VM, debugging). The
+    /// policies are recompiled now and stay on the interpreter across reloads.
+    pub fn without_vm(mut self) -> Result<Pdp, PolicyError> {
+        self.vm_enabled = false;
+        self.reload()?;
+        Ok(self)
+    }
+
     /// The content version of the policies and data in force.
     pub fn version(&self) -> String {
         self.current().version.clone()
@@ -107,6 +227,31 @@ impl Pdp {
     /// Number of cached decisions.
     pub fn cached_decisions(&self) -> usize {
         self.cache.len()
+    }
+
+    /// The engine that evaluates `entrypoint` under the policies in force.
+    pub fn engine(&self, entrypoint: Entrypoint) -> EngineKind {
+        self.current().entrypoints[entrypoint as usize].kind()
+    }
+
+    /// Why `entrypoint` is not evaluated on the VM (`None` when it is).
+    pub fn interpreter_reason(&self, entrypoint: Entrypoint) -> Option<String> {
+        self.current().entrypoints[entrypoint as usize]
+            .vm
+            .as_ref()
+            .err()
+            .cloned()
+    }
+
+    /// The normalised input the policy sees for `input` (for `dive policy eval --normalized`
+    /// and for writing Rego tests); guardrail inputs are passed through unchanged.
+    pub fn normalized_input(&self, entrypoint: Entrypoint, input: &Input) -> Value {
+        let loaded = self.current();
+        if entrypoint.normalised() {
+            loaded.normalizer.normalize(input.as_json()).to_json()
+        } else {
+            input.as_json().clone()
+        }
     }
 
     fn current(&self) -> Arc<Loaded> {
@@ -170,7 +315,7 @@ impl Pdp {
     pub fn reload(&self) -> Result<String, PolicyError> {
         let fingerprint = self.sources.fingerprint();
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let loaded = compile(&self.sources.load()?, generation)?;
+        let loaded = compile(&self.sources.load()?, generation, self.vm_enabled)?;
         let version = loaded.version.clone();
         match self.loaded.write() {
             Ok(mut g) => *g = Arc::new(loaded),
@@ -204,19 +349,35 @@ impl Pdp {
     }
 }
 
-fn compile(snapshot: &Snapshot, generation: u64) -> Result<Loaded, PolicyError> {
+fn compile(snapshot: &Snapshot, generation: u64, vm_allowed: bool) -> Result<Loaded, PolicyError> {
     let data = regorus::Value::from(snapshot.data.clone());
-    let compile_one = |ep: Entrypoint| -> Result<CompiledPolicy, PolicyError> {
+    let normalizer = Normalizer::new(snapshot.equivalency.clone(), snapshot.coi.clone());
+    let compile_one = |ep: Entrypoint| -> Result<Compiled, PolicyError> {
         let mut engine = new_engine(snapshot, data.clone(), false)?;
         let rule: regorus::Rc<str> = ep.rule().into();
-        engine
+        let policy = engine
             .compile_with_entrypoint(&rule)
             .map_err(|e| PolicyError::Compile {
                 entrypoint: ep.rule(),
                 why: e.to_string(),
-            })
+            })?;
+        // Only access decisions are hot enough to need the VM; admin and guardrail decisions
+        // are rare (and guardrails read the clock, so two engines could not be compared).
+        let vm = if ep == Entrypoint::Authz && vm_allowed {
+            vm_if_exact(&policy, &data, &ep.rule(), &normalizer)
+        } else if vm_allowed {
+            Err("admin and guardrail decisions are rare and run on the interpreter".into())
+        } else {
+            Err("the VM is turned off for this PDP".into())
+        };
+        if let Err(why) = &vm
+            && ep == Entrypoint::Authz
+        {
+            tracing::warn!(rule = %ep.rule(), %why, "access decisions run on the regorus interpreter");
+        }
+        Ok(Compiled { policy, vm })
     };
-    let policies = [
+    let entrypoints = [
         compile_one(Entrypoint::Authz)?,
         compile_one(Entrypoint::Admin)?,
         compile_one(Entrypoint::Guardrails)?,
@@ -236,12 +397,45 @@ fn compile(snapshot: &Snapshot, generation: u64) -> Result<Loaded, PolicyError> 
         .and_then(Value::as_u64)
         .unwrap_or(300);
     Ok(Loaded {
-        policies,
+        entrypoints,
+        normalizer,
         version: snapshot.version.clone(),
         generation,
         ttl,
         embargo_skew: Duration::from_secs(skew),
     })
+}
+
+/// The VM for this policy, if it compiles and decides exactly like the interpreter on the
+/// self-check corpus (realistic and malformed inputs). Policies are hot-reloadable, so this runs
+/// on every load: a construct the VM evaluates differently falls back to the interpreter, slower
+/// but exact, with a warning.
+fn vm_if_exact(
+    policy: &CompiledPolicy,
+    data: &regorus::Value,
+    rule: &str,
+    normalizer: &Normalizer,
+) -> Result<VmRunner, String> {
+    let runner = VmRunner::new(policy, data, rule)
+        .map_err(|why| format!("the policy does not compile for the regorus VM: {why}"))?;
+    let clock = OffsetDateTime::now_utc();
+    for raw in crate::workload::self_check_corpus() {
+        let input = normalizer.normalize_at(&raw, clock).value;
+        let by_vm = runner.eval(input.clone());
+        let by_interpreter = policy.eval_with_input(input).map_err(|e| e.to_string());
+        if by_vm != by_interpreter {
+            let show = |r: &Result<regorus::Value, String>| match r {
+                Ok(v) => v.to_string(),
+                Err(e) => format!("error: {e}"),
+            };
+            return Err(format!(
+                "the regorus VM and interpreter disagree on input {raw}: VM {}, interpreter {}",
+                show(&by_vm),
+                show(&by_interpreter)
+            ));
+        }
+    }
+    Ok(runner)
 }
 
 /// An engine with the snapshot's data and policies (`with_tests`: also the `*_test.rego` files).
@@ -274,16 +468,13 @@ pub(crate) fn new_engine(
 }
 
 fn evaluate(loaded: &Loaded, entrypoint: Entrypoint, input: &Input) -> Result<Decision, String> {
-    let policy = &loaded.policies[entrypoint as usize];
-    let value = policy
-        .eval_with_input(input.rego_value())
-        .map_err(|e| e.to_string())?;
-    if value == regorus::Value::Undefined {
-        return Err("the policy produced no decision".into());
-    }
-    let json = serde_json::to_value(&value).map_err(|e| e.to_string())?;
-    let mut data: DecisionData =
-        serde_json::from_value(json).map_err(|e| format!("malformed decision: {e}"))?;
+    let value = if entrypoint.normalised() {
+        loaded.normalizer.normalize(input.as_json()).value
+    } else {
+        regorus::Value::from(input.as_json().clone())
+    };
+    let value = loaded.entrypoints[entrypoint as usize].eval(value)?;
+    let mut data = crate::decision::from_policy_value(&value)?;
     data.policy_version = Some(loaded.version.clone());
     Ok(Decision::new(data))
 }

@@ -13,7 +13,6 @@ use crate::error::{PolicyError, io};
 
 /// DIVE's own policies, embedded so that the binary works without the repository.
 const EMBEDDED_POLICIES: &[(&str, &str)] = &[
-    ("common.rego", include_str!("../../../policies/common.rego")),
     ("authz.rego", include_str!("../../../policies/authz.rego")),
     ("admin.rego", include_str!("../../../policies/admin.rego")),
     (
@@ -69,6 +68,10 @@ pub struct Snapshot {
     /// The `data` document: everything lives under `data.dive`.
     pub data: Value,
     pub version: String,
+    /// The national equivalency tables in force (`equivalency.json` or dive-core's built-in).
+    pub equivalency: Equivalency,
+    /// The COI registry in force (`coi.json` or dive-core's built-in).
+    pub coi: CoiRegistry,
 }
 
 impl Sources {
@@ -88,16 +91,23 @@ impl Sources {
                 })
                 .collect(),
         };
-        let data = load_data(self.data_dir.as_deref())?;
+        let (data, equivalency, coi) = load_data(self.data_dir.as_deref())?;
         let mut h = DefaultHasher::new();
         for p in &policies {
             (&p.path, &p.text).hash(&mut h);
         }
         data.to_string().hash(&mut h);
+        // The tables feed the normaliser rather than the data document, so they version too.
+        serde_json::to_string(equivalency.file())
+            .unwrap_or_default()
+            .hash(&mut h);
+        coi.policy_data().to_string().hash(&mut h);
         Ok(Snapshot {
             policies,
             data,
             version: format!("{:016x}", h.finish()),
+            equivalency,
+            coi,
         })
     }
 
@@ -154,9 +164,11 @@ fn read_policies(dir: &Path) -> Result<Vec<PolicyFile>, PolicyError> {
 }
 
 /// Build `data.dive`: each `NAME.json` becomes `data.dive.NAME`, except `equivalency.json` and
-/// `coi.json`, which replace dive-core's built-in tables and are validated by dive-core. The
-/// country list comes from dive-core.
-fn load_data(dir: Option<&Path>) -> Result<Value, PolicyError> {
+/// `coi.json`, which replace dive-core's built-in tables, are validated by dive-core and feed the
+/// normaliser (the registry is also published as `data.dive.coi`). `data.dive.levels` maps level
+/// names to ranks; `settings` gets its documented defaults filled in, so the policy reads every
+/// setting directly.
+fn load_data(dir: Option<&Path>) -> Result<(Value, Equivalency, CoiRegistry), PolicyError> {
     let mut files: BTreeMap<String, (String, String)> = EMBEDDED_DATA
         .iter()
         .map(|(n, t)| (stem(n), (format!("embedded:{n}"), t.to_string())))
@@ -183,23 +195,57 @@ fn load_data(dir: Option<&Path>) -> Result<Value, PolicyError> {
         None => CoiRegistry::builtin().clone(),
     };
     for (name, (path, text)) in files {
-        let v: Value = serde_json::from_str(&text).map_err(|e| PolicyError::Data {
+        let mut v: Value = serde_json::from_str(&text).map_err(|e| PolicyError::Data {
             path: path.clone(),
             why: e.to_string(),
         })?;
         validate_document(&name, &v).map_err(|why| PolicyError::Data { path, why })?;
+        if name == "settings" {
+            fill_setting_defaults(&mut v);
+        }
+        if name == "industry_caps"
+            && let Some(obj) = v.as_object_mut()
+        {
+            obj.entry("caps")
+                .or_insert_with(|| Value::Object(Map::new()));
+        }
         dive.insert(name, v);
     }
-    dive.insert("equivalency".into(), equivalency.policy_index());
-    dive.insert("fold".into(), equivalency.policy_fold_map());
     dive.insert("coi".into(), coi.policy_data());
-    let countries: Map<String, Value> = CountryCode::all()
-        .map(|c| (c.to_string(), Value::Bool(true)))
+    let levels: Map<String, Value> = dive_core::Clearance::ALL
+        .iter()
+        .map(|c| (c.as_str().to_string(), Value::from(c.rank())))
         .collect();
-    dive.insert("countries".into(), Value::Object(countries));
+    dive.insert("levels".into(), Value::Object(levels));
     let mut root = Map::new();
     root.insert("dive".into(), Value::Object(dive));
-    Ok(Value::Object(root))
+    Ok((Value::Object(root), equivalency, coi))
+}
+
+/// The documented defaults of `settings.json`, for every setting the file leaves out.
+fn fill_setting_defaults(settings: &mut Value) {
+    let Some(obj) = settings.as_object_mut() else {
+        return;
+    };
+    let defaults = serde_json::json!({
+        "embargoSkewSeconds": 300,
+        "requireAal3ForTopSecret": false,
+        "strictCoherence": false,
+        "adminRole": "dive-admin",
+        "guardrails": {},
+    });
+    for (k, v) in defaults.as_object().into_iter().flatten() {
+        obj.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    if let Some(g) = obj.get_mut("guardrails").and_then(Value::as_object_mut) {
+        for (k, v) in [
+            ("accessTokenMaxSeconds", 900),
+            ("ssoIdleMaxSeconds", 900),
+            ("ssoSessionMaxSeconds", 28_800),
+        ] {
+            g.entry(k).or_insert(Value::from(v));
+        }
+    }
 }
 
 fn stem(path: &str) -> String {
@@ -239,6 +285,25 @@ fn validate_document(name: &str, v: &Value) -> Result<(), String> {
                 .and_then(Value::as_str)
                 .ok_or("instance: expected a country code")?;
             country(inst, "instance")?;
+            let typed = |k: &str, ok: fn(&Value) -> bool, what: &str| match obj.get(k) {
+                Some(v) if !ok(v) => Err(format!("{k}: expected {what}, found {v}")),
+                _ => Ok(()),
+            };
+            typed("embargoSkewSeconds", |v| v.as_u64().is_some(), "seconds")?;
+            typed(
+                "requireAal3ForTopSecret",
+                Value::is_boolean,
+                "true or false",
+            )?;
+            typed("strictCoherence", Value::is_boolean, "true or false")?;
+            typed("adminRole", Value::is_string, "a role name")?;
+            typed("guardrails", Value::is_object, "an object")?;
+            if let Some(g) = obj.get("guardrails").and_then(Value::as_object) {
+                for (k, v) in g {
+                    v.as_u64()
+                        .ok_or(format!("guardrails.{k}: expected seconds, found {v}"))?;
+                }
+            }
             if let Some(ttl) = obj.get("cacheTtlSeconds") {
                 for (k, secs) in ttl
                     .as_object()
@@ -300,14 +365,22 @@ mod tests {
             "trusted_issuers",
             "federation",
             "industry_caps",
-            "equivalency",
-            "fold",
             "coi",
-            "countries",
+            "levels",
         ] {
             assert!(dive.get(key).is_some(), "{key}");
         }
-        assert_eq!(snap.policies.len(), 4);
+        assert_eq!(dive["levels"]["TOP_SECRET"], 4);
+        assert_eq!(dive["settings"]["embargoSkewSeconds"], 300);
+        assert_eq!(
+            dive["settings"]["guardrails"]["ssoSessionMaxSeconds"],
+            28_800
+        );
+        assert!(
+            snap.equivalency
+                .has_nation(CountryCode::new("FRA").expect("FRA"))
+        );
+        assert_eq!(snap.policies.len(), 3);
     }
 
     #[test]

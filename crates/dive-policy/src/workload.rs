@@ -92,3 +92,71 @@ pub const DISTINCT: usize = SUBJECTS.len() * RESOURCES.len() * 4;
 pub fn typical() -> Value {
     input(3 + SUBJECTS.len() * 3)
 }
+
+/// Inputs on which the PDP checks, at every load, that regorus's VM decides exactly like its
+/// interpreter: the realistic workload plus a variant for every check, deny reason and
+/// malformed shape (so that each branch of the policy runs at least once).
+pub fn self_check_corpus() -> Vec<Value> {
+    let mut out: Vec<Value> = (0..DISTINCT).map(input).collect();
+    let base = typical();
+    let set = |changes: &[(&str, Value)]| {
+        let mut v = base.clone();
+        for (ptr, val) in changes {
+            if let Some((parent, key)) = ptr.rsplit_once('/')
+                && let Some(Value::Object(m)) = v.pointer_mut(parent)
+            {
+                m.insert(key.to_string(), val.clone());
+            }
+        }
+        v
+    };
+    let variants = [
+        set(&[("/subject/authenticated", json!(false))]),
+        set(&[("/subject/countryOfAffiliation", json!("fr"))]),
+        set(&[("/subject/clearance", json!("ULTRA"))]),
+        set(&[("/resource/classification", json!("TOP_SECRET"))]),
+        set(&[("/context", json!({"acr": "1", "amr": ["pwd"]}))]),
+        set(&[
+            ("/action", json!("upload")),
+            ("/resource/releasabilityTo", json!(["USA"])),
+        ]),
+        set(&[("/action", json!("upload"))]),
+        set(&[("/resource/releasabilityTo", json!(["USA"]))]),
+        set(&[("/resource/COI", json!(["NATO", "FVEY"]))]),
+        set(&[
+            ("/resource/COI", json!(["FVEY", "AUKUS"])),
+            ("/resource/coiOperator", json!("ANY")),
+        ]),
+        set(&[
+            ("/resource/COI", json!(["US-ONLY"])),
+            ("/subject/acpCOI", json!(["US-ONLY"])),
+        ]),
+        set(&[("/resource/COI", json!(["US-ONLY", "FVEY"]))]),
+        set(&[
+            ("/resource/COI", json!(["Zeta"])),
+            ("/subject/acpCOI", json!(["Zeta"])),
+        ]),
+        set(&[
+            ("/resource/COI", json!([])),
+            ("/resource/coiOperator", json!("SOME")),
+        ]),
+        set(&[("/resource/caveats", json!(["NOFORN"]))]),
+        set(&[("/resource/creationDate", json!("2999-01-01T00:00:00Z"))]),
+        set(&[("/resource/creationDate", Value::Null)]),
+        set(&[("/context/integrityVerified", json!(false))]),
+        set(&[("/context/integrityVerified", json!(true))]),
+        set(&[("/subject/organizationType", json!("INDUSTRY"))]),
+        set(&[
+            ("/subject/organizationType", json!("INDUSTRY")),
+            ("/resource/releasableToIndustry", json!(true)),
+        ]),
+        set(&[("/subject/issuer", json!("https://evil.example"))]),
+        set(&[("/subject/issuer", Value::Null)]),
+        set(&[("/resource/encrypted", json!(false))]),
+        json!({}),
+        json!(null),
+        json!({"subject": "x", "resource": [1], "context": 3, "action": 7}),
+    ];
+    out.extend(variants);
+    out
+}

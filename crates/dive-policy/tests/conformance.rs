@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use dive_policy::{Input, Pdp, Sources};
+use dive_policy::{EngineKind, Entrypoint, Input, Pdp, Sources};
 use serde_json::{Value, json};
 
 const NOW: &str = "2026-06-01T12:00:00Z";
@@ -56,6 +56,23 @@ fn pdp(strict: bool) -> &'static Pdp {
             data_dir: Some(dir.path().into()),
         };
         Pdp::new(sources).expect("policies compile")
+    })
+}
+
+/// The same PDPs evaluating on regorus's interpreter only, to compare the VM against.
+fn interpreter_pdp(strict: bool) -> &'static Pdp {
+    static DEFAULT: OnceLock<Pdp> = OnceLock::new();
+    static STRICT: OnceLock<Pdp> = OnceLock::new();
+    let cell = if strict { &STRICT } else { &DEFAULT };
+    cell.get_or_init(|| {
+        let dir = data_dir(strict);
+        let sources = Sources {
+            policy_dir: Some(policies_dir()),
+            data_dir: Some(dir.path().into()),
+        };
+        Pdp::new(sources)
+            .and_then(Pdp::without_vm)
+            .expect("policies compile")
     })
 }
 
@@ -1091,4 +1108,79 @@ fn evaluation_details_echo_normalised_attributes() {
     )));
     assert_eq!(bad.evaluation_details["checks"]["coherence_violations"], 2);
     assert!(d.policy_version.is_some());
+}
+
+#[test]
+fn the_vm_decides_every_case_exactly_like_the_interpreter() {
+    for strict in [false, true] {
+        assert_eq!(
+            pdp(strict).engine(Entrypoint::Authz),
+            EngineKind::Vm,
+            "{:?}",
+            pdp(strict).interpreter_reason(Entrypoint::Authz)
+        );
+        assert_eq!(
+            interpreter_pdp(strict).engine(Entrypoint::Authz),
+            EngineKind::Interpreter
+        );
+    }
+    for c in cases() {
+        let input = Input::from_json(c.input.clone());
+        let vm = pdp(c.strict).decide(&input);
+        let interpreted = interpreter_pdp(c.strict).decide(&input);
+        assert_eq!(vm.to_json(), interpreted.to_json(), "{}", c.name);
+    }
+}
+
+#[test]
+fn typed_and_raw_inputs_decide_alike() {
+    // The raw OPA-style document and the one `Input::new` builds from typed attributes go
+    // through the same normaliser.
+    use dive_core::{
+        Aal, Authentication, Clearance, CountryCode, Equivalency, OrganizationType,
+        ResourceAttributes, SecurityLabel, SubjectAttributes,
+    };
+    let cc = |c: &str| CountryCode::new(c).expect("country");
+    let subject = SubjectAttributes {
+        unique_id: "testuser-fra-1".into(),
+        clearance: Clearance::Secret,
+        clearance_original: "SECRET DÉFENSE".into(),
+        clearance_country: cc("FRA"),
+        country_of_affiliation: cc("FRA"),
+        acp_coi: vec!["NATO".into()],
+        organization_type: OrganizationType::Mil,
+        issuer: issuer("FRA"),
+        roles: vec![],
+        authentication: Authentication {
+            acr: Some("2".into()),
+            amr: vec!["pwd".into(), "otp".into()],
+            auth_time: None,
+            aal: Aal::Aal2,
+        },
+    };
+    let label =
+        SecurityLabel::from_national(Equivalency::builtin(), cc("DEU"), "GEHEIM", [cc("FRA")])
+            .expect("label")
+            .with_coi(dive_core::CoiOperator::All, ["NATO"]);
+    let resource = ResourceAttributes::from_label("doc-9", label, true);
+    let typed = pdp(false).decide(&Input::new(
+        &subject,
+        "read",
+        &resource,
+        &dive_policy::RequestContext::default(),
+    ));
+    assert!(typed.allow, "{}", typed.reason);
+    assert_eq!(
+        typed.evaluation_details["resource"]["originalCountry"],
+        "DEU"
+    );
+    assert_eq!(typed.obligations[0]["resourceId"], "doc-9");
+    let mut raw = base();
+    raw["resource"]["originalClassification"] = json!("GEHEIM");
+    raw["resource"]["originalCountry"] = json!("DEU");
+    let d = pdp(false).decide(&Input::from_json(raw));
+    assert_eq!(
+        d.evaluation_details["checks"],
+        typed.evaluation_details["checks"]
+    );
 }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use dive_policy::{Input, Outcome, Pdp, Sources, run_tests, workload};
+use dive_policy::{EngineKind, Entrypoint, Input, Outcome, Pdp, Sources, run_tests, workload};
 use serde_json::{Value, json};
 
 fn policies_dir() -> PathBuf {
@@ -229,7 +229,7 @@ fn repository_rego_tests_pass_and_a_failing_test_is_reported() {
     copy_policies(dir.path());
     std::fs::write(
         dir.path().join("wrong_test.rego"),
-        "package dive.wrong_test\nimport rego.v1\nimport data.dive.authz\ntest_empty_input_allowed if { authz.allow with input as {} }\n",
+        "package dive.wrong_test\nimport rego.v1\nimport data.dive.authz\ntest_empty_input_allowed if { authz.decision.allow with input as {} }\n",
     )
     .expect("write");
     let snap = Sources {
@@ -359,5 +359,71 @@ fn typed_inputs_from_token_claims_and_labels() {
         d.reason.starts_with("Integrity check failed"),
         "{}",
         d.reason
+    );
+}
+
+#[test]
+fn a_policy_the_vm_cannot_run_falls_back_to_the_interpreter() {
+    let pdp = Pdp::embedded().expect("pdp");
+    assert_eq!(pdp.engine(Entrypoint::Authz), EngineKind::Vm);
+    assert_eq!(pdp.engine(Entrypoint::Admin), EngineKind::Interpreter);
+    // regorus's VM compiler does not support partial object rules with constant keys yet: the
+    // policy still decides, exactly, on the interpreter, and the PDP says why.
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_policies(dir.path());
+    std::fs::write(
+        dir.path().join("authz.rego"),
+        "package dive.authz\nimport rego.v1\np[\"k\"] := 1\n\
+         decision := {\"allow\": p.k == 1, \"reason\": \"forced\", \"obligations\": [], \"evaluation_details\": {}}\n",
+    )
+    .expect("write");
+    let pdp = Pdp::new(Sources {
+        policy_dir: Some(dir.path().into()),
+        data_dir: None,
+    })
+    .expect("pdp");
+    assert_eq!(pdp.engine(Entrypoint::Authz), EngineKind::Interpreter);
+    let why = pdp
+        .interpreter_reason(Entrypoint::Authz)
+        .unwrap_or_default();
+    assert!(why.contains("does not compile for the regorus VM"), "{why}");
+    let d = pdp.decide(&Input::from_json(json!({})));
+    assert!(d.allow && d.reason == "forced", "{}", d.reason);
+}
+
+#[test]
+fn raw_input_is_normalised_before_evaluation() {
+    let pdp = Pdp::embedded().expect("pdp");
+    let n = pdp.normalized_input(Entrypoint::Authz, &typical());
+    assert_eq!(n["subject"]["clearance"], "SECRET");
+    assert_eq!(n["subject"]["clearanceOriginal"], "SECRET DÉFENSE");
+    assert_eq!(n["action"], "read");
+    assert_eq!(n["context"]["aal"], 2);
+    // Malformed input is denied with a reason, never a panic or an engine error.
+    for bad in [
+        json!(null),
+        json!([1]),
+        json!({"subject": {"clearance": ["x"]}}),
+    ] {
+        let d = pdp.decide(&Input::from_json(bad));
+        assert!(!d.allow);
+        assert!(
+            !d.reason.starts_with("Policy evaluation failed"),
+            "{}",
+            d.reason
+        );
+    }
+    let mut v = workload::typical();
+    v["subject"]["clearance"] = json!("SECRET DÉFENCE");
+    let d = pdp.decide(&Input::from_json(v));
+    assert_eq!(
+        d.reason,
+        "Invalid or missing attributes: subject clearance \"SECRET DÉFENCE\" is not a known classification label of FRA"
+    );
+    // Guardrail inputs are the caller's own document.
+    let g = json!({"token": {"iat": 1}});
+    assert_eq!(
+        pdp.normalized_input(Entrypoint::Guardrails, &Input::from_json(g.clone())),
+        g
     );
 }

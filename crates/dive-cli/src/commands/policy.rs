@@ -40,6 +40,10 @@ pub enum PolicyCommand {
         /// Which decision to make.
         #[arg(long, value_enum, default_value = "authz")]
         entrypoint: EntrypointArg,
+        /// Print the normalised input the policy decides on instead of the decision (to write
+        /// Rego tests against).
+        #[arg(long)]
+        normalized: bool,
     },
 }
 
@@ -70,7 +74,8 @@ pub fn run(command: PolicyCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
             data,
             policies,
             entrypoint,
-        } => eval(&input, data, policies, entrypoint.into()),
+            normalized,
+        } => eval(&input, data, policies, entrypoint.into(), normalized),
     }
 }
 
@@ -156,6 +161,7 @@ fn eval(
     data: Option<PathBuf>,
     policies: Option<PathBuf>,
     entrypoint: Entrypoint,
+    normalized: bool,
 ) -> anyhow::Result<ExitCode> {
     let text = if input.as_os_str() == "-" {
         let mut s = String::new();
@@ -179,7 +185,13 @@ fn eval(
     })
     .map_err(|e| bad_input(e.to_string()))?
     .without_cache();
-    let decision = pdp.decide_at(entrypoint, &Input::from_json(doc));
+    let input = Input::from_json(doc);
+    if normalized {
+        let doc = pdp.normalized_input(entrypoint, &input);
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let decision = pdp.decide_at(entrypoint, &input);
     println!("{}", serde_json::to_string_pretty(&decision)?);
     Ok(ExitCode::SUCCESS)
 }

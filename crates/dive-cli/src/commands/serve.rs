@@ -66,8 +66,12 @@ fn pdp(args: PdpArgs) -> anyhow::Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+        let engine = match pdp.interpreter_reason(dive_policy::Entrypoint::Authz) {
+            None => "access decisions on the regorus VM".to_string(),
+            Some(why) => format!("access decisions on the regorus interpreter: {why}"),
+        };
         eprintln!(
-            "PDP listening on http://{} (policy version {})",
+            "PDP listening on http://{} (policy version {}, {engine})",
             args.listen,
             pdp.version()
         );
