@@ -245,7 +245,11 @@ fn health(s: &spec::ServiceSpec) -> String {
     let probe = match &hc.probe {
         Probe::Cmd(argv) => format!("cmd {}", argv.join(" ")),
         Probe::Shell(cmd) => format!("sh -c {cmd:?}"),
-        Probe::Http(url) => format!("http {url}"),
+        Probe::Http { url, ca_file: None } => format!("http {url}"),
+        Probe::Http {
+            url,
+            ca_file: Some(ca),
+        } => format!("http {url} (trusting {})", ca.display()),
         Probe::Tcp(addr) => format!("tcp {addr}"),
     };
     let mut out = format!(
