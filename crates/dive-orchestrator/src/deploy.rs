@@ -109,6 +109,7 @@ pub async fn up(
         .run_services(
             &mut client,
             req.plan,
+            None,
             &current,
             &req.scheduler,
             &req.breaker,
@@ -332,20 +333,27 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    /// START: stop services no longer planned, then let the scheduler bring up the plan through
-    /// the supervisor; circuit breakers and per-service results are recorded. Returns the state
-    /// the services leave the deployment in (COMPLETE, DEGRADED, FAILED or INTERRUPTED).
+    /// START: stop services no longer planned, then let the scheduler bring up the plan (or only
+    /// the services named in `only`, whose dependencies must be among them) through the
+    /// supervisor; circuit breakers and per-service results are recorded. Returns the state the
+    /// services leave the deployment in (COMPLETE, DEGRADED, FAILED or INTERRUPTED).
+    #[allow(clippy::too_many_arguments)]
     pub async fn run_services(
         &mut self,
         client: &mut crate::supervisor::Client,
         plan: &Plan,
+        only: Option<&std::collections::BTreeSet<String>>,
         current: &StackStatus,
         scheduler_config: &SchedulerConfig,
         breaker: &BreakerConfig,
         cancel: impl Future<Output = ()>,
     ) -> Result<DeploymentState, DeployError> {
-        let services: Vec<&ServiceSpec> = plan.services.values().map(|p| &p.spec).collect();
-        let removed = remove_unplanned(client, &services, current).await?;
+        let planned: Vec<&ServiceSpec> = plan.services.values().map(|p| &p.spec).collect();
+        let removed = remove_unplanned(client, &planned, current).await?;
+        let services: Vec<&ServiceSpec> = planned
+            .into_iter()
+            .filter(|s| only.is_none_or(|o| o.contains(&s.name)))
+            .collect();
         if !removed.is_empty() {
             self.say(
                 Level::Info,

@@ -17,5 +17,5 @@ pub use decision::{Decision, DecisionData};
 pub use error::PolicyError;
 pub use input::{Input, RequestContext};
 pub use pdp::{Entrypoint, Pdp};
-pub use sources::{PolicyFile, Snapshot, Sources};
+pub use sources::{PolicyFile, Snapshot, Sources, default_data_documents};
 pub use testing::{Outcome, TestResult, run_tests};
