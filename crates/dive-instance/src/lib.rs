@@ -10,12 +10,15 @@
 //! * [`remove`]: tearing an instance down (`dive nuke hub|spoke`).
 
 pub mod config;
+pub mod configure;
+pub mod deploy;
 pub mod error;
 pub mod init;
 pub mod policy;
 pub mod ports;
 pub mod secrets;
 pub mod stacks;
+pub mod verify;
 
 pub use config::{InstanceConfig, InstancePaths, Role};
 pub use error::InstanceError;
