@@ -16,6 +16,7 @@ pub mod error;
 pub mod init;
 pub mod policy;
 pub mod ports;
+pub mod remove;
 pub mod secrets;
 pub mod stacks;
 pub mod verify;
