@@ -134,7 +134,10 @@ impl InstanceConfig {
     }
 
     /// Apply port overrides (URLs follow) and check the result.
-    pub fn with_ports(mut self, overrides: &PortOverrides) -> Result<InstanceConfig, InstanceError> {
+    pub fn with_ports(
+        mut self,
+        overrides: &PortOverrides,
+    ) -> Result<InstanceConfig, InstanceError> {
         self.ports = overrides.apply(self.ports);
         self.ports.validate(self.code)?;
         self.urls = Urls::for_ports(&self.ports);
@@ -284,7 +287,11 @@ pub fn check_port_clashes(home: &Path, cfg: &InstanceConfig) -> Result<(), Insta
 
 /// Write `bytes` to `path` through a temporary file and a rename, unless the file already holds
 /// exactly these bytes. Returns whether the file changed.
-pub(crate) fn write_if_changed(path: &Path, bytes: &[u8], mode: u32) -> Result<bool, InstanceError> {
+pub(crate) fn write_if_changed(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<bool, InstanceError> {
     if std::fs::read(path).is_ok_and(|old| old == bytes) {
         return Ok(false);
     }
@@ -299,7 +306,9 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), I
     std::fs::create_dir_all(dir).map_err(io("create directory", dir))?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
         std::process::id()
     ));
     dive_pki::write_file(&tmp, bytes, mode)?;
@@ -350,9 +359,13 @@ mod tests {
         let clash = InstanceConfig::new(fra, Role::Spoke)
             .with_ports(&overrides)
             .unwrap();
-        let e = check_port_clashes(home.path(), &clash).unwrap_err().to_string();
+        let e = check_port_clashes(home.path(), &clash)
+            .unwrap_err()
+            .to_string();
         assert!(
-            e.contains("8445") && e.contains("kas port of instance USA") && e.contains("--api-port"),
+            e.contains("8445")
+                && e.contains("kas port of instance USA")
+                && e.contains("--api-port"),
             "{e}"
         );
     }

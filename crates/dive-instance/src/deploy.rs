@@ -21,7 +21,8 @@ use dive_orchestrator::paths::StackPaths;
 use dive_orchestrator::scheduler::{DeployEvent, Level, SchedulerConfig};
 use dive_orchestrator::spec::ServiceSpec;
 use dive_orchestrator::state::{
-    BreakerConfig, DeploymentId, DeploymentState, StateStore, StepState, StepStatus,
+    BreakerConfig, DeploymentId, DeploymentRecord, DeploymentState, StateStore, StepRecord,
+    StepState, StepStatus,
 };
 use dive_orchestrator::supervisor::protocol::{Health, Request, ServiceState, StackStatus};
 use dive_orchestrator::supervisor::{Client, SpawnDaemon, SupervisorError, ensure_running};
@@ -269,8 +270,9 @@ pub async fn dry_run(req: &DeployRequest) -> Result<Vec<String>, InstanceError> 
             Some(r) if r.definition_hash == spec.definition_hash() && r.state.is_active() => {
                 "keep (unchanged)"
             }
-            Some(r) if r.definition_hash == spec.definition_hash()
-                && r.state == ServiceState::Completed =>
+            Some(r)
+                if r.definition_hash == spec.definition_hash()
+                    && r.state == ServiceState::Completed =>
             {
                 "keep (completed)"
             }
@@ -288,7 +290,11 @@ pub async fn dry_run(req: &DeployRequest) -> Result<Vec<String>, InstanceError> 
     for name in &stack.seed {
         lines.push(format!(
             "  SEED       {name:<10} {}",
-            if req.seed.rerun { "run again" } else { action(name) }
+            if req.seed.rerun {
+                "run again"
+            } else {
+                action(name)
+            }
         ));
     }
     lines.push(if req.verify {
@@ -302,39 +308,72 @@ pub async fn dry_run(req: &DeployRequest) -> Result<Vec<String>, InstanceError> 
     Ok(lines)
 }
 
-/// Where a new deployment resumes: the phases the latest deployment that got past PREFLIGHT
-/// finished, if it failed or was interrupted.
+/// The deployments of a stack that got past PREFLIGHT (took the lock), newest first, with
+/// their steps. Deployments refused by the lock changed nothing and are left out.
+async fn effective_deployments(
+    store: &StateStore,
+    stack: &str,
+    limit: u32,
+) -> Result<Vec<(DeploymentRecord, Vec<StepRecord>)>, InstanceError> {
+    let mut out = Vec::new();
+    for d in store.list_deployments(Some(stack), limit).await? {
+        let steps = store.steps(&d.id).await?;
+        let locked = steps.iter().any(|s| {
+            s.phase == Phase::Preflight.as_str() && s.state == StepState::Finished(StepStatus::Done)
+        });
+        if locked {
+            out.push((d, steps));
+        }
+    }
+    Ok(out)
+}
+
+/// Where a new deployment resumes: walking back through the failed or interrupted
+/// deployments since the last successful one, a phase is a checkpoint if the most recent
+/// deployment that ran it finished it (a phase skipped on a checkpoint points further back).
 async fn checkpoints(
     store: &StateStore,
     stack: &str,
 ) -> Result<BTreeMap<Phase, DeploymentId>, InstanceError> {
-    for d in store.list_deployments(Some(stack), 20).await? {
-        let steps = store.steps(&d.id).await?;
-        let done = |p: Phase| {
-            steps
-                .iter()
-                .any(|s| s.phase == p.as_str() && s.state == StepState::Finished(StepStatus::Done))
-        };
-        if !done(Phase::Preflight) {
-            continue; // refused by the lock: it changed nothing
-        }
+    let mut decided: BTreeMap<Phase, Option<DeploymentId>> = BTreeMap::new();
+    for (d, steps) in effective_deployments(store, stack, 50).await? {
         if !matches!(
             d.state,
             DeploymentState::Failed | DeploymentState::Interrupted
         ) {
-            return Ok(BTreeMap::new());
+            break;
         }
-        return Ok(Phase::ALL
-            .into_iter()
-            .filter(|p| *p != Phase::Preflight && done(*p))
-            .map(|p| (p, d.id.clone()))
-            .collect());
+        for p in Phase::ALL.into_iter().filter(|p| *p != Phase::Preflight) {
+            if decided.contains_key(&p) {
+                continue;
+            }
+            match steps
+                .iter()
+                .find(|s| s.phase == p.as_str())
+                .map(|s| s.state)
+            {
+                Some(StepState::Finished(StepStatus::Done)) => {
+                    decided.insert(p, Some(d.id.clone()));
+                }
+                Some(StepState::Finished(StepStatus::Failed) | StepState::Running) => {
+                    decided.insert(p, None);
+                }
+                _ => {}
+            }
+        }
     }
-    Ok(BTreeMap::new())
+    Ok(decided
+        .into_iter()
+        .filter_map(|(p, id)| Some((p, id?)))
+        .collect())
 }
 
 /// The services in `names` run (or completed) healthy with their planned definitions.
-fn services_match(stack: &InstanceStack, names: &BTreeSet<String>, st: &StackStatus) -> Result<(), String> {
+fn services_match(
+    stack: &InstanceStack,
+    names: &BTreeSet<String>,
+    st: &StackStatus,
+) -> Result<(), String> {
     for name in names {
         let spec = &stack.plan.services[name].spec;
         let Some(s) = st.services.iter().find(|s| &s.name == name) else {
@@ -385,14 +424,17 @@ async fn up_to_date(
     if !is_noop(&services, &status) {
         return Ok(None);
     }
-    let Some(last) = store.latest_deployment(&cfg.stack_name()).await? else {
+    let Some((last, steps)) = effective_deployments(store, &cfg.stack_name(), 10)
+        .await?
+        .into_iter()
+        .next()
+    else {
         return Ok(None);
     };
     if last.state != DeploymentState::Complete {
         return Ok(None);
     }
     if req.verify {
-        let steps = store.steps(&last.id).await?;
         let verified = steps.iter().any(|s| {
             s.phase == Phase::Verify.as_str() && s.state == StepState::Finished(StepStatus::Done)
         });
@@ -529,7 +571,9 @@ pub async fn deploy(
                     Level::Info,
                     p,
                     "checkpoint_stale",
-                    &format!("checkpoint of deployment {from} no longer holds ({why}); running {p} again"),
+                    &format!(
+                        "checkpoint of deployment {from} no longer holds ({why}); running {p} again"
+                    ),
                 ),
             }
         }
@@ -639,7 +683,8 @@ pub async fn deploy(
                 return Ok(deployed(cfg, d, verify_report));
             }
             Ok(PhaseEnd::VerifyFailed(summary)) => {
-                s.finish_phase(p, StepStatus::Failed, Some(&summary)).await?;
+                s.finish_phase(p, StepStatus::Failed, Some(&summary))
+                    .await?;
                 let d = s
                     .finish(
                         DeploymentState::Failed,
@@ -812,5 +857,6 @@ pub async fn rotate_secrets(
     let db = dive_idp::Db::open(&paths.idp_db().display().to_string()).await?;
     let changed = crate::secrets::register_clients(&db, &cfg, &paths).await;
     db.pool.close().await;
-    changed
+    let (created, replaced) = changed?;
+    Ok(created.into_iter().chain(replaced).collect())
 }

@@ -34,7 +34,10 @@ pub enum InstanceError {
     Http(#[from] dive_http::HttpError),
     /// A phase could not be completed; the message says what to do.
     #[error("{phase}: {message}")]
-    Phase { phase: &'static str, message: String },
+    Phase {
+        phase: &'static str,
+        message: String,
+    },
 }
 
 impl InstanceError {
@@ -48,7 +51,10 @@ impl InstanceError {
     }
 }
 
-pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> InstanceError {
+pub(crate) fn io(
+    action: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> InstanceError {
     let path = path.display().to_string();
     move |source| InstanceError::Io {
         action,

@@ -43,13 +43,12 @@ pub async fn run(
 ) -> Result<InitReport, InstanceError> {
     let mut r = InitReport::default();
     let existed = paths.config().exists();
-    let note = |changed: bool, created: bool, what: String, r: &mut InitReport| {
-        match (changed, created) {
+    let note =
+        |changed: bool, created: bool, what: String, r: &mut InitReport| match (changed, created) {
             (true, true) => r.created.push(what),
             (true, false) => r.updated.push(what),
             (false, _) => r.kept += 1,
-        }
-    };
+        };
     config::check_port_clashes(&paths.home, cfg)?;
     std::fs::create_dir_all(&paths.dir)
         .map_err(crate::error::io("create directory", &paths.dir))?;
@@ -93,11 +92,17 @@ pub async fn run(
     note(!idp_existed, true, "IdP database".into(), &mut r);
     let registered = secrets::register_clients(&db, cfg, paths).await;
     db.pool.close().await;
-    let registered = registered?;
-    if registered.is_empty() {
+    let (created, replaced) = registered?;
+    if !created.is_empty() {
+        r.created
+            .push(format!("IdP clients {}", created.join(", ")));
+    }
+    if !replaced.is_empty() {
+        r.updated
+            .push(format!("IdP clients {}", replaced.join(", ")));
+    }
+    if created.is_empty() && replaced.is_empty() {
         r.kept += 1;
-    } else {
-        r.updated.extend(registered);
     }
     Ok(r)
 }
@@ -138,7 +143,10 @@ pub fn quick_check(paths: &InstancePaths, cfg: &InstanceConfig) -> Result<(), St
     for name in CERT_SERVICES {
         let dir = paths.home.join("pki/services").join(name);
         if !dir.join("cert.pem").is_file() || !dir.join("key.pem").is_file() {
-            return Err(format!("the {name} certificate under {} is missing", dir.display()));
+            return Err(format!(
+                "the {name} certificate under {} is missing",
+                dir.display()
+            ));
         }
     }
     for service in SECRET_SERVICES {

@@ -60,11 +60,7 @@ pub fn ensure(paths: &InstancePaths, cfg: &InstanceConfig) -> Result<Vec<String>
 }
 
 /// `name` as it should be, given what is there.
-fn desired(
-    name: &str,
-    existing: Option<Value>,
-    cfg: &InstanceConfig,
-) -> Result<Value, String> {
+fn desired(name: &str, existing: Option<Value>, cfg: &InstanceConfig) -> Result<Value, String> {
     let code = cfg.code.as_str();
     let object = |v: Value| -> Result<Map<String, Value>, String> {
         match v {
@@ -88,8 +84,7 @@ fn desired(
             };
             // This instance's issuer, and no stale one of the same instance.
             m.retain(|iss, def| {
-                iss == &cfg.urls.issuer
-                    || def.get("instance").and_then(Value::as_str) != Some(code)
+                iss == &cfg.urls.issuer || def.get("instance").and_then(Value::as_str) != Some(code)
             });
             m.insert(
                 cfg.urls.issuer.clone(),
@@ -195,13 +190,18 @@ mod tests {
         )
         .unwrap();
         let moved = InstanceConfig::new(fra, Role::Spoke)
-            .with_ports(&PortOverrides([(Service::Idp, 12000)].into_iter().collect()))
+            .with_ports(&PortOverrides(
+                [(Service::Idp, 12000)].into_iter().collect(),
+            ))
             .unwrap();
         ensure(&paths, &moved).unwrap();
         let issuers = read("trusted_issuers.json");
         let keys: Vec<&String> = issuers.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["https://localhost:12000", "https://localhost:8443"]);
         check(&paths, &moved).unwrap();
-        assert!(check(&paths, &cfg).is_err(), "the old issuer is no longer trusted");
+        assert!(
+            check(&paths, &cfg).is_err(),
+            "the old issuer is no longer trusted"
+        );
     }
 }

@@ -245,11 +245,16 @@ impl PortOverrides {
             }
             let name = Self::env_name(code, s);
             if let Some(v) = lookup(&name).filter(|v| !v.is_empty()) {
-                let port = v.trim().parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
-                    InstanceError::invalid(format!(
-                        "{name}={v:?}: expected a port number between 1 and 65535"
-                    ))
-                })?;
+                let port = v
+                    .trim()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| {
+                        InstanceError::invalid(format!(
+                            "{name}={v:?}: expected a port number between 1 and 65535"
+                        ))
+                    })?;
                 out.insert(s, port);
             }
         }
@@ -309,7 +314,10 @@ mod tests {
     fn the_fixed_table_covers_nato_aus_and_nzl_once_each() {
         let codes: BTreeSet<&str> = FIXED_SLOTS.iter().map(|(c, _)| *c).collect();
         assert_eq!(codes.len(), FIXED_SLOTS.len());
-        for member in dive_core::country::NATO_MEMBERS.iter().chain(&["AUS", "NZL"]) {
+        for member in dive_core::country::NATO_MEMBERS
+            .iter()
+            .chain(&["AUS", "NZL"])
+        {
             assert!(codes.contains(member), "{member} has a fixed slot");
         }
         for (c, _) in FIXED_SLOTS {
@@ -352,6 +360,9 @@ mod tests {
         let mut dup = Ports::defaults(usa);
         dup.kas = dup.idp;
         let e = dup.validate(usa).unwrap_err().to_string();
-        assert!(e.contains("8443") && e.contains("idp") && e.contains("kas"), "{e}");
+        assert!(
+            e.contains("8443") && e.contains("idp") && e.contains("kas"),
+            "{e}"
+        );
     }
 }

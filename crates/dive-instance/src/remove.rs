@@ -31,7 +31,10 @@ pub fn plan(home: &std::path::Path, code: CountryCode) -> Vec<String> {
     let paths = InstancePaths::new(home, code);
     let stack = StackPaths::new(home, &stack_name(code));
     vec![
-        format!("the processes of stack {} (supervisor and services)", stack.name),
+        format!(
+            "the processes of stack {} (supervisor and services)",
+            stack.name
+        ),
         format!("its recorded deployments, locks and breakers"),
         format!("{} (logs, reports)", stack.dir.display()),
         format!(

@@ -82,13 +82,18 @@ fn write_new(paths: &InstancePaths, service: &str) -> Result<ClientSecret, Insta
     std::fs::create_dir_all(&dir).map_err(io("create directory", &dir))?;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
         .map_err(io("restrict", &dir))?;
-    let text = serde_json::to_string_pretty(&s).map_err(|e| corrupt(&paths.client_secret(service), e))?;
+    let text =
+        serde_json::to_string_pretty(&s).map_err(|e| corrupt(&paths.client_secret(service), e))?;
     write_atomic(&paths.client_secret(service), text.as_bytes(), 0o600)?;
     Ok(s)
 }
 
 /// What the IdP should have registered for `service` (or the CLI client with `None`).
-pub fn desired_client(cfg: &InstanceConfig, service: Option<&str>, secret: Option<&str>) -> NewClient {
+pub fn desired_client(
+    cfg: &InstanceConfig,
+    service: Option<&str>,
+    secret: Option<&str>,
+) -> NewClient {
     match service {
         Some("web") => NewClient {
             client_id: client_id("web"),
@@ -131,13 +136,15 @@ pub fn matches(existing: &dive_idp::clients::Client, want: &NewClient) -> bool {
 
 /// Register (or re-register) the instance's clients in the IdP's database: the confidential
 /// clients of kas, api and web with their secrets, and the public CLI client. A registration
-/// that no longer matches (rotated secret, changed port) is replaced. Returns what changed.
+/// that no longer matches (rotated secret, changed port) is replaced. Returns the client ids
+/// registered now and those re-registered.
 pub async fn register_clients(
     db: &dive_idp::Db,
     cfg: &InstanceConfig,
     paths: &InstancePaths,
-) -> Result<Vec<String>, InstanceError> {
-    let mut changed = Vec::new();
+) -> Result<(Vec<String>, Vec<String>), InstanceError> {
+    let mut created = Vec::new();
+    let mut replaced = Vec::new();
     let mut wanted = Vec::new();
     for service in SECRET_SERVICES {
         let s = read(paths, service)?;
@@ -150,15 +157,15 @@ pub async fn register_clients(
             Some(_) => {
                 dive_idp::clients::remove(db, &want.client_id).await?;
                 dive_idp::clients::create(db, &want).await?;
-                changed.push(format!("client {} re-registered", want.client_id));
+                replaced.push(want.client_id.clone());
             }
             None => {
                 dive_idp::clients::create(db, &want).await?;
-                changed.push(format!("client {} registered", want.client_id));
+                created.push(want.client_id.clone());
             }
         }
     }
-    Ok(changed)
+    Ok((created, replaced))
 }
 
 /// Whether every client is registered as wanted (for trusting an INIT checkpoint).

@@ -73,7 +73,10 @@ pub fn variables(home: &Path, cfg: &InstanceConfig, bin: &Path) -> BTreeMap<Stri
             "DIVE_CA_FILE",
             home.join("pki/ca/cert.pem").display().to_string(),
         ),
-        v("DIVE_SECRETS_GENERATION", cfg.secrets_generation.to_string()),
+        v(
+            "DIVE_SECRETS_GENERATION",
+            cfg.secrets_generation.to_string(),
+        ),
         v("DIVE_SEED_COUNT", cfg.seed.count.to_string()),
         v("DIVE_SEED_VALUE", cfg.seed.seed_value.clone()),
     ])
@@ -206,10 +209,17 @@ mod tests {
             s.start.iter().map(String::as_str).collect::<Vec<_>>(),
             ["api", "idp", "kas"]
         );
-        assert_eq!(s.seed.iter().map(String::as_str).collect::<Vec<_>>(), ["seed"]);
+        assert_eq!(
+            s.seed.iter().map(String::as_str).collect::<Vec<_>>(),
+            ["seed"]
+        );
         let idp = &s.plan.services["idp"].spec;
         assert_eq!(idp.argv[0], "/opt/dive/bin/dive");
-        assert!(idp.argv.contains(&"127.0.0.1:8443".to_string()), "{:?}", idp.argv);
+        assert!(
+            idp.argv.contains(&"127.0.0.1:8443".to_string()),
+            "{:?}",
+            idp.argv
+        );
         assert!(idp.argv.contains(&"https://localhost:8443".to_string()));
         let Some(Probe::Http { url, ca_file }) = idp.healthcheck.as_ref().map(|h| h.probe.clone())
         else {
@@ -226,14 +236,23 @@ mod tests {
             "--seed-value".into(),
             "dive-usa".into()
         ]));
-        assert!(seed.depends_on.iter().all(|d| d.condition == DependencyCondition::Healthy));
+        assert!(
+            seed.depends_on
+                .iter()
+                .all(|d| d.condition == DependencyCondition::Healthy)
+        );
 
         // A spoke without --seed plans no seed job, on its own ports.
         let fra = InstanceConfig::new(CountryCode::new("FRA").unwrap(), Role::Spoke);
         let s = load(home.path(), &fra, &bin, &StackSource::Embedded).unwrap();
         assert_eq!(s.spec.name, "fra");
         assert!(s.seed.is_empty());
-        assert!(s.plan.services["kas"].spec.argv.contains(&"127.0.0.1:8455".to_string()));
+        assert!(
+            s.plan.services["kas"]
+                .spec
+                .argv
+                .contains(&"127.0.0.1:8455".to_string())
+        );
     }
 
     #[test]
@@ -246,7 +265,13 @@ mod tests {
         )
         .unwrap();
         let cfg = InstanceConfig::new(CountryCode::new("USA").unwrap(), Role::Hub);
-        let s = load(home.path(), &cfg, Path::new("/bin/true"), &StackSource::File(f)).unwrap();
+        let s = load(
+            home.path(),
+            &cfg,
+            Path::new("/bin/true"),
+            &StackSource::File(f),
+        )
+        .unwrap();
         assert_eq!(s.start.iter().collect::<Vec<_>>(), ["a"]);
         assert_eq!(s.seed.iter().collect::<Vec<_>>(), ["j", "web"]);
     }

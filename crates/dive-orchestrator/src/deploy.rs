@@ -205,9 +205,10 @@ impl<'a> Session<'a> {
         &self.dir
     }
 
-    /// Log, display and keep an event.
+    /// Log, display and keep an event. The log is flushed at once, so `events.jsonl` can be
+    /// followed while the deployment runs.
     pub fn emit(&mut self, e: DeployEvent) {
-        let _ = self.log.append(&e);
+        let _ = self.log.append(&e).and_then(|()| self.log.flush());
         (self.sink)(&e);
         self.events.push(e);
     }
@@ -291,7 +292,12 @@ impl<'a> Session<'a> {
     pub async fn begin_phase(&mut self, phase: &str) -> Result<(), DeployError> {
         self.store.begin_step(&self.id, phase).await?;
         self.phase_started.insert(phase.to_string(), now_ms());
-        self.say(Level::Info, phase, "phase_started", &format!("{phase} started"));
+        self.say(
+            Level::Info,
+            phase,
+            "phase_started",
+            &format!("{phase} started"),
+        );
         Ok(())
     }
 
@@ -416,7 +422,12 @@ impl<'a> Session<'a> {
     /// with `{stack}` replaced by the stack name.
     pub fn service_next_steps(&self, rerun: &str) -> Vec<String> {
         match &self.outcome {
-            Some(o) => next_steps(&self.stack, &rerun.replace("{stack}", &self.stack), o, &self.paths),
+            Some(o) => next_steps(
+                &self.stack,
+                &rerun.replace("{stack}", &self.stack),
+                o,
+                &self.paths,
+            ),
             None => Vec::new(),
         }
     }
@@ -427,7 +438,8 @@ impl<'a> Session<'a> {
         self.say(Level::Error, phase, "phase_failed", message);
         self.finish_phase(phase, StepStatus::Failed, Some(message))
             .await?;
-        self.finish(DeploymentState::Failed, message, Vec::new()).await
+        self.finish(DeploymentState::Failed, message, Vec::new())
+            .await
     }
 
     /// End the deployment in `state` (moving through no further phases): events are stored, the
@@ -536,10 +548,7 @@ async fn breaker_gates(
     let mut gates = HashMap::new();
     let now = now_ms();
     for s in services {
-        let gate = match store
-            .breaker_allows(stack, &s.name, now, breaker)
-            .await
-        {
+        let gate = match store.breaker_allows(stack, &s.name, now, breaker).await {
             Ok(permit) if permit.trial => Gate::Trial,
             Ok(_) => Gate::Allow,
             Err(StateError::BreakerOpen(open)) => Gate::Deny(format!(

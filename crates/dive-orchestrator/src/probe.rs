@@ -77,7 +77,10 @@ impl Prober {
         let pem = std::fs::read(ca)
             .map_err(|e| ProbeFailure(format!("CA file {}: {e}", ca.display())))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            ProbeFailure(format!("CA file {}: not PEM certificates: {e}", ca.display()))
+            ProbeFailure(format!(
+                "CA file {}: not PEM certificates: {e}",
+                ca.display()
+            ))
         })?;
         if certs.is_empty() {
             return Err(ProbeFailure(format!(
@@ -233,6 +236,9 @@ mod tests {
             .check(&probe(&junk), t, &BTreeMap::new(), dir.path())
             .await
             .unwrap_err();
-        assert!(e.0.contains("junk.pem") && e.0.contains("no certificate"), "{e}");
+        assert!(
+            e.0.contains("junk.pem") && e.0.contains("no certificate"),
+            "{e}"
+        );
     }
 }

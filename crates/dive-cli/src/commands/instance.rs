@@ -234,10 +234,16 @@ pub fn run_hub(cmd: HubCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
 
 pub fn run_spoke(cmd: SpokeCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
     match cmd {
-        SpokeCommand::Deploy(a) => {
-            run_deploy(ctx, spoke_code(&a.code)?, Role::Spoke, &a.deploy, Mode::Deploy)
+        SpokeCommand::Deploy(a) => run_deploy(
+            ctx,
+            spoke_code(&a.code)?,
+            Role::Spoke,
+            &a.deploy,
+            Mode::Deploy,
+        ),
+        SpokeCommand::Up(a) => {
+            run_deploy(ctx, spoke_code(&a.code)?, Role::Spoke, &a.deploy, Mode::Up)
         }
-        SpokeCommand::Up(a) => run_deploy(ctx, spoke_code(&a.code)?, Role::Spoke, &a.deploy, Mode::Up),
         SpokeCommand::Down(a) => down(ctx, spoke_code(&a.code)?),
         SpokeCommand::Status(a) => status(ctx, spoke_code(&a.code)?, Role::Spoke, a.json),
         SpokeCommand::Verify(a) => verify(ctx, spoke_code(&a.code)?, Role::Spoke, a.json),
@@ -468,11 +474,7 @@ fn run_deploy(
                 );
                 print_access(&cfg, &paths, &ctx.home);
                 if let Some(v) = last_verify {
-                    println!(
-                        "  last verification ({}): {}",
-                        v.started_at,
-                        v.summary()
-                    );
+                    println!("  last verification ({}): {}", v.started_at, v.summary());
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -501,7 +503,11 @@ fn run_deploy(
                         "elapsed_ms": t0.elapsed().as_millis() as u64,
                     })
                 );
-                return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
+                return Ok(if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                });
             }
             let verb = match mode {
                 Mode::Deploy => "deployed",
@@ -538,16 +544,24 @@ fn run_deploy(
                 })
                 .collect();
             println!("  phases: {}", phases.join(" · "));
-            for p in deployed.report.phases.iter().filter(|p| p.status == "FAILED") {
+            for p in deployed
+                .report
+                .phases
+                .iter()
+                .filter(|p| p.status == "FAILED")
+            {
                 println!(
                     "  {} failed: {}",
                     p.phase,
                     p.detail.as_deref().unwrap_or("")
                 );
             }
-            for s in deployed.report.services.iter().filter(|s| {
-                s.outcome == dive_orchestrator::scheduler::ServiceOutcome::Failed
-            }) {
+            for s in deployed
+                .report
+                .services
+                .iter()
+                .filter(|s| s.outcome == dive_orchestrator::scheduler::ServiceOutcome::Failed)
+            {
                 println!(
                     "  {} ({}) failed: {}",
                     s.name,
@@ -574,8 +588,15 @@ fn run_deploy(
             for step in &deployed.report.next_steps {
                 println!("  next: {step}");
             }
-            println!("  report: {}", deployed.report_dir.join("report.md").display());
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            println!(
+                "  report: {}",
+                deployed.report_dir.join("report.md").display()
+            );
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
     }
 }
@@ -607,7 +628,10 @@ fn print_access(cfg: &InstanceConfig, paths: &InstancePaths, home: &std::path::P
             paths.test_users_totp().display()
         );
     }
-    println!("  client secrets: {}/ (0600)", paths.secrets_dir().display());
+    println!(
+        "  client secrets: {}/ (0600)",
+        paths.secrets_dir().display()
+    );
 }
 
 fn down(ctx: &Context, code: CountryCode) -> anyhow::Result<ExitCode> {
@@ -692,7 +716,9 @@ fn status(ctx: &Context, code: CountryCode, role: Role, json: bool) -> anyhow::R
                 "  last deployment {} {} ({})",
                 d.id,
                 d.state,
-                d.duration_ms.map(millis).unwrap_or_else(|| "running".into())
+                d.duration_ms
+                    .map(millis)
+                    .unwrap_or_else(|| "running".into())
             ),
             None => println!("  no deployment recorded"),
         }
@@ -724,8 +750,7 @@ fn verify(ctx: &Context, code: CountryCode, role: Role, json: bool) -> anyhow::R
     let stack = last_stack_file(ctx, &cfg)
         .map(StackSource::File)
         .unwrap_or(StackSource::Embedded);
-    let stack =
-        dive_instance::stacks::load(&ctx.home, &cfg, &bin, &stack).map_err(instance_err)?;
+    let stack = dive_instance::stacks::load(&ctx.home, &cfg, &bin, &stack).map_err(instance_err)?;
     let rt = runtime()?;
     let quiet = json || ctx.verbosity < 0;
     let report: VerifyReport = rt
@@ -820,10 +845,10 @@ fn rotate(
         .block_on(deploy::rotate_secrets(&ctx.home, code, &list))
         .map_err(instance_err)?;
     println!(
-        "rotated the client secrets of {} ({})",
+        "rotated the client secrets of {}; re-registered at the IdP: {}",
         list.join(", "),
         if changed.is_empty() {
-            "registrations already matched".to_string()
+            "none needed".to_string()
         } else {
             changed.join(", ")
         }

@@ -35,7 +35,9 @@ pub enum NukeTarget {
 
 pub fn run(ctx: &Context, a: &NukeArgs) -> anyhow::Result<ExitCode> {
     let instance = match &a.target {
-        NukeTarget::Hub => Some(dive_core::CountryCode::new(dive_instance::config::HUB_CODE)?),
+        NukeTarget::Hub => Some(dive_core::CountryCode::new(
+            dive_instance::config::HUB_CODE,
+        )?),
         NukeTarget::Spoke { code } => Some(super::instance::spoke_code(code)?),
         _ => None,
     };
@@ -158,13 +160,20 @@ fn nuke_instance(
         for line in dive_instance::remove::plan(&ctx.home, code) {
             println!("  {line}");
         }
-        println!("  (the installation PKI under {} stays)", ctx.home.join("pki").display());
+        println!(
+            "  (the installation PKI under {} stays)",
+            ctx.home.join("pki").display()
+        );
         return Ok(ExitCode::SUCCESS);
     }
     confirm(ctx, a, &what, &code.as_str().to_lowercase())?;
     let rt = runtime()?;
     let store = rt.block_on(super::open_store(ctx)).ok();
-    let r = rt.block_on(dive_instance::remove::remove(&ctx.home, code, store.as_ref()))?;
+    let r = rt.block_on(dive_instance::remove::remove(
+        &ctx.home,
+        code,
+        store.as_ref(),
+    ))?;
     if r.stopped {
         println!("{what}: services and supervisor stopped");
     }

@@ -76,7 +76,11 @@ fn run_export(args: &ExportArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
                 )));
             }
             if ctx.dry_run {
-                println!("dry run: would write the {} stack to {}", args.name, path.display());
+                println!(
+                    "dry run: would write the {} stack to {}",
+                    args.name,
+                    path.display()
+                );
                 return Ok(ExitCode::SUCCESS);
             }
             std::fs::write(path, text)

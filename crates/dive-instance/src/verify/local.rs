@@ -88,14 +88,13 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
             format!("secrets.{service}"),
             format!("{service} client secret present and 0600"),
             async move {
-                secrets::read(&paths, service)
-                    .map(|s| {
-                        format!(
-                            "client {} in {}",
-                            s.client_id,
-                            paths.client_secret(service).display()
-                        )
-                    })
+                secrets::read(&paths, service).map(|s| {
+                    format!(
+                        "client {} in {}",
+                        s.client_id,
+                        paths.client_secret(service).display()
+                    )
+                })
             },
         )
         .await;
@@ -123,8 +122,13 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
         "policy.data",
         "PDP data documents load, name this instance and trust its issuer",
         async {
-            crate::policy::check(&paths, &cfg)
-                .map(|()| format!("{} trusts {}", paths.policy_dir().display(), cfg.urls.issuer))
+            crate::policy::check(&paths, &cfg).map(|()| {
+                format!(
+                    "{} trusts {}",
+                    paths.policy_dir().display(),
+                    cfg.urls.issuer
+                )
+            })
         },
     )
     .await;

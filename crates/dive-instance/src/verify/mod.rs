@@ -128,7 +128,12 @@ impl<'a> Recorder<'a> {
     ) {
         let t0 = Instant::now();
         let outcome = f.await.into();
-        self.record(id.into(), title.into(), outcome, t0.elapsed().as_millis() as u64);
+        self.record(
+            id.into(),
+            title.into(),
+            outcome,
+            t0.elapsed().as_millis() as u64,
+        );
     }
 
     /// Record an outcome found elsewhere (e.g. by a task run concurrently).

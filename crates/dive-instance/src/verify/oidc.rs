@@ -65,7 +65,10 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
                     return Err(format!("{jwks_uri}: a key has no kid"));
                 }
                 if !matches!(k["alg"].as_str(), Some("RS256" | "ES256")) {
-                    return Err(format!("{jwks_uri}: key alg {} is not RS256/ES256", k["alg"]));
+                    return Err(format!(
+                        "{jwks_uri}: key alg {} is not RS256/ES256",
+                        k["alg"]
+                    ));
                 }
             }
             Ok::<_, String>(format!(
@@ -157,7 +160,9 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
                     "the service clients",
                     cfg.urls.web
                 )),
-                Ok(false) => Err("a registration does not match its secret or redirect URIs; run deploy".into()),
+                Ok(false) => Err(
+                    "a registration does not match its secret or redirect URIs; run deploy".into(),
+                ),
                 Err(e) => Err(e.to_string()),
             }
         },

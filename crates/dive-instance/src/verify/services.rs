@@ -50,7 +50,10 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
                         "{} / {}{}; see `dive {} logs {}`",
                         state.as_str(),
                         health.as_str(),
-                        s.note.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
+                        s.note
+                            .as_ref()
+                            .map(|n| format!(" ({n})"))
+                            .unwrap_or_default(),
                         ctx.cfg.role,
                         svc.name
                     )),
@@ -75,7 +78,10 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
         let http = http.clone();
         rec.check(
             format!("services.{}.endpoint", svc.name),
-            format!("{} answers {} over TLS trusted via the installation CA", svc.name, url),
+            format!(
+                "{} answers {} over TLS trusted via the installation CA",
+                svc.name, url
+            ),
             async move { get_ok(&http, &url).await },
         )
         .await;
@@ -87,7 +93,11 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
         "the IdP exposes Prometheus metrics",
         async move {
             let url = format!("{idp}/metrics");
-            let r = http2.get(&url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+            let r = http2
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| format!("GET {url}: {e}"))?;
             if !r.status().is_success() {
                 return Err(format!("GET {url}: HTTP {}", r.status()));
             }

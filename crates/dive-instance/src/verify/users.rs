@@ -33,10 +33,10 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
         async {
             let file = paths.test_users();
             crate::secrets::check_private(&file).map_err(|e| e.to_string())?;
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| format!("{}: {e}", file.display()))?;
-            let passwords: BTreeMap<String, String> = serde_json::from_str(&text)
-                .map_err(|e| format!("{}: {e}", file.display()))?;
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let passwords: BTreeMap<String, String> =
+                serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
             let db = dive_idp::Db::open(&paths.idp_db().display().to_string())
                 .await
                 .map_err(|e| e.to_string())?;
@@ -138,7 +138,12 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
         };
         match r {
             Err(LoginFailure::Login(e)) => {
-                rec.record(format!("users.{name}.login"), login_title, Outcome::Fail(e.clone()), *ms);
+                rec.record(
+                    format!("users.{name}.login"),
+                    login_title,
+                    Outcome::Fail(e.clone()),
+                    *ms,
+                );
                 rec.record(
                     format!("users.{name}.claims"),
                     format!("{name}'s token carries the coalition claims"),
@@ -216,9 +221,9 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
                     return Outcome::Skip(format!("{name} is not enrolled in TOTP yet"));
                 }
                 match login(&http, &req).await {
-                    Ok(_) => Outcome::Fail(format!(
-                        "{name} obtained tokens without a second factor"
-                    )),
+                    Ok(_) => {
+                        Outcome::Fail(format!("{name} obtained tokens without a second factor"))
+                    }
                     Err(e) if e.to_string().contains("asks for a TOTP code") => {
                         Outcome::Pass("the IdP asked for a TOTP code after the password".into())
                     }
@@ -253,10 +258,15 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
                 if !status.is_success() {
                     return Err(format!("GET {url}: HTTP {status}: {body}"));
                 }
-                if body["sub"] != token.claims["sub"] || body["uniqueID"] != token.claims["uniqueID"] {
+                if body["sub"] != token.claims["sub"]
+                    || body["uniqueID"] != token.claims["uniqueID"]
+                {
                     return Err(format!(
                         "sub/uniqueID {} / {} differ from the token's {} / {}",
-                        body["sub"], body["uniqueID"], token.claims["sub"], token.claims["uniqueID"]
+                        body["sub"],
+                        body["uniqueID"],
+                        token.claims["sub"],
+                        token.claims["uniqueID"]
                     ));
                 }
                 Ok::<_, String>(format!("sub {}", body["sub"]))
@@ -367,7 +377,11 @@ fn compare_claims(user: &User, c: &Value) -> Result<String, String> {
     }
     let mut coi: Vec<String> = c["acpCOI"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     coi.sort();
     let mut want_coi = user.coi.clone();
@@ -380,7 +394,11 @@ fn compare_claims(user: &User, c: &Value) -> Result<String, String> {
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     if amr.contains(&"otp") != mfa || !amr.contains(&"pwd") {
-        wrong.push(format!("amr is {}, expected pwd{}", c["amr"], if mfa { "+otp" } else { "" }));
+        wrong.push(format!(
+            "amr is {}, expected pwd{}",
+            c["amr"],
+            if mfa { "+otp" } else { "" }
+        ));
     }
     if !wrong.is_empty() {
         return Err(wrong.join("; "));
@@ -404,7 +422,12 @@ fn decisions(pdp: &Pdp, user: &User, claims: &Value) -> Result<String, String> {
     let industry = user.organization_type == dive_core::OrganizationType::Industry;
     let decide = |label: SecurityLabel| {
         let r = dive_core::ResourceAttributes::from_label("verify-doc", label, false);
-        pdp.decide(&Input::new(&subject, "read", &r, &RequestContext::default()))
+        pdp.decide(&Input::new(
+            &subject,
+            "read",
+            &r,
+            &RequestContext::default(),
+        ))
     };
     let own = SecurityLabel::new(level, [user.country]).with_releasable_to_industry(true);
     let allowed = decide(own);
@@ -415,10 +438,7 @@ fn decisions(pdp: &Pdp, user: &User, claims: &Value) -> Result<String, String> {
         ));
     }
     let (forbidden, expect) = if industry {
-        (
-            SecurityLabel::new(level, [user.country]),
-            "Industry access",
-        )
+        (SecurityLabel::new(level, [user.country]), "Industry access")
     } else if let Some(above) = Clearance::ALL.iter().find(|c| **c > level) {
         (
             SecurityLabel::new(*above, [user.country]).with_releasable_to_industry(true),

@@ -465,10 +465,18 @@ services:
     assert_eq!(url, "https://localhost:8443/health");
     let ca = ca_file.expect("a CA file");
     assert!(ca.is_absolute() && ca.ends_with("pki/ca.pem"), "{ca:?}");
-    let e = err("services:\n  a:\n    command: x\n    labels: {dive.health.tcp: 'h:1', dive.health.ca: ca.pem}\n");
-    assert!(e.to_string().contains("only applies to a dive.health.http probe"), "{e}");
+    let e = err(
+        "services:\n  a:\n    command: x\n    labels: {dive.health.tcp: 'h:1', dive.health.ca: ca.pem}\n",
+    );
+    assert!(
+        e.to_string()
+            .contains("only applies to a dive.health.http probe"),
+        "{e}"
+    );
     assert_eq!(e.path, "services.a.labels.dive.health.ca");
-    let e = err("services:\n  a:\n    command: x\n    labels: {dive.health.http: 'https://h', dive.health.ca: ''}\n");
+    let e = err(
+        "services:\n  a:\n    command: x\n    labels: {dive.health.http: 'https://h', dive.health.ca: ''}\n",
+    );
     assert!(e.to_string().contains("empty CA file path"), "{e}");
 }
 
