@@ -24,6 +24,8 @@ pub enum BenchWhat {
     Orchestrate(OrchestrateArgs),
     /// Load-test the PDP Data API with decision requests over keep-alive connections.
     Pdp(super::bench_pdp::PdpBenchArgs),
+    /// Deploy the hub from nothing to verified, re-deploy it healthy (no-op), measure memory.
+    Instance(super::bench_instance::InstanceBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -53,6 +55,7 @@ pub fn run(_ctx: &Context, a: BenchArgs) -> anyhow::Result<ExitCode> {
     match a.what {
         BenchWhat::Orchestrate(o) => orchestrate(&o),
         BenchWhat::Pdp(p) => super::bench_pdp::pdp(p),
+        BenchWhat::Instance(i) => super::bench_instance::instance(&i),
     }
 }
 
