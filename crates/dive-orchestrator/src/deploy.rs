@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::fmt::now_ms;
 use crate::paths::StackPaths;
 use crate::plan::Plan;
-use crate::report::{Comparison, EventLog, Report, ReportHeader};
+use crate::report::{Comparison, EventLog, PhaseReport, Report, ReportHeader};
 use crate::scheduler::{
     self, DeployEvent, Gate, Level, RunOutcome, SchedulerConfig, ServiceOutcome, phase_event,
 };
@@ -85,82 +85,283 @@ pub async fn up(
         });
     }
 
-    let spec_hash = stack_hash(&services);
-    let id = store
-        .create_deployment(&req.spec.name, req.kind, &spec_hash)
+    let mut session = Session::create(
+        store,
+        req.home,
+        &req.spec.name,
+        req.kind,
+        &stack_hash(&services),
+        &req.spec.source.display().to_string(),
+        sink,
+    )
+    .await?;
+    session.begin_phase("PREFLIGHT").await?;
+    session.note_orphans(&orphans);
+    session.lock().await?;
+    session
+        .finish_phase("PREFLIGHT", StepStatus::Done, None)
         .await?;
-    let dir = paths.deployment_dir(&id.to_string());
-    let mut log = EventLog::create(&dir).map_err(|e| files(&dir, e))?;
-    let mut events: Vec<DeployEvent> = Vec::new();
-    let mut emit = |e: DeployEvent, log: &mut EventLog| {
-        let _ = log.append(&e);
-        sink(&e);
-        events.push(e);
-    };
-    let started_at_ms = now_ms();
-
-    store.begin_step(&id, "PREFLIGHT").await?;
-    if !orphans.is_empty() {
-        emit(
-            phase_event(
-                Level::Warn,
-                "PREFLIGHT",
-                "orphans_cleaned",
-                &format!(
-                    "the previous supervisor (pid {}) had died; stopped its orphaned services: {}",
-                    orphans
-                        .dead_supervisor
-                        .map_or("?".to_string(), |p| p.to_string()),
-                    if orphans.killed.is_empty() {
-                        "none left".to_string()
-                    } else {
-                        orphans.killed.join(", ")
-                    }
-                ),
-            ),
-            &mut log,
-        );
-    }
-    let lock = match store.acquire_lock(&req.spec.name, &id).await {
-        Ok(l) => l,
+    session
+        .transition(DeploymentState::Deploying, "plan ready, lock held")
+        .await?;
+    session.begin_phase("START").await?;
+    let state = match session
+        .run_services(
+            &mut client,
+            req.plan,
+            None,
+            &current,
+            &req.scheduler,
+            &req.breaker,
+            cancel,
+        )
+        .await
+    {
+        Ok(state) => state,
         Err(e) => {
-            store
-                .finish_step(&id, "PREFLIGHT", StepStatus::Failed, Some(&e.to_string()))
-                .await?;
-            store
-                .finish_deployment(
-                    &id,
-                    DeploymentState::Failed,
-                    &e.to_string(),
-                    &serde_json::json!({"error": e.to_string()}),
-                )
-                .await?;
-            return Err(e.into());
+            session.abort("START", &e.to_string()).await?;
+            return Err(e);
         }
     };
-    let recovered_lock = lock.recovered_from.as_ref().map(|o| {
-        let msg = format!(
-            "recovered a stale deployment lock left by deployment {} (pid {} on {}; its owner is gone)",
-            o.deployment_id, o.pid, o.host
-        );
-        emit(phase_event(Level::Warn, "PREFLIGHT", "lock_recovered", &msg), &mut log);
-        msg
-    });
-    // A deployment of this stack that died without finishing (its lock is now ours) is closed out.
-    store
-        .fail_abandoned_deployments(&req.spec.name, &id)
+    let reason = session.start_reason();
+    session
+        .finish_phase(
+            "START",
+            if state == DeploymentState::Failed {
+                StepStatus::Failed
+            } else {
+                StepStatus::Done
+            },
+            Some(reason.as_str()),
+        )
         .await?;
-    store
-        .finish_step(&id, "PREFLIGHT", StepStatus::Done, None)
-        .await?;
-    store
-        .transition(&id, DeploymentState::Deploying, "plan ready, lock held")
-        .await?;
+    let next = session.service_next_steps("dive stack up -p {stack} …");
+    let mut deployed = session.finish(state, &reason, next).await?;
+    deployed.orphans = orphans;
+    Ok(UpResult::Deployed(Box::new(deployed)))
+}
 
-    let removed = remove_unplanned(&mut client, &services, &current).await?;
-    if !removed.is_empty() {
-        emit(
-            phase_event(
+/// One recorded deployment in progress: its record in the state store, its event log, its lock
+/// and the phases run so far. `up` uses it for a plain stack; DIVE's instance deployments use it
+/// for their own phases (INIT, CONFIGURE, …) around the same START.
+pub struct Session<'a> {
+    store: &'a StateStore,
+    pub id: crate::state::DeploymentId,
+    stack: String,
+    kind: String,
+    stack_file: String,
+    paths: StackPaths,
+    dir: std::path::PathBuf,
+    log: EventLog,
+    events: Vec<DeployEvent>,
+    sink: &'a mut dyn FnMut(&DeployEvent),
+    started_at_ms: i64,
+    lock: Option<crate::state::LockGuard>,
+    recovered_lock: Option<String>,
+    phases: Vec<PhaseReport>,
+    phase_started: HashMap<String, i64>,
+    outcome: Option<RunOutcome>,
+    chain: Vec<String>,
+}
+
+impl<'a> Session<'a> {
+    /// Record a new deployment of `stack` (PENDING) and open its event log.
+    pub async fn create(
+        store: &'a StateStore,
+        home: &Path,
+        stack: &str,
+        kind: &str,
+        spec_hash: &str,
+        stack_file: &str,
+        sink: &'a mut dyn FnMut(&DeployEvent),
+    ) -> Result<Session<'a>, DeployError> {
+        let id = store.create_deployment(stack, kind, spec_hash).await?;
+        let paths = StackPaths::new(home, stack);
+        let dir = paths.deployment_dir(id.as_str());
+        let log = EventLog::create(&dir).map_err(|e| files(&dir, e))?;
+        Ok(Session {
+            store,
+            id,
+            stack: stack.to_string(),
+            kind: kind.to_string(),
+            stack_file: stack_file.to_string(),
+            paths,
+            dir,
+            log,
+            events: Vec::new(),
+            sink,
+            started_at_ms: now_ms(),
+            lock: None,
+            recovered_lock: None,
+            phases: Vec::new(),
+            phase_started: HashMap::new(),
+            outcome: None,
+            chain: Vec::new(),
+        })
+    }
+
+    /// Where this deployment's events and reports are written.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Log, display and keep an event. The log is flushed at once, so `events.jsonl` can be
+    /// followed while the deployment runs.
+    pub fn emit(&mut self, e: DeployEvent) {
+        let _ = self.log.append(&e).and_then(|()| self.log.flush());
+        (self.sink)(&e);
+        self.events.push(e);
+    }
+
+    /// Emit a phase-level event.
+    pub fn say(&mut self, level: Level, phase: &str, kind: &str, message: &str) {
+        self.emit(phase_event(level, phase, kind, message));
+    }
+
+    fn note_orphans(&mut self, orphans: &OrphanCleanup) {
+        if orphans.is_empty() {
+            return;
+        }
+        let msg = format!(
+            "the previous supervisor (pid {}) had died; stopped its orphaned services: {}",
+            orphans
+                .dead_supervisor
+                .map_or("?".to_string(), |p| p.to_string()),
+            if orphans.killed.is_empty() {
+                "none left".to_string()
+            } else {
+                orphans.killed.join(", ")
+            }
+        );
+        self.say(Level::Warn, "PREFLIGHT", "orphans_cleaned", &msg);
+    }
+
+    /// Take the stack's deployment lock. When it is held by a live deployment, this deployment
+    /// is recorded as FAILED and `StateError::LockHeld` returned. Deployments of the stack that
+    /// died without finishing are closed out.
+    pub async fn lock(&mut self) -> Result<(), DeployError> {
+        let lock = match self.store.acquire_lock(&self.stack, &self.id).await {
+            Ok(l) => l,
+            Err(e) => {
+                let msg = e.to_string();
+                self.store
+                    .finish_step(&self.id, "PREFLIGHT", StepStatus::Failed, Some(&msg))
+                    .await?;
+                self.store
+                    .finish_deployment(
+                        &self.id,
+                        DeploymentState::Failed,
+                        &msg,
+                        &serde_json::json!({"error": msg}),
+                    )
+                    .await?;
+                return Err(e.into());
+            }
+        };
+        if let Some(o) = &lock.recovered_from {
+            let msg = format!(
+                "recovered a stale deployment lock left by deployment {} (pid {} on {}; its owner is gone)",
+                o.deployment_id, o.pid, o.host
+            );
+            self.say(Level::Warn, "PREFLIGHT", "lock_recovered", &msg);
+            self.recovered_lock = Some(msg);
+        }
+        self.lock = Some(lock);
+        // A deployment of this stack that died without finishing (its lock is now ours) is closed out.
+        self.store
+            .fail_abandoned_deployments(&self.stack, &self.id)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether the lock is held and still trustworthy.
+    pub fn lock_is_lost(&self) -> bool {
+        self.lock.as_ref().is_some_and(|l| l.is_lost())
+    }
+
+    /// Move the deployment's state (see the state machine).
+    pub async fn transition(
+        &mut self,
+        to: DeploymentState,
+        reason: &str,
+    ) -> Result<(), DeployError> {
+        Ok(self.store.transition(&self.id, to, reason).await?)
+    }
+
+    /// Record that a phase started.
+    pub async fn begin_phase(&mut self, phase: &str) -> Result<(), DeployError> {
+        self.store.begin_step(&self.id, phase).await?;
+        self.phase_started.insert(phase.to_string(), now_ms());
+        self.say(
+            Level::Info,
+            phase,
+            "phase_started",
+            &format!("{phase} started"),
+        );
+        Ok(())
+    }
+
+    /// Record how a phase ended (a phase never begun, e.g. skipped, is recorded as well).
+    pub async fn finish_phase(
+        &mut self,
+        phase: &str,
+        status: StepStatus,
+        detail: Option<&str>,
+    ) -> Result<(), DeployError> {
+        self.store
+            .finish_step(&self.id, phase, status, detail)
+            .await?;
+        let now = now_ms();
+        let started = self.phase_started.remove(phase).unwrap_or(now);
+        let level = match status {
+            StepStatus::Failed => Level::Error,
+            _ => Level::Info,
+        };
+        let mut e = phase_event(
+            level,
+            phase,
+            "phase_finished",
+            &format!(
+                "{phase} {}{}",
+                status.as_str(),
+                detail.map(|d| format!(": {d}")).unwrap_or_default()
+            ),
+        );
+        e.duration_ms = Some(now - started);
+        self.emit(e);
+        self.phases.retain(|p| p.phase != phase);
+        self.phases.push(PhaseReport {
+            phase: phase.to_string(),
+            status: status.as_str().to_string(),
+            duration_ms: now - started,
+            detail: detail.map(str::to_string),
+        });
+        Ok(())
+    }
+
+    /// START: stop services no longer planned, then let the scheduler bring up the plan (or only
+    /// the services named in `only`, whose dependencies must be among them) through the
+    /// supervisor; circuit breakers and per-service results are recorded. Returns the state the
+    /// services leave the deployment in (COMPLETE, DEGRADED, FAILED or INTERRUPTED).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn run_services(
+        &mut self,
+        client: &mut crate::supervisor::Client,
+        plan: &Plan,
+        only: Option<&std::collections::BTreeSet<String>>,
+        current: &StackStatus,
+        scheduler_config: &SchedulerConfig,
+        breaker: &BreakerConfig,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<DeploymentState, DeployError> {
+        let planned: Vec<&ServiceSpec> = plan.services.values().map(|p| &p.spec).collect();
+        let removed = remove_unplanned(client, &planned, current).await?;
+        let services: Vec<&ServiceSpec> = planned
+            .into_iter()
+            .filter(|s| only.is_none_or(|o| o.contains(&s.name)))
+            .collect();
+        if !removed.is_empty() {
+            self.say(
                 Level::Info,
                 "START",
                 "removed",
@@ -168,112 +369,138 @@ pub async fn up(
                     "stopped services no longer in the plan: {}",
                     removed.join(", ")
                 ),
-            ),
-            &mut log,
-        );
-    }
-    let gates = breaker_gates(store, &req, &services).await?;
-    store.begin_step(&id, "START").await?;
-    let outcome = scheduler::run(
-        &paths,
-        &services,
-        &current,
-        &gates,
-        &req.scheduler,
-        &mut |e| emit(e, &mut log),
-        cancel,
-    )
-    .await;
-    let outcome = match outcome {
-        Ok(o) => o,
-        Err(e) => {
-            let msg = e.to_string();
-            store
-                .finish_step(&id, "START", StepStatus::Failed, Some(&msg))
-                .await?;
-            store
-                .finish_deployment(
-                    &id,
-                    DeploymentState::Failed,
-                    &msg,
-                    &serde_json::json!({"error": msg}),
-                )
-                .await?;
-            lock.release().await?;
-            return Err(e.into());
+            );
         }
-    };
-    record_breakers(store, &req, &outcome, &gates).await?;
-    let state = final_state(&outcome);
-    store
-        .finish_step(
-            &id,
-            "START",
-            if state == DeploymentState::Failed {
-                StepStatus::Failed
-            } else {
-                StepStatus::Done
-            },
-            Some(state_reason(&outcome).as_str()),
+        let gates = breaker_gates(self.store, &self.stack, breaker, &services).await?;
+        let paths = self.paths.clone();
+        let outcome = scheduler::run(
+            &paths,
+            &services,
+            current,
+            &gates,
+            scheduler_config,
+            &mut |e| self.emit(e),
+            cancel,
         )
         .await?;
-    record_results(store, &id, &outcome).await?;
-    store.record_events(&id, &event_records(&events)).await?;
-    let next_steps = next_steps(&req.spec.name, &outcome, &paths);
+        record_breakers(self.store, &self.stack, breaker, &outcome, &gates).await?;
+        record_results(self.store, &self.id, &outcome).await?;
+        self.chain = plan.critical_chain(
+            &outcome
+                .services
+                .iter()
+                .filter_map(|(n, s)| {
+                    Some((
+                        n.clone(),
+                        (
+                            std::time::Duration::from_millis(s.start_offset_ms? as u64),
+                            std::time::Duration::from_millis(s.ready_offset_ms? as u64),
+                        ),
+                    ))
+                })
+                .collect(),
+        );
+        let state = final_state(&outcome);
+        self.outcome = Some(outcome);
+        Ok(state)
+    }
 
-    let comparison = compare(store, &req.spec.name, &id.to_string()).await?;
-    let finished_at_ms = now_ms();
-    let chain = req.plan.critical_chain(
-        &outcome
-            .services
-            .iter()
-            .filter_map(|(n, s)| {
-                Some((
-                    n.clone(),
-                    (
-                        std::time::Duration::from_millis(s.start_offset_ms? as u64),
-                        std::time::Duration::from_millis(s.ready_offset_ms? as u64),
-                    ),
-                ))
-            })
-            .collect(),
-    );
-    let report = Report::from_run(
-        ReportHeader {
-            deployment_id: id.to_string(),
-            stack: req.spec.name.clone(),
-            kind: req.kind.to_string(),
-            state: state.to_string(),
-            started_at_ms,
-            finished_at_ms,
-            stack_file: req.spec.source.display().to_string(),
-        },
-        &outcome,
-        &events,
-        chain,
-        comparison,
-        next_steps,
-    );
-    report.write(&dir).map_err(|e| files(&dir, e))?;
-    store
-        .finish_deployment(
-            &id,
+    /// The services' outcome of START, if it ran in this deployment.
+    pub fn outcome(&self) -> Option<&RunOutcome> {
+        self.outcome.as_ref()
+    }
+
+    /// Why START ended as it did.
+    pub fn start_reason(&self) -> String {
+        self.outcome
+            .as_ref()
+            .map(state_reason)
+            .unwrap_or_else(|| "no services were started".to_string())
+    }
+
+    /// What to do about failed services and interruptions; `rerun` is the command to run again,
+    /// with `{stack}` replaced by the stack name.
+    pub fn service_next_steps(&self, rerun: &str) -> Vec<String> {
+        match &self.outcome {
+            Some(o) => next_steps(
+                &self.stack,
+                &rerun.replace("{stack}", &self.stack),
+                o,
+                &self.paths,
+            ),
+            None => Vec::new(),
+        }
+    }
+
+    /// End the deployment after a failure outside the services (a phase's error): the phase and
+    /// the deployment are recorded as FAILED, the report written and the lock released.
+    pub async fn abort(mut self, phase: &str, message: &str) -> Result<Deployed, DeployError> {
+        self.say(Level::Error, phase, "phase_failed", message);
+        self.finish_phase(phase, StepStatus::Failed, Some(message))
+            .await?;
+        self.finish(DeploymentState::Failed, message, Vec::new())
+            .await
+    }
+
+    /// End the deployment in `state` (moving through no further phases): events are stored, the
+    /// report written, the deployment finished and the lock released.
+    pub async fn finish(
+        mut self,
+        state: DeploymentState,
+        reason: &str,
+        next_steps: Vec<String>,
+    ) -> Result<Deployed, DeployError> {
+        self.store
+            .record_events(&self.id, &event_records(&self.events))
+            .await?;
+        let comparison = compare(self.store, &self.stack, self.id.as_str()).await?;
+        let finished_at_ms = now_ms();
+        let outcome = self.outcome.take().unwrap_or_else(|| RunOutcome {
+            services: Default::default(),
+            failed_core: None,
+            interrupted: false,
+            elapsed_ms: 0,
+        });
+        let mut report = Report::from_run(
+            ReportHeader {
+                deployment_id: self.id.to_string(),
+                stack: self.stack.clone(),
+                kind: self.kind.clone(),
+                state: state.to_string(),
+                started_at_ms: self.started_at_ms,
+                finished_at_ms,
+                stack_file: self.stack_file.clone(),
+            },
+            &outcome,
+            &self.events,
+            std::mem::take(&mut self.chain),
+            comparison,
+            next_steps,
+        );
+        report.phases = std::mem::take(&mut self.phases);
+        report.write(&self.dir).map_err(|e| files(&self.dir, e))?;
+        self.store
+            .finish_deployment(
+                &self.id,
+                state,
+                reason,
+                &serde_json::to_value(summary_of(&report)).unwrap_or_default(),
+            )
+            .await?;
+        let _ = self.log.flush();
+        if let Some(lock) = self.lock.take() {
+            lock.release().await?;
+        }
+        Ok(Deployed {
+            deployment_id: self.id.to_string(),
             state,
-            &state_reason(&outcome),
-            &serde_json::to_value(summary_of(&report)).unwrap_or_default(),
-        )
-        .await?;
-    let _ = log.flush();
-    lock.release().await?;
-    Ok(UpResult::Deployed(Box::new(Deployed {
-        deployment_id: id.to_string(),
-        state,
-        outcome,
-        report,
-        report_dir: dir,
-        orphans,
-        recovered_lock,
-    })))
+            outcome,
+            report,
+            report_dir: self.dir.clone(),
+            orphans: OrphanCleanup::default(),
+            recovered_lock: self.recovered_lock.take(),
+        })
+    }
 }
 
 fn files(dir: &Path, source: std::io::Error) -> DeployError {
@@ -314,16 +541,14 @@ fn stack_hash(services: &[&ServiceSpec]) -> String {
 
 async fn breaker_gates(
     store: &StateStore,
-    req: &UpRequest<'_>,
+    stack: &str,
+    breaker: &BreakerConfig,
     services: &[&ServiceSpec],
 ) -> Result<HashMap<String, Gate>, DeployError> {
     let mut gates = HashMap::new();
     let now = now_ms();
     for s in services {
-        let gate = match store
-            .breaker_allows(&req.spec.name, &s.name, now, &req.breaker)
-            .await
-        {
+        let gate = match store.breaker_allows(stack, &s.name, now, breaker).await {
             Ok(permit) if permit.trial => Gate::Trial,
             Ok(_) => Gate::Allow,
             Err(StateError::BreakerOpen(open)) => Gate::Deny(format!(
@@ -331,7 +556,7 @@ async fn breaker_gates(
                 open.failures,
                 open.last_error.as_deref().unwrap_or("unknown"),
                 crate::fmt::rfc3339_ms(open.until),
-                req.spec.name,
+                stack,
                 s.name
             )),
             Err(e) => return Err(e.into()),
@@ -343,7 +568,8 @@ async fn breaker_gates(
 
 async fn record_breakers(
     store: &StateStore,
-    req: &UpRequest<'_>,
+    stack: &str,
+    breaker: &BreakerConfig,
     outcome: &RunOutcome,
     gates: &HashMap<String, Gate>,
 ) -> Result<(), DeployError> {
@@ -353,14 +579,7 @@ async fn record_breakers(
         }
         for a in &s.attempts {
             store
-                .record_attempt(
-                    &req.spec.name,
-                    name,
-                    a.ok,
-                    a.error.as_deref(),
-                    now_ms(),
-                    &req.breaker,
-                )
+                .record_attempt(stack, name, a.ok, a.error.as_deref(), now_ms(), breaker)
                 .await?;
         }
     }
@@ -442,11 +661,11 @@ async fn record_results(
     Ok(())
 }
 
-fn next_steps(stack: &str, outcome: &RunOutcome, paths: &StackPaths) -> Vec<String> {
+fn next_steps(stack: &str, rerun: &str, outcome: &RunOutcome, paths: &StackPaths) -> Vec<String> {
     let mut steps = Vec::new();
     if outcome.interrupted {
         steps.push(format!(
-            "run `dive stack up -p {stack} …` again to continue; healthy services are kept"
+            "run `{rerun}` again to continue; healthy services are kept"
         ));
     }
     for s in outcome.services.values() {

@@ -1,7 +1,7 @@
 //! Health probes: run one check, bounded by its timeout; and the polling schedule.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::spec::Probe;
@@ -16,11 +16,16 @@ impl std::fmt::Display for ProbeFailure {
     }
 }
 
-/// Runs probes. Holds the HTTP client so that connections and TLS set-up are reused.
+/// Runs probes. Holds the HTTP clients so that connections and TLS set-up are reused: one with
+/// the system's roots, and one per CA file (rebuilt when the file changes).
 #[derive(Default)]
 pub struct Prober {
     http: std::sync::OnceLock<reqwest::Client>,
+    with_ca: std::sync::Mutex<BTreeMap<PathBuf, (CaStamp, reqwest::Client)>>,
 }
+
+/// A CA file's identity: when it changes (rotation), the client trusting it is rebuilt.
+type CaStamp = (u64, Option<std::time::SystemTime>);
 
 impl Prober {
     /// Run `probe` once. Command probes get the service's environment and working directory,
@@ -39,7 +44,7 @@ impl Prober {
                     let argv = ["/bin/sh".to_string(), "-c".to_string(), script.clone()];
                     run_command(&argv, env, working_dir).await
                 }
-                Probe::Http(url) => self.http_get(url).await,
+                Probe::Http { url, ca_file } => self.http_get(url, ca_file.as_deref()).await,
                 Probe::Tcp(addr) => tokio::net::TcpStream::connect(addr.as_str())
                     .await
                     .map(drop)
@@ -55,14 +60,58 @@ impl Prober {
         }
     }
 
-    async fn http_get(&self, url: &str) -> Result<(), ProbeFailure> {
-        let client = self.http.get_or_init(|| {
-            reqwest::Client::builder()
-                .no_proxy()
-                .pool_max_idle_per_host(1)
-                .build()
-                .unwrap_or_default()
-        });
+    /// The client trusting only the certificates in `ca` (cached while the file is unchanged).
+    fn client_for_ca(&self, ca: &Path) -> Result<reqwest::Client, ProbeFailure> {
+        let meta = std::fs::metadata(ca)
+            .map_err(|e| ProbeFailure(format!("CA file {}: {e}", ca.display())))?;
+        let stamp = (meta.len(), meta.modified().ok());
+        let mut cache = match self.with_ca.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some((s, c)) = cache.get(ca)
+            && *s == stamp
+        {
+            return Ok(c.clone());
+        }
+        let pem = std::fs::read(ca)
+            .map_err(|e| ProbeFailure(format!("CA file {}: {e}", ca.display())))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            ProbeFailure(format!(
+                "CA file {}: not PEM certificates: {e}",
+                ca.display()
+            ))
+        })?;
+        if certs.is_empty() {
+            return Err(ProbeFailure(format!(
+                "CA file {}: no certificate in it",
+                ca.display()
+            )));
+        }
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(1)
+            .tls_certs_only(certs)
+            .build()
+            .map_err(|e| ProbeFailure(format!("CA file {}: {e}", ca.display())))?;
+        cache.insert(ca.to_path_buf(), (stamp, client.clone()));
+        Ok(client)
+    }
+
+    async fn http_get(&self, url: &str, ca: Option<&Path>) -> Result<(), ProbeFailure> {
+        let client = match ca {
+            Some(ca) => self.client_for_ca(ca)?,
+            None => self
+                .http
+                .get_or_init(|| {
+                    reqwest::Client::builder()
+                        .no_proxy()
+                        .pool_max_idle_per_host(1)
+                        .build()
+                        .unwrap_or_default()
+                })
+                .clone(),
+        };
         let resp = client
             .get(url)
             .send()
@@ -164,5 +213,32 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         assert!(p.check(&Probe::Tcp(addr), t, &env, &wd).await.is_ok());
         drop(listener);
+    }
+
+    #[tokio::test]
+    async fn an_unusable_ca_file_fails_the_probe_naming_the_file() {
+        let p = Prober::default();
+        let dir = tempfile::tempdir().unwrap();
+        let t = Duration::from_secs(5);
+        let probe = |ca: &Path| Probe::Http {
+            url: "https://127.0.0.1:9/health".into(),
+            ca_file: Some(ca.to_path_buf()),
+        };
+        let missing = dir.path().join("missing.pem");
+        let e = p
+            .check(&probe(&missing), t, &BTreeMap::new(), dir.path())
+            .await
+            .unwrap_err();
+        assert!(e.0.contains("missing.pem"), "{e}");
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let e = p
+            .check(&probe(&junk), t, &BTreeMap::new(), dir.path())
+            .await
+            .unwrap_err();
+        assert!(
+            e.0.contains("junk.pem") && e.0.contains("no certificate"),
+            "{e}"
+        );
     }
 }

@@ -77,6 +77,19 @@ pub struct Report {
     pub comparison: Comparison,
     /// What to do next, when something went wrong.
     pub next_steps: Vec<String>,
+    /// The deployment's phases (checkpoints) in the order they finished.
+    #[serde(default)]
+    pub phases: Vec<PhaseReport>,
+}
+
+/// How one phase of a deployment ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseReport {
+    pub phase: String,
+    /// DONE, FAILED or SKIPPED.
+    pub status: String,
+    pub duration_ms: i64,
+    pub detail: Option<String>,
 }
 
 impl Report {
@@ -118,6 +131,7 @@ impl Report {
             errors: pick(Level::Error),
             comparison,
             next_steps,
+            phases: Vec::new(),
         }
     }
 
@@ -145,6 +159,19 @@ impl Report {
             self.stack_file,
             self.retries
         ));
+        if !self.phases.is_empty() {
+            md.push_str("## Phases\n\n| phase | status | duration | detail |\n|---|---|---|---|\n");
+            for p in &self.phases {
+                md.push_str(&format!(
+                    "| {} | {} | {} | {} |\n",
+                    p.phase,
+                    p.status,
+                    millis(p.duration_ms),
+                    p.detail.as_deref().unwrap_or("").replace('|', "\\|")
+                ));
+            }
+            md.push('\n');
+        }
         md.push_str("## Services\n\n| service | class | outcome | attempts | started at | ready at | time to ready | note |\n|---|---|---|---|---|---|---|---|\n");
         for s in &self.services {
             md.push_str(&format!(

@@ -19,5 +19,5 @@ pub use error::PolicyError;
 pub use input::{Input, RequestContext};
 pub use normalize::{Normalized, Normalizer};
 pub use pdp::{EngineKind, Entrypoint, Pdp};
-pub use sources::{PolicyFile, Snapshot, Sources};
+pub use sources::{PolicyFile, Snapshot, Sources, default_data_documents};
 pub use testing::{Outcome, TestResult, run_tests};

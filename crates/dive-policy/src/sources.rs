@@ -41,6 +41,12 @@ const EMBEDDED_DATA: &[(&str, &str)] = &[
     ),
 ];
 
+/// The embedded default data documents as (file name, JSON text): what an instance's own data
+/// directory is generated from.
+pub fn default_data_documents() -> &'static [(&'static str, &'static str)] {
+    EMBEDDED_DATA
+}
+
 /// Where to read policies and data from; `None` means the embedded defaults.
 #[derive(Debug, Clone, Default)]
 pub struct Sources {

@@ -26,6 +26,8 @@ pub enum BenchWhat {
     Pdp(super::bench_pdp::PdpBenchArgs),
     /// Rewraps per second through the KAS's HTTPS endpoint vs openssl's RSA-2048 private-op rate.
     Kas(super::bench_kas::KasBenchArgs),
+    /// Deploy the hub from nothing to verified, re-deploy it healthy (no-op), measure memory.
+    Instance(super::bench_instance::InstanceBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +58,7 @@ pub fn run(_ctx: &Context, a: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchWhat::Orchestrate(o) => orchestrate(&o),
         BenchWhat::Pdp(p) => super::bench_pdp::pdp(p),
         BenchWhat::Kas(k) => super::bench_kas::kas(k),
+        BenchWhat::Instance(i) => super::bench_instance::instance(&i),
     }
 }
 

@@ -12,6 +12,8 @@ pub mod bench_pdp;
 pub mod history;
 pub mod idp;
 pub mod kas;
+pub mod bench_instance;
+pub mod instance;
 pub mod metrics;
 pub mod nuke;
 pub mod orch_db;
@@ -27,6 +29,12 @@ pub mod ztdf;
 pub enum Command {
     /// Show where DIVE keeps its state.
     Home,
+    /// The hub instance (USA): deploy, up, down, status, verify, logs, seed, rotate-secrets.
+    #[command(subcommand)]
+    Hub(instance::HubCommand),
+    /// Spoke instances (any other ISO 3166-1 alpha-3 code): deploy, up, down, status, verify, logs.
+    #[command(subcommand)]
+    Spoke(instance::SpokeCommand),
     /// Compose-format stacks of local processes: plan, up, status, logs, ps, down.
     #[command(subcommand)]
     Stack(stack::StackCommand),
@@ -34,7 +42,8 @@ pub enum Command {
     History(history::HistoryArgs),
     /// Prometheus text metrics of deployments, services, breakers and locks.
     Metrics,
-    /// Stop and delete a stack, or everything, and verify nothing is left.
+    /// Stop and delete an instance (hub, spoke CODE), a stack, or everything, and verify
+    /// nothing is left.
     Nuke(nuke::NukeArgs),
     /// The orchestration state store.
     #[command(subcommand)]
@@ -64,6 +73,8 @@ pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
             println!("{}", ctx.home.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Hub(cmd) => instance::run_hub(cmd, ctx),
+        Command::Spoke(cmd) => instance::run_spoke(cmd, ctx),
         Command::Stack(cmd) => stack::run(cmd, ctx),
         Command::History(a) => history::run(ctx, &a),
         Command::Metrics => metrics::run(ctx),

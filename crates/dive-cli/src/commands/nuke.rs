@@ -23,6 +23,10 @@ pub struct NukeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum NukeTarget {
+    /// The hub instance (USA): processes, recorded state, logs, configuration, secrets and data.
+    Hub,
+    /// A spoke instance: processes, recorded state, logs, configuration, secrets and data.
+    Spoke { code: String },
     /// One stack: its processes, logs, reports and recorded state.
     Stack { name: String },
     /// Everything under DIVE_HOME and every stack recorded in the state store.
@@ -30,7 +34,18 @@ pub enum NukeTarget {
 }
 
 pub fn run(ctx: &Context, a: &NukeArgs) -> anyhow::Result<ExitCode> {
+    let instance = match &a.target {
+        NukeTarget::Hub => Some(dive_core::CountryCode::new(
+            dive_instance::config::HUB_CODE,
+        )?),
+        NukeTarget::Spoke { code } => Some(super::instance::spoke_code(code)?),
+        _ => None,
+    };
+    if let Some(code) = instance {
+        return nuke_instance(ctx, a, code);
+    }
     let (what, stacks) = match &a.target {
+        NukeTarget::Hub | NukeTarget::Spoke { .. } => unreachable!("handled above"),
         NukeTarget::Stack { name } => {
             validate_stack_name(name)?;
             (format!("stack {name}"), vec![name.clone()])
@@ -64,24 +79,12 @@ pub fn run(ctx: &Context, a: &NukeArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    if !a.confirm {
-        if !ctx.interactive {
-            return Err(bad_input(format!(
-                "refusing to nuke {what} without --confirm (non-interactive run)"
-            )));
-        }
-        let expected = match &a.target {
-            NukeTarget::Stack { name } => name.clone(),
-            NukeTarget::All => "nuke all".to_string(),
-        };
-        eprint!("This stops and deletes {what}. Type {expected:?} to confirm: ");
-        std::io::stderr().flush()?;
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
-        if line.trim() != expected {
-            return Err(bad_input("confirmation did not match; nothing was changed"));
-        }
-    }
+    let expected = match &a.target {
+        NukeTarget::Hub | NukeTarget::Spoke { .. } => unreachable!("handled above"),
+        NukeTarget::Stack { name } => name.clone(),
+        NukeTarget::All => "nuke all".to_string(),
+    };
+    confirm(ctx, a, &what, &expected)?;
     let rt = runtime()?;
     let mut left = Vec::new();
     for s in &stacks {
@@ -115,6 +118,82 @@ pub fn run(ctx: &Context, a: &NukeArgs) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!("error: still present after nuke: {}", left.join(", "));
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// Confirmation for a mutating nuke: `--confirm`, or the target typed at a terminal.
+fn confirm(ctx: &Context, a: &NukeArgs, what: &str, expected: &str) -> anyhow::Result<()> {
+    if a.confirm {
+        return Ok(());
+    }
+    if !ctx.interactive {
+        return Err(bad_input(format!(
+            "refusing to nuke {what} without --confirm (non-interactive run)"
+        )));
+    }
+    eprint!("This stops and deletes {what}. Type {expected:?} to confirm: ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    if line.trim() != expected {
+        return Err(bad_input("confirmation did not match; nothing was changed"));
+    }
+    Ok(())
+}
+
+/// `dive nuke hub` / `dive nuke spoke CODE`: only that instance; the installation PKI (shared by
+/// every instance) and other instances stay.
+fn nuke_instance(
+    ctx: &Context,
+    a: &NukeArgs,
+    code: dive_core::CountryCode,
+) -> anyhow::Result<ExitCode> {
+    let role = if code.as_str() == dive_instance::config::HUB_CODE {
+        "hub"
+    } else {
+        "spoke"
+    };
+    let what = format!("{role} {code}");
+    if ctx.dry_run {
+        println!("dry run: would stop and delete {what}:");
+        for line in dive_instance::remove::plan(&ctx.home, code) {
+            println!("  {line}");
+        }
+        println!(
+            "  (the installation PKI under {} stays)",
+            ctx.home.join("pki").display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    confirm(ctx, a, &what, &code.as_str().to_lowercase())?;
+    let rt = runtime()?;
+    let store = rt.block_on(super::open_store(ctx)).ok();
+    let r = rt.block_on(dive_instance::remove::remove(
+        &ctx.home,
+        code,
+        store.as_ref(),
+    ))?;
+    if r.stopped {
+        println!("{what}: services and supervisor stopped");
+    }
+    if !r.orphans.is_empty() {
+        println!("{what}: stopped orphaned services {}", r.orphans.join(", "));
+    }
+    if r.deployments_deleted {
+        println!("{what}: recorded deployments, locks and breakers deleted");
+    }
+    for d in &r.removed {
+        println!("{what}: removed {d}");
+    }
+    if r.left.is_empty() {
+        println!(
+            "verified: nothing of {what} is left (the installation PKI under {} is shared and stays)",
+            ctx.home.join("pki").display()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("error: still present after nuke: {}", r.left.join(", "));
         Ok(ExitCode::from(1))
     }
 }

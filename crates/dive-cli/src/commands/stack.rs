@@ -29,6 +29,9 @@ pub enum StackCommand {
     Up(super::stack_up::UpArgs),
     /// Close a service's start circuit breaker (or all of a stack's) so that `up` tries it again.
     ResetBreaker(super::stack_up::ResetBreakerArgs),
+    /// Write out an embedded stack file (`hub` or `spoke`), to read or to edit and run with
+    /// `dive hub deploy --stack-file FILE`.
+    Export(ExportArgs),
     #[command(flatten)]
     Runtime(super::stack_runtime::RuntimeCommand),
 }
@@ -38,8 +41,54 @@ pub fn run(command: StackCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
         StackCommand::Plan(args) => run_plan(&args, ctx),
         StackCommand::Up(args) => super::stack_up::up(ctx, &args),
         StackCommand::ResetBreaker(args) => super::stack_up::reset_breaker(ctx, &args),
+        StackCommand::Export(args) => run_export(&args, ctx),
         StackCommand::Runtime(c) => super::stack_runtime::run(c, ctx),
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// `hub` or `spoke`.
+    pub name: String,
+    /// Write to this file instead of standard output (an existing file is not overwritten
+    /// unless --force).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Overwrite the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+fn run_export(args: &ExportArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let text = dive_instance::stacks::embedded_by_name(&args.name).ok_or_else(|| {
+        crate::exit::bad_input(format!(
+            "no embedded stack named {:?}: choose hub or spoke",
+            args.name
+        ))
+    })?;
+    match &args.output {
+        None => emit(text)?,
+        Some(path) => {
+            if path.exists() && !args.force {
+                return Err(crate::exit::bad_input(format!(
+                    "{} exists; pass --force to overwrite it",
+                    path.display()
+                )));
+            }
+            if ctx.dry_run {
+                println!(
+                    "dry run: would write the {} stack to {}",
+                    args.name,
+                    path.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            std::fs::write(path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!("wrote the {} stack to {}", args.name, path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Options that select and read a stack file; shared by subcommands that take a file.
@@ -245,7 +294,11 @@ fn health(s: &spec::ServiceSpec) -> String {
     let probe = match &hc.probe {
         Probe::Cmd(argv) => format!("cmd {}", argv.join(" ")),
         Probe::Shell(cmd) => format!("sh -c {cmd:?}"),
-        Probe::Http(url) => format!("http {url}"),
+        Probe::Http { url, ca_file: None } => format!("http {url}"),
+        Probe::Http {
+            url,
+            ca_file: Some(ca),
+        } => format!("http {url} (trusting {})", ca.display()),
         Probe::Tcp(addr) => format!("tcp {addr}"),
     };
     let mut out = format!(

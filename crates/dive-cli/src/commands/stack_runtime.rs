@@ -111,7 +111,7 @@ fn stack_paths(ctx: &Context, name: &str) -> anyhow::Result<StackPaths> {
     Ok(StackPaths::new(&ctx.home, name))
 }
 
-fn status(ctx: &Context, a: &StatusArgs) -> anyhow::Result<ExitCode> {
+pub fn status(ctx: &Context, a: &StatusArgs) -> anyhow::Result<ExitCode> {
     let paths = stack_paths(ctx, &a.project)?;
     let rt = runtime()?;
     let status = rt.block_on(async {
@@ -194,7 +194,7 @@ pub fn print_status(s: &StackStatus) {
     }
 }
 
-fn logs(ctx: &Context, a: &LogsArgs) -> anyhow::Result<ExitCode> {
+pub fn logs(ctx: &Context, a: &LogsArgs) -> anyhow::Result<ExitCode> {
     let paths = stack_paths(ctx, &a.project)?;
     let services: Vec<String> = match &a.service {
         Some(s) => {
@@ -358,7 +358,7 @@ fn ps(ctx: &Context, a: &PsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn down(ctx: &Context, a: &DownArgs) -> anyhow::Result<ExitCode> {
+pub fn down(ctx: &Context, a: &DownArgs) -> anyhow::Result<ExitCode> {
     let paths = stack_paths(ctx, &a.project)?;
     if ctx.dry_run {
         let rt = runtime()?;

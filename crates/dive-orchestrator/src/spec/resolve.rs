@@ -83,7 +83,10 @@ pub const LABEL_RETRIES: &str = "dive.service.retries";
 pub const LABEL_RETRY_BACKOFF: &str = "dive.service.retry_backoff";
 pub const LABEL_HEALTH_HTTP: &str = "dive.health.http";
 pub const LABEL_HEALTH_TCP: &str = "dive.health.tcp";
+/// PEM certificates the `dive.health.http` probe trusts (relative to the stack file's directory).
+pub const LABEL_HEALTH_CA: &str = "dive.health.ca";
 const KNOWN_DIVE_LABELS: &[&str] = &[
+    LABEL_HEALTH_CA,
     LABEL_CLASS,
     LABEL_DESCRIPTION,
     LABEL_TIMEOUT,
@@ -791,7 +794,30 @@ impl<'a> Resolver<'a> {
                         K::Invalid(m),
                     )
                 })?;
-                Some(Probe::Http(url.clone()))
+                let ca_file = match labels.get(LABEL_HEALTH_CA) {
+                    Some(ca) if ca.trim().is_empty() => {
+                        return Err(self.err(
+                            at(LABEL_HEALTH_CA),
+                            path(LABEL_HEALTH_CA),
+                            K::Invalid("empty CA file path".into()),
+                        ));
+                    }
+                    Some(ca) => Some(self.dir.join(ca)),
+                    None => None,
+                };
+                Some(Probe::Http {
+                    url: url.clone(),
+                    ca_file,
+                })
+            }
+            (None, _) if labels.contains_key(LABEL_HEALTH_CA) => {
+                return Err(self.err(
+                    at(LABEL_HEALTH_CA),
+                    path(LABEL_HEALTH_CA),
+                    K::Invalid(format!(
+                        "{LABEL_HEALTH_CA} only applies to a {LABEL_HEALTH_HTTP} probe"
+                    )),
+                ));
             }
             (None, Some(addr)) => {
                 check_host_port(addr).map_err(|m| {

@@ -427,7 +427,10 @@ services:
     let web = svc(&spec, "web").healthcheck.clone().unwrap();
     assert_eq!(
         web.probe,
-        Probe::Http("http://127.0.0.1:8080/healthz".into())
+        Probe::Http {
+            url: "http://127.0.0.1:8080/healthz".into(),
+            ca_file: None
+        }
     );
     assert_eq!(web.interval, Duration::from_secs(30));
     let db = svc(&spec, "db").healthcheck.clone().unwrap();
@@ -444,6 +447,37 @@ services:
         "services:\n  a:\n    command: x\n    labels: {dive.health.tcp: 'h:1', dive.health.http: 'http://h'}\n",
     );
     assert!(e.to_string().contains("choose one"), "{e}");
+}
+
+#[test]
+fn http_probe_ca_label_is_a_path_beside_the_stack_file_and_only_for_http() {
+    let spec = ok(r#"
+services:
+  idp:
+    command: x
+    labels:
+      dive.health.http: https://localhost:8443/health
+      dive.health.ca: pki/ca.pem
+"#);
+    let Probe::Http { url, ca_file } = svc(&spec, "idp").healthcheck.clone().unwrap().probe else {
+        panic!("an http probe");
+    };
+    assert_eq!(url, "https://localhost:8443/health");
+    let ca = ca_file.expect("a CA file");
+    assert!(ca.is_absolute() && ca.ends_with("pki/ca.pem"), "{ca:?}");
+    let e = err(
+        "services:\n  a:\n    command: x\n    labels: {dive.health.tcp: 'h:1', dive.health.ca: ca.pem}\n",
+    );
+    assert!(
+        e.to_string()
+            .contains("only applies to a dive.health.http probe"),
+        "{e}"
+    );
+    assert_eq!(e.path, "services.a.labels.dive.health.ca");
+    let e = err(
+        "services:\n  a:\n    command: x\n    labels: {dive.health.http: 'https://h', dive.health.ca: ''}\n",
+    );
+    assert!(e.to_string().contains("empty CA file path"), "{e}");
 }
 
 #[test]

@@ -104,7 +104,12 @@ pub enum Probe {
     /// `["CMD-SHELL", "..."]` or a plain string: run with `/bin/sh -c`; healthy on exit 0.
     Shell(String),
     /// Label `dive.health.http`: GET this URL; healthy on a 2xx/3xx answer. No subprocess.
-    Http(String),
+    /// With label `dive.health.ca` (a PEM file), an `https` URL is verified against those
+    /// certificates only (e.g. DIVE's installation CA) instead of the system's roots.
+    Http {
+        url: String,
+        ca_file: Option<PathBuf>,
+    },
     /// Label `dive.health.tcp`: `host:port` accepts a TCP connection. No subprocess.
     Tcp(String),
 }

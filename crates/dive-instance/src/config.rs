@@ -1,0 +1,372 @@
+//! An instance's configuration (`$DIVE_HOME/instances/<code>/instance.json`) and where its files
+//! live.
+//!
+//! Precedence when deploying: flags > `DIVE_*` environment > this file > defaults (the port
+//! table). What a deployment resolved is written back, so the next deployment without flags
+//! finds the same ports and settings.
+
+use std::path::{Path, PathBuf};
+
+use dive_core::CountryCode;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{InstanceError, corrupt, io};
+use crate::ports::{PortOverrides, Ports, Service};
+
+/// The hub's country.
+pub const HUB_CODE: &str = "USA";
+/// The file format version written into `instance.json`.
+pub const CONFIG_VERSION: u32 = 1;
+/// Documents the hub's seed job creates by default.
+pub const DEFAULT_HUB_SEED_COUNT: u32 = 5000;
+/// Documents a spoke's seed job creates when `--seed` is given without a count.
+pub const DEFAULT_SPOKE_SEED_COUNT: u32 = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Hub,
+    Spoke,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Hub => "hub",
+            Role::Spoke => "spoke",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The instance's URLs, as clients reach them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Urls {
+    /// The IdP's issuer (`https://localhost:<idp port>`): what tokens carry in `iss` and what
+    /// the policy data trusts.
+    pub issuer: String,
+    pub idp: String,
+    pub api: String,
+    /// The KAS base URL as ZTDF key access objects name it (`…/kas`; the protocol paths
+    /// `/v2/kas_public_key` and `/v2/rewrap` follow it).
+    pub kas: String,
+    pub web: String,
+    pub pdp: String,
+}
+
+impl Urls {
+    pub fn for_ports(p: &Ports) -> Urls {
+        Urls {
+            issuer: format!("https://localhost:{}", p.idp),
+            idp: format!("https://localhost:{}", p.idp),
+            api: format!("https://localhost:{}", p.api),
+            kas: format!("https://localhost:{}/kas", p.kas),
+            web: format!("https://localhost:{}", p.web),
+            pdp: format!("http://127.0.0.1:{}", p.pdp),
+        }
+    }
+}
+
+/// Whether and how the stack's `seed` job runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedSettings {
+    pub enabled: bool,
+    /// ZTDF documents to create.
+    pub count: u32,
+    /// Makes the generated documents reproducible.
+    pub seed_value: String,
+}
+
+/// `instance.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceConfig {
+    pub version: u32,
+    pub code: CountryCode,
+    pub role: Role,
+    /// Address the services listen on.
+    pub bind_host: String,
+    pub ports: Ports,
+    pub urls: Urls,
+    pub seed: SeedSettings,
+    /// Bumped by `rotate-secrets`: the services that hold client secrets see a new definition
+    /// and are restarted by the next deployment.
+    #[serde(default)]
+    pub secrets_generation: u32,
+}
+
+impl InstanceConfig {
+    /// A new instance's configuration from the table's defaults.
+    pub fn new(code: CountryCode, role: Role) -> InstanceConfig {
+        let ports = Ports::defaults(code);
+        let count = match role {
+            Role::Hub => DEFAULT_HUB_SEED_COUNT,
+            Role::Spoke => DEFAULT_SPOKE_SEED_COUNT,
+        };
+        InstanceConfig {
+            version: CONFIG_VERSION,
+            code,
+            role,
+            bind_host: "127.0.0.1".to_string(),
+            urls: Urls::for_ports(&ports),
+            ports,
+            seed: SeedSettings {
+                enabled: role == Role::Hub,
+                count,
+                seed_value: format!("dive-{}", code.as_str().to_lowercase()),
+            },
+            secrets_generation: 0,
+        }
+    }
+
+    /// The stack (and supervisor) name: the code in lower case.
+    pub fn stack_name(&self) -> String {
+        stack_name(self.code)
+    }
+
+    /// The IdP audience of the instance's resource services.
+    pub fn audience(&self) -> String {
+        format!("dive-{}", self.code.as_str().to_lowercase())
+    }
+
+    /// Apply port overrides (URLs follow) and check the result.
+    pub fn with_ports(
+        mut self,
+        overrides: &PortOverrides,
+    ) -> Result<InstanceConfig, InstanceError> {
+        self.ports = overrides.apply(self.ports);
+        self.ports.validate(self.code)?;
+        self.urls = Urls::for_ports(&self.ports);
+        Ok(self)
+    }
+
+    pub fn url(&self, s: Service) -> &str {
+        match s {
+            Service::Idp => &self.urls.idp,
+            Service::Api => &self.urls.api,
+            Service::Kas => &self.urls.kas,
+            Service::Web => &self.urls.web,
+            Service::Pdp => &self.urls.pdp,
+        }
+    }
+}
+
+pub fn stack_name(code: CountryCode) -> String {
+    code.as_str().to_lowercase()
+}
+
+/// Where an instance's files are.
+#[derive(Debug, Clone)]
+pub struct InstancePaths {
+    pub home: PathBuf,
+    pub code: CountryCode,
+    /// `$DIVE_HOME/instances/<code>`.
+    pub dir: PathBuf,
+}
+
+impl InstancePaths {
+    pub fn new(home: &Path, code: CountryCode) -> InstancePaths {
+        InstancePaths {
+            home: home.to_path_buf(),
+            code,
+            dir: dive_idp::instance_dir(home, code),
+        }
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("instance.json")
+    }
+    /// Client secrets, one JSON file per service (0600).
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.dir.join("secrets")
+    }
+    pub fn client_secret(&self, service: &str) -> PathBuf {
+        self.secrets_dir().join(format!("{service}-client.json"))
+    }
+    /// The PDP data documents of this instance (the `--policy-data` default of kas and api).
+    pub fn policy_dir(&self) -> PathBuf {
+        self.dir.join("policy")
+    }
+    /// The stack file the instance runs (the embedded one, written out for the operator).
+    pub fn stack_file(&self) -> PathBuf {
+        self.dir.join("stack.yml")
+    }
+    /// Test users' passwords (written by dive-idp, 0600).
+    pub fn test_users(&self) -> PathBuf {
+        self.dir.join("test-users.json")
+    }
+    /// Test users' TOTP secrets, recorded when `verify` enrols them (0600).
+    pub fn test_users_totp(&self) -> PathBuf {
+        self.dir.join("test-users-totp.json")
+    }
+    pub fn idp_db(&self) -> PathBuf {
+        self.dir.join("idp.db")
+    }
+    /// The result of the last verification.
+    pub fn last_verify(&self) -> PathBuf {
+        self.dir.join("last-verify.json")
+    }
+}
+
+/// Read `instance.json`, if the instance was ever initialised.
+pub fn load(paths: &InstancePaths) -> Result<Option<InstanceConfig>, InstanceError> {
+    let path = paths.config();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io("read", &path)(e)),
+    };
+    let cfg: InstanceConfig = serde_json::from_str(&text).map_err(|e| corrupt(&path, e))?;
+    if cfg.code != paths.code {
+        return Err(corrupt(
+            &path,
+            format!("it describes instance {}, not {}", cfg.code, paths.code),
+        ));
+    }
+    if cfg.version != CONFIG_VERSION {
+        return Err(corrupt(
+            &path,
+            format!(
+                "format version {} is not supported (expected {CONFIG_VERSION})",
+                cfg.version
+            ),
+        ));
+    }
+    Ok(Some(cfg))
+}
+
+/// Write `instance.json` (atomically) if it differs from what is there. Returns whether it changed.
+pub fn save(paths: &InstancePaths, cfg: &InstanceConfig) -> Result<bool, InstanceError> {
+    let text = serde_json::to_string_pretty(cfg).map_err(|e| corrupt(&paths.config(), e))? + "\n";
+    write_if_changed(&paths.config(), text.as_bytes(), 0o644)
+}
+
+/// Every initialised instance under `home`.
+pub fn all(home: &Path) -> Result<Vec<InstanceConfig>, InstanceError> {
+    let root = home.join("instances");
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(&root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io("read", &root)(e)),
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_ascii_uppercase();
+        let Ok(code) = CountryCode::new(&name) else {
+            continue;
+        };
+        if let Some(cfg) = load(&InstancePaths::new(home, code))? {
+            out.push(cfg);
+        }
+    }
+    out.sort_by_key(|c| c.code);
+    Ok(out)
+}
+
+/// Refuse ports that another instance of this installation already uses.
+pub fn check_port_clashes(home: &Path, cfg: &InstanceConfig) -> Result<(), InstanceError> {
+    for other in all(home)? {
+        if other.code == cfg.code {
+            continue;
+        }
+        if let Some((s, p, o)) = cfg.ports.clashes(&other.ports).into_iter().next() {
+            return Err(InstanceError::invalid(format!(
+                "{} {s} port {p} is already the {o} port of instance {}; choose another with --{s}-port or {}",
+                cfg.code,
+                other.code,
+                PortOverrides::env_name(cfg.code, s)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Write `bytes` to `path` through a temporary file and a rename, unless the file already holds
+/// exactly these bytes. Returns whether the file changed.
+pub(crate) fn write_if_changed(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<bool, InstanceError> {
+    if std::fs::read(path).is_ok_and(|old| old == bytes) {
+        return Ok(false);
+    }
+    write_atomic(path, bytes, mode)?;
+    Ok(true)
+}
+
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), InstanceError> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| InstanceError::invalid(format!("{} has no directory", path.display())))?;
+    std::fs::create_dir_all(dir).map_err(io("create directory", dir))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    dive_pki::write_file(&tmp, bytes, mode)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io("replace", path)(e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_round_trips_and_another_instances_file_is_refused() {
+        let home = tempfile::tempdir().unwrap();
+        let usa = CountryCode::new("USA").unwrap();
+        let paths = InstancePaths::new(home.path(), usa);
+        assert!(load(&paths).unwrap().is_none());
+        let cfg = InstanceConfig::new(usa, Role::Hub);
+        assert_eq!(cfg.urls.issuer, "https://localhost:8443");
+        assert!(cfg.seed.enabled);
+        assert!(save(&paths, &cfg).unwrap());
+        assert!(!save(&paths, &cfg).unwrap(), "unchanged: not rewritten");
+        assert_eq!(load(&paths).unwrap(), Some(cfg.clone()));
+
+        let fra = CountryCode::new("FRA").unwrap();
+        let fra_paths = InstancePaths::new(home.path(), fra);
+        std::fs::create_dir_all(&fra_paths.dir).unwrap();
+        std::fs::copy(paths.config(), fra_paths.config()).unwrap();
+        let e = load(&fra_paths).unwrap_err().to_string();
+        assert!(e.contains("instance USA, not FRA"), "{e}");
+    }
+
+    #[test]
+    fn a_spoke_may_not_take_the_hubs_ports() {
+        let home = tempfile::tempdir().unwrap();
+        let usa = CountryCode::new("USA").unwrap();
+        let fra = CountryCode::new("FRA").unwrap();
+        save(
+            &InstancePaths::new(home.path(), usa),
+            &InstanceConfig::new(usa, Role::Hub),
+        )
+        .unwrap();
+        let ok = InstanceConfig::new(fra, Role::Spoke);
+        check_port_clashes(home.path(), &ok).unwrap();
+        let overrides = PortOverrides([(Service::Api, 8445)].into_iter().collect());
+        let clash = InstanceConfig::new(fra, Role::Spoke)
+            .with_ports(&overrides)
+            .unwrap();
+        let e = check_port_clashes(home.path(), &clash)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("8445")
+                && e.contains("kas port of instance USA")
+                && e.contains("--api-port"),
+            "{e}"
+        );
+    }
+}

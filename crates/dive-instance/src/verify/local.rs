@@ -1,0 +1,245 @@
+//! Checks of the instance's files: configuration, PKI, secrets, PDP data and policy.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dive_core::{Clearance, Equivalency, SecurityLabel};
+use dive_policy::{Input, Pdp, RequestContext, Sources};
+use rustls::client::danger::ServerCertVerifier;
+use rustls_pki_types::{ServerName, UnixTime};
+use serde_json::json;
+
+use super::{Ctx, Outcome, Recorder};
+use crate::config;
+use crate::secrets::{self, SECRET_SERVICES};
+
+/// How far ahead a certificate must stay valid.
+const CERT_MARGIN: Duration = Duration::from_secs(30 * 24 * 3600);
+
+pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
+    let paths = ctx.paths.clone();
+    let cfg = ctx.cfg.clone();
+    rec.check(
+        "config.instance",
+        "instance.json describes this instance",
+        async {
+            match config::load(&paths) {
+                Ok(Some(c)) if c == cfg => Outcome::Pass(format!(
+                    "{} {} at {}",
+                    c.role,
+                    c.code,
+                    paths.config().display()
+                )),
+                Ok(Some(_)) => Outcome::Fail(format!(
+                    "{} differs from the deployed configuration; run deploy again",
+                    paths.config().display()
+                )),
+                Ok(None) => Outcome::Fail(format!("{} is missing", paths.config().display())),
+                Err(e) => Outcome::Fail(e.to_string()),
+            }
+        },
+    )
+    .await;
+    rec.check(
+        "config.ports",
+        "ports are distinct and not used by another instance",
+        async {
+            cfg.ports
+                .validate(cfg.code)
+                .and_then(|()| config::check_port_clashes(&paths.home, &cfg))
+                .map(|()| {
+                    cfg.ports
+                        .iter()
+                        .map(|(s, p)| format!("{s} {p}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+        },
+    )
+    .await;
+
+    let home = paths.home.clone();
+    rec.check(
+        "pki.ca",
+        "installation CA present, its key private",
+        async {
+            let pki = dive_pki::Pki::open(&home).map_err(|e| e.to_string())?;
+            pki.root_store().map_err(|e| e.to_string())?;
+            private(&pki.dir().join("ca/key.pem"))?;
+            Ok::<_, String>(format!("{}", pki.ca_cert_path().display()))
+        },
+    )
+    .await;
+    for name in ["idp", "kas", "api"] {
+        let home = home.clone();
+        rec.check(
+            format!("pki.{name}"),
+            format!("{name} certificate chains to the CA, valid for localhost and 127.0.0.1 for 30 more days"),
+            async move { service_cert(&home, name) },
+        )
+        .await;
+    }
+
+    for service in SECRET_SERVICES {
+        let paths = paths.clone();
+        rec.check(
+            format!("secrets.{service}"),
+            format!("{service} client secret present and 0600"),
+            async move {
+                secrets::read(&paths, service).map(|s| {
+                    format!(
+                        "client {} in {}",
+                        s.client_id,
+                        paths.client_secret(service).display()
+                    )
+                })
+            },
+        )
+        .await;
+    }
+    rec.check(
+        "secrets.files",
+        "databases, passwords and private keys are 0600",
+        async {
+            let mut files = vec![paths.idp_db(), paths.test_users()];
+            for name in crate::init::CERT_SERVICES {
+                files.push(home.join("pki/services").join(name).join("key.pem"));
+            }
+            if paths.test_users_totp().exists() {
+                files.push(paths.test_users_totp());
+            }
+            for f in &files {
+                private(f)?;
+            }
+            Ok::<_, String>(format!("{} files", files.len()))
+        },
+    )
+    .await;
+
+    rec.check(
+        "policy.data",
+        "PDP data documents load, name this instance and trust its issuer",
+        async {
+            crate::policy::check(&paths, &cfg).map(|()| {
+                format!(
+                    "{} trusts {}",
+                    paths.policy_dir().display(),
+                    cfg.urls.issuer
+                )
+            })
+        },
+    )
+    .await;
+    rec.check(
+        "policy.decisions",
+        "the policy decides with this data: own issuer allowed, foreign issuer refused",
+        async { decisions(&paths.policy_dir(), &cfg) },
+    )
+    .await;
+}
+
+/// Mode 0600 or stricter.
+fn private(path: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{} has mode {mode:03o}; it must be 0600",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Verify a service certificate as a TLS client would: chain to the installation CA, names
+/// `localhost` and `127.0.0.1`, valid now and in 30 days.
+fn service_cert(home: &Path, name: &str) -> Result<String, String> {
+    let pki = dive_pki::Pki::open(home).map_err(|e| e.to_string())?;
+    let dir = pki.dir().join("services").join(name);
+    if !dir.join("cert.pem").is_file() {
+        return Err(format!("{} is missing", dir.join("cert.pem").display()));
+    }
+    let cert = pki.service(name).map_err(|e| e.to_string())?;
+    let chain = cert.chain().map_err(|e| e.to_string())?;
+    let roots = Arc::new(pki.root_store().map_err(|e| e.to_string())?);
+    let verifier =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots, dive_pki::provider())
+            .build()
+            .map_err(|e| e.to_string())?;
+    let now = UnixTime::now();
+    let later = UnixTime::since_unix_epoch(Duration::from_secs(now.as_secs()) + CERT_MARGIN);
+    for host in ["localhost", "127.0.0.1"] {
+        let server = ServerName::try_from(host).map_err(|e| e.to_string())?;
+        for (at, when) in [(now, "now"), (later, "in 30 days")] {
+            verifier
+                .verify_server_cert(&chain[0], &chain[1..], &server, &[], at)
+                .map_err(|e| format!("{} for {host} {when}: {e}", cert.cert_path.display()))?;
+        }
+    }
+    Ok(format!("{}", cert.cert_path.display()))
+}
+
+/// Compile the policies with the instance's data and decide two requests: a subject from this
+/// instance's issuer reading an UNCLASSIFIED document releasable to its country (allow), and
+/// the same subject from an issuer the instance does not trust (deny, untrusted issuer).
+fn decisions(dir: &Path, cfg: &crate::InstanceConfig) -> Result<String, String> {
+    let pdp = Pdp::new(Sources {
+        policy_dir: None,
+        data_dir: Some(dir.to_path_buf()),
+    })
+    .map_err(|e| e.to_string())?;
+    let eq = Equivalency::builtin();
+    let label = eq
+        .labels(cfg.code, Clearance::Secret)
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("no SECRET label for {}", cfg.code))?;
+    let claims = |iss: &str| {
+        json!({
+            "uniqueID": format!("verify@{}", cfg.code.as_str().to_lowercase()),
+            "clearance": label,
+            "countryOfAffiliation": cfg.code.as_str(),
+            "acpCOI": [],
+            "organizationType": "MIL",
+            "acr": "2",
+            "amr": ["pwd", "otp"],
+            "iss": iss,
+        })
+    };
+    let resource = dive_core::ResourceAttributes::from_label(
+        "verify-doc",
+        SecurityLabel::new(Clearance::Unclassified, [cfg.code]),
+        false,
+    );
+    let decide = |iss: &str| -> Result<dive_policy::Decision, String> {
+        let subject = dive_core::SubjectAttributes::from_claims(&claims(iss), eq)
+            .map_err(|e| e.to_string())?;
+        Ok(pdp.decide(&Input::new(
+            &subject,
+            "read",
+            &resource,
+            &RequestContext::default(),
+        )))
+    };
+    let own = decide(&cfg.urls.issuer)?;
+    if !own.allow {
+        return Err(format!(
+            "a subject of this instance's issuer was denied: {}",
+            own.reason
+        ));
+    }
+    let foreign = decide("https://foreign.invalid")?;
+    if foreign.allow || !foreign.reason.starts_with("Untrusted token issuer") {
+        return Err(format!(
+            "a foreign issuer was not refused as untrusted: allow={} reason={}",
+            foreign.allow, foreign.reason
+        ));
+    }
+    Ok(format!(
+        "policy version {}: own issuer allowed; foreign issuer: {}",
+        pdp.version(),
+        foreign.reason
+    ))
+}
