@@ -1,6 +1,7 @@
 //! Throughput of the real IdP over HTTPS on loopback: client_credentials grants, refresh grants
 //! and complete password logins (login page, argon2id at OWASP parameters, code exchange).
-//! Run: `cargo bench -p dive-idp --bench load` (DIVE_BENCH_SECS, DIVE_BENCH_CONCURRENCY).
+//! Run: `cargo bench -p dive-idp --bench load` (DIVE_BENCH_SECS, DIVE_BENCH_CONCURRENCY,
+//! DIVE_BENCH_ALG=rs256|es256).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,7 +63,12 @@ async fn run() {
     let secs = env_or("DIVE_BENCH_SECS", 5);
     let conc = env_or("DIVE_BENCH_CONCURRENCY", 32);
     let home = tempfile::tempdir().unwrap();
-    let cfg = dive_idp::IdpConfig::new(CountryCode::new("FRA").unwrap(), home.path().into());
+    let mut cfg = dive_idp::IdpConfig::new(CountryCode::new("FRA").unwrap(), home.path().into());
+    cfg.alg = match std::env::var("DIVE_BENCH_ALG").as_deref() {
+        Ok("es256") | Ok("ES256") => dive_idp::server::Alg::ES256,
+        _ => dive_idp::server::Alg::RS256,
+    };
+    println!("signing algorithm: {:?}", cfg.alg);
     let idp = dive_idp::start(cfg, false).await.unwrap();
     let (_, secret) = dive_idp::clients::create(
         &idp.db,

@@ -483,6 +483,12 @@ async fn refresh_rotation_and_reuse_revokes_the_family() {
 #[tokio::test]
 async fn secret_users_enrol_totp_then_need_it_with_replay_protection_and_recovery_codes() {
     let e = env().await;
+    // Enrolment, the second login and the replay attempt must fall in one 30-second TOTP step:
+    // across a step boundary the replay attempt would legitimately get a fresh code.
+    let into_step = dive_jose::now().rem_euclid(30);
+    if into_step > 10 {
+        tokio::time::sleep(std::time::Duration::from_secs((30 - into_step) as u64)).await;
+    }
     let mut req = e.req("web", "bob");
     let (tokens, outcome) = login_helper::login(&e.http, &req).await.unwrap();
     let secret = outcome.enrolled_totp_secret.clone().expect("enrolled now");

@@ -6,7 +6,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use super::{OAuthError, Shared};
-use crate::clients::{self, Client, ClientAuth};
+use crate::clients::{Client, ClientAuth};
 use crate::util::{ct_eq, now, sha256_hex};
 
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -126,7 +126,9 @@ pub async fn authenticate(
     let id = params
         .get("client_id")
         .ok_or_else(|| OAuthError::invalid_client("no client authentication"))?;
-    let client = clients::find(&state.db, id)
+    let client = state
+        .clients
+        .find(&state.db, id)
         .await?
         .ok_or_else(|| unknown(false))?;
     if !client.is_public() || confidential_only {
@@ -140,7 +142,7 @@ async fn check_secret(
     id: &str,
     secret: &str,
 ) -> Result<Option<Client>, OAuthError> {
-    let Some(client) = clients::find(&state.db, id).await? else {
+    let Some(client) = state.clients.find(&state.db, id).await? else {
         return Ok(None);
     };
     match &client.auth {
@@ -170,7 +172,9 @@ async fn check_assertion(
     if claimed_id.is_some_and(|c| c != sub) {
         return Err(fail("sub is not client_id"));
     }
-    let client = clients::find(&state.db, sub)
+    let client = state
+        .clients
+        .find(&state.db, sub)
         .await?
         .ok_or_else(|| fail("unknown client"))?;
     let ClientAuth::PrivateKeyJwt { jwks } = &client.auth else {

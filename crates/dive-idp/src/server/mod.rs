@@ -85,6 +85,52 @@ pub(crate) struct AppState {
     pub dummy_hash: String,
     pub logins: Family<OutcomeLabel, Counter>,
     pub tokens: Family<GrantLabel, Counter>,
+    pub clients: ClientCache,
+}
+
+/// Registered clients read on the token path, kept for a short time: a grant need not read the
+/// database for its client. Changes made by `dive idp clients` (another process) apply within
+/// [`ClientCache::TTL`].
+#[derive(Default)]
+pub(crate) struct ClientCache(
+    std::sync::Mutex<
+        std::collections::HashMap<String, (crate::clients::Client, std::time::Instant)>,
+    >,
+);
+
+impl ClientCache {
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(2);
+    /// Bound on memory; only registered clients are cached, so this is rarely reached.
+    const MAX: usize = 10_000;
+
+    pub async fn find(
+        &self,
+        db: &Db,
+        id: &str,
+    ) -> Result<Option<crate::clients::Client>, IdpError> {
+        {
+            let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((c, at)) = map.get(id)
+                && at.elapsed() < Self::TTL
+            {
+                return Ok(Some(c.clone()));
+            }
+        }
+        let found = crate::clients::find(db, id).await?;
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match &found {
+            Some(c) => {
+                if map.len() >= Self::MAX {
+                    map.clear();
+                }
+                map.insert(id.to_string(), (c.clone(), std::time::Instant::now()));
+            }
+            None => {
+                map.remove(id);
+            }
+        }
+        Ok(found)
+    }
 }
 
 impl AppState {
@@ -165,6 +211,7 @@ pub async fn start(cfg: IdpConfig, on_signals: bool) -> Result<Running, IdpError
         dummy_hash: crate::password::hash(&crate::util::random_token(24))?,
         logins,
         tokens,
+        clients: ClientCache::default(),
     });
     let readiness = dive_http::Readiness::default();
     let app = dive_http::with_operations(router(state), readiness.clone(), metrics);

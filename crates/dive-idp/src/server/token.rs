@@ -190,13 +190,17 @@ async fn authorization_code(
         }
         (None, None) => {}
     }
-    issue_user_tokens(state, grant, &family).await
+    issue_user_tokens(state, grant, &family, None).await
 }
 
+/// Mint and record an access token (and ID token) with a new refresh token of `family`. When
+/// `rotating` names the refresh token being exchanged, it is claimed in the same transaction:
+/// if another request claimed it first, nothing is issued and the family is revoked (reuse).
 async fn issue_user_tokens(
     state: &Shared,
     grant: Grant,
     family: &str,
+    rotating: Option<&str>,
 ) -> Result<Value, OAuthError> {
     let user_id = grant
         .user_id
@@ -216,6 +220,22 @@ async fn issue_user_tokens(
     let refresh = random_token(32);
     let t = now();
     let mut tx = state.db.pool.begin().await?;
+    if let Some(hash) = rotating {
+        let claimed = sqlx::query(
+            "UPDATE idp_refresh_tokens SET used = 1 WHERE token_hash = $1 AND used = 0",
+        )
+        .bind(hash)
+        .execute(&mut *tx)
+        .await?;
+        if claimed.rows_affected() == 0 {
+            tx.rollback().await?;
+            // Reuse of a rotated token: someone holds a stolen copy. End the whole family.
+            revoke_family(state, family).await?;
+            return Err(OAuthError::invalid_grant(
+                "refresh token reuse detected; the session's tokens are revoked",
+            ));
+        }
+    }
     sqlx::query("INSERT INTO idp_issued (jti, family, expires_at) VALUES ($1, $2, $3)")
         .bind(&minted.jti)
         .bind(family)
@@ -267,12 +287,7 @@ async fn refresh(state: &Shared, client: &Client, params: &Params) -> Result<Val
     if row.try_get::<i64, _>("revoked")? != 0 {
         return Err(OAuthError::invalid_grant("refresh token revoked"));
     }
-    let claimed =
-        sqlx::query("UPDATE idp_refresh_tokens SET used = 1 WHERE token_hash = $1 AND used = 0")
-            .bind(&hash)
-            .execute(&state.db.pool)
-            .await?;
-    if claimed.rows_affected() == 0 {
+    if row.try_get::<i64, _>("used")? != 0 {
         // Reuse of a rotated token: someone holds a stolen copy. End the whole family.
         revoke_family(state, &family).await?;
         return Err(OAuthError::invalid_grant(
@@ -303,5 +318,5 @@ async fn refresh(state: &Shared, client: &Client, params: &Params) -> Result<Val
         grant.scope = requested;
     }
     grant.nonce = None;
-    issue_user_tokens(state, grant, &family).await
+    issue_user_tokens(state, grant, &family, Some(&hash)).await
 }
