@@ -1,17 +1,24 @@
 //! Which documents a subject may read, without asking the PDP once per document.
 //!
 //! The policy's decision for a `read` depends on the document only through its label (and, for
-//! the embargo, on its creation date against the clock). The catalog groups documents into
-//! access classes of equal labels (creation date and originator set aside), so a subject's
-//! access to a whole corpus is:
+//! the embargo, on its creation date against the clock). Of the releasability list it reads
+//! only whether the subject's country is listed — except for NOFORN labels (coherent only when
+//! releasable to exactly USA) and in strict coherence mode (every listed country must be in a
+//! listed COI). The catalog groups documents into access classes of equal labels with creation
+//! date, originator and (where allowed) the releasability list set aside, so a subject's access
+//! to a whole corpus is:
 //!
 //! * one **PDP decision per class** — the real policy, with the subject's real attributes and the
-//!   class's label, without a creation date, so that the embargo check passes;
+//!   class's label, without a creation date (so the embargo check passes) and, for classes
+//!   without a releasability list, releasable to exactly the subject's country (so the
+//!   releasability check passes and nothing else changes);
+//! * the **releasability** per document for those classes: the subject's country is listed;
 //! * the **embargo** per document: embargoed while `now < creationDate − skew`, the skew read from
 //!   the policy's own settings (`embargoSkewSeconds`).
 //!
-//! Since every other check reads only the subject, the label and the context, "class allowed and
-//! not embargoed" is exactly the PDP's decision for the document. Before asking the PDP about a
+//! Since every other check reads only the subject, the class's label and the context, "class
+//! allowed, country listed and not embargoed" is exactly the PDP's decision for the document.
+//! Before asking the PDP about a
 //! class, three necessary conditions of an allow are tested in Rust (clearance rank, country in
 //! the releasability list, the COI rule, the industry flag); each holds whenever the policy
 //! allows, so they only save PDP calls and never admit anything. The test
@@ -92,6 +99,8 @@ pub struct View {
     subject: SubjectAttributes,
     pub generation: i64,
     pub policy_version: String,
+    /// Strict coherence mode: documents are decided by their full classes.
+    pub strict: bool,
     allowed: Vec<bool>,
     /// PDP decisions this view took (classes not excluded by the necessary conditions).
     pub pdp_calls: usize,
@@ -100,6 +109,23 @@ pub struct View {
 impl View {
     pub fn class_allowed(&self, class: u32) -> bool {
         self.allowed.get(class as usize).copied().unwrap_or(false)
+    }
+
+    /// Whether the document is readable, embargo aside.
+    pub fn admits(&self, catalog: &Catalog, entry: &Entry) -> bool {
+        let class = if self.strict { entry.full_class } else { entry.class };
+        if !self.class_allowed(class) {
+            return false;
+        }
+        let kept = catalog
+            .classes()
+            .get(class as usize)
+            .is_some_and(|c| c.releasability_kept);
+        kept || entry
+            .meta
+            .label
+            .releasability_to
+            .contains(&self.subject.country_of_affiliation)
     }
 }
 
@@ -234,26 +260,27 @@ impl Access {
     }
 
     fn compute(&self, subject: &SubjectAttributes, catalog: &Catalog, version: String) -> View {
+        let strict = self.facts().strict_coherence;
         let mut pdp_calls = 0;
-        let allowed = catalog
-            .classes()
-            .iter()
-            .enumerate()
-            .map(|(i, class)| {
-                if !may_pass(subject, &class.label) {
-                    return false;
-                }
-                pdp_calls += 1;
-                let id = format!("class:{}:{i}", catalog.generation);
-                self.pdp
-                    .decide(&input(subject, "read", &id, &class.label))
-                    .allow
-            })
-            .collect();
+        let mut allowed = vec![false; catalog.classes().len()];
+        for &i in catalog.decision_classes(strict) {
+            let class = &catalog.classes()[i as usize];
+            let mut probe = class.label.clone();
+            if !class.releasability_kept {
+                probe.releasability_to = vec![subject.country_of_affiliation];
+            }
+            if !may_pass(subject, &probe) {
+                continue;
+            }
+            pdp_calls += 1;
+            let id = format!("class:{}:{i}", catalog.generation);
+            allowed[i as usize] = self.pdp.decide(&input(subject, "read", &id, &probe)).allow;
+        }
         View {
             subject: subject.clone(),
             generation: catalog.generation,
             policy_version: version,
+            strict,
             allowed,
             pdp_calls,
         }
@@ -274,8 +301,8 @@ pub fn embargoed(entry: &Entry, now_ms: i64, skew_ms: i64) -> bool {
 }
 
 /// Whether the view admits the document now.
-pub fn accessible(view: &View, entry: &Entry, now_ms: i64, skew_ms: i64) -> bool {
-    view.class_allowed(entry.class) && !embargoed(entry, now_ms, skew_ms)
+pub fn accessible(view: &View, catalog: &Catalog, entry: &Entry, now_ms: i64, skew_ms: i64) -> bool {
+    view.admits(catalog, entry) && !embargoed(entry, now_ms, skew_ms)
 }
 
 #[cfg(test)]

@@ -1,7 +1,13 @@
 //! The in-memory catalog: every document's metadata, sorted for listing, with the documents
 //! grouped into **access classes** — documents whose labels are equal once the creation date
-//! (handled separately as the embargo) and the originator (not read by the policy) are set aside.
+//! (handled separately as the embargo), the originator (not read by the policy) and the
+//! releasability list (handled separately as "the subject's country is listed") are set aside.
 //! A subject's access to every document of a class is one PDP decision (see `access`).
+//!
+//! The releasability list stays in the class when the policy reads more of it than the subject's
+//! own country: for NOFORN labels (coherent only when releasable to exactly USA), and, in the
+//! policy's strict coherence mode, for every label (each releasable country must be in a listed
+//! COI). For the latter, every document also has a `full_class` that keeps the list.
 //!
 //! A catalog is an immutable snapshot of one store generation; the service swaps in a new one
 //! when the store changes (its own uploads at once, other writers' changes by polling).
@@ -18,8 +24,11 @@ use crate::store::{ResourceMeta, to_ms};
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub meta: Arc<ResourceMeta>,
-    /// Index into [`Catalog::classes`].
+    /// Index into [`Catalog::classes`]: the class without the releasability list (unless the
+    /// label is NOFORN).
     pub class: u32,
+    /// The class with the releasability list always kept (used in strict coherence mode).
+    pub full_class: u32,
     pub created_ms: i64,
     /// Lower-cased title, for sorting by title.
     pub title_lc: String,
@@ -30,10 +39,11 @@ pub struct Entry {
 /// Documents whose labels decide alike.
 #[derive(Debug, Clone)]
 pub struct AccessClass {
-    /// The shared label, without creation date and originator.
+    /// The shared label, without creation date and originator; its releasability list is
+    /// meaningful only when `releasability_kept`.
     pub label: SecurityLabel,
-    /// Documents in the class.
-    pub documents: usize,
+    /// The releasability list is part of the class (NOFORN, or a full class).
+    pub releasability_kept: bool,
 }
 
 /// Orders in which a listing can be returned.
@@ -105,20 +115,57 @@ pub struct Catalog {
     entries: Vec<Entry>,
     by_id: HashMap<String, u32>,
     classes: Vec<AccessClass>,
+    /// The classes entries refer to as `class` and as `full_class`.
+    used_classes: Vec<u32>,
+    used_full_classes: Vec<u32>,
     /// Entry indexes in each sort order.
     oldest: Vec<u32>,
     by_title: Vec<u32>,
 }
 
-/// The label with the fields that do not enter the class removed.
-pub fn class_label(label: &SecurityLabel) -> SecurityLabel {
+/// Whether the policy reads a label's releasability list beyond the subject's own country
+/// (outside strict coherence mode): NOFORN requires it to be exactly `[USA]`.
+pub fn releasability_decides(label: &SecurityLabel) -> bool {
+    label.caveats.iter().any(|c| c == "NOFORN")
+}
+
+/// The label with the fields that do not enter the class removed; the releasability list too,
+/// unless `keep_releasability`.
+pub fn class_label(label: &SecurityLabel, keep_releasability: bool) -> SecurityLabel {
     let mut l = label.clone();
     l.creation_date = None;
     l.originator = None;
+    if !keep_releasability {
+        l.releasability_to.clear();
+    }
     l
 }
 
-fn entry(meta: Arc<ResourceMeta>, class: u32) -> Entry {
+/// Interns class labels.
+#[derive(Default)]
+struct Classes {
+    keys: HashMap<String, u32>,
+    classes: Vec<AccessClass>,
+}
+
+impl Classes {
+    fn intern(&mut self, label: &SecurityLabel, keep: bool) -> u32 {
+        let label = class_label(label, keep);
+        // The JSON form is a canonical key: fields in declaration order.
+        let key = format!("{}{}", u8::from(keep), serde_json::to_string(&label).unwrap_or_default());
+        let classes = &mut self.classes;
+        let id = *self.keys.entry(key).or_insert_with(|| {
+            classes.push(AccessClass {
+                label,
+                releasability_kept: keep,
+            });
+            (classes.len() - 1) as u32
+        });
+        id
+    }
+}
+
+fn entry(meta: Arc<ResourceMeta>, class: u32, full_class: u32) -> Entry {
     let mut text = meta.title.to_lowercase();
     for extra in [
         meta.description.as_deref().unwrap_or(""),
@@ -134,6 +181,7 @@ fn entry(meta: Arc<ResourceMeta>, class: u32) -> Entry {
         text,
         meta,
         class,
+        full_class,
     }
 }
 
@@ -144,25 +192,23 @@ impl Catalog {
     }
 
     fn from_arcs(generation: i64, docs: Vec<Arc<ResourceMeta>>) -> Catalog {
-        let mut keys: HashMap<String, u32> = HashMap::new();
-        let mut classes: Vec<AccessClass> = Vec::new();
+        let mut interned = Classes::default();
         let mut entries: Vec<Entry> = docs
             .into_iter()
             .map(|meta| {
-                let label = class_label(&meta.label);
-                // The JSON form is a canonical key: fields in declaration order.
-                let key = serde_json::to_string(&label).unwrap_or_default();
-                let class = *keys.entry(key).or_insert_with(|| {
-                    classes.push(AccessClass {
-                        label,
-                        documents: 0,
-                    });
-                    (classes.len() - 1) as u32
-                });
-                classes[class as usize].documents += 1;
-                entry(meta, class)
+                let class = interned.intern(&meta.label, releasability_decides(&meta.label));
+                let full_class = interned.intern(&meta.label, true);
+                entry(meta, class, full_class)
             })
             .collect();
+        let classes = interned.classes;
+        let used = |f: fn(&Entry) -> u32| {
+            let mut seen = vec![false; classes.len()];
+            entries.iter().for_each(|e| seen[f(e) as usize] = true);
+            (0..classes.len() as u32).filter(|&i| seen[i as usize]).collect::<Vec<u32>>()
+        };
+        let used_classes = used(|e| e.class);
+        let used_full_classes = used(|e| e.full_class);
         entries.sort_by(|a, b| {
             compare(
                 Sort::Newest,
@@ -194,6 +240,8 @@ impl Catalog {
             entries,
             by_id,
             classes,
+            used_classes,
+            used_full_classes,
             oldest,
             by_title,
         }
@@ -220,8 +268,19 @@ impl Catalog {
         self.by_id.get(id).map(|&i| &self.entries[i as usize])
     }
 
+    /// Every class (both kinds: see [`Entry::class`] and [`Entry::full_class`]).
     pub fn classes(&self) -> &[AccessClass] {
         &self.classes
+    }
+
+    /// The classes documents are decided by: outside strict coherence mode ([`Entry::class`]),
+    /// or in it ([`Entry::full_class`]).
+    pub fn decision_classes(&self, strict: bool) -> &[u32] {
+        if strict {
+            &self.used_full_classes
+        } else {
+            &self.used_classes
+        }
     }
 
     pub fn entries(&self) -> &[Entry] {

@@ -9,12 +9,16 @@ pub mod audit;
 pub mod catalog;
 pub mod corpus;
 pub mod error;
+pub mod kas;
 pub mod search;
+pub mod server;
 pub mod store;
+pub mod upload;
 
 use std::path::{Path, PathBuf};
 
 pub use error::ApiError;
+pub use server::{ApiConfig, OPENAPI, ROUTES, Running, start};
 pub use store::{NewResource, ResourceMeta, ResourceStore, SeedSummary};
 
 /// `$DIVE_HOME/instances/<code>` (lower-case code).

@@ -258,7 +258,7 @@ pub fn search(
     let mut items: Vec<Arc<ResourceMeta>> = Vec::with_capacity(query.limit + 1);
     let mut more = false;
     for e in catalog.iter_sorted(query.sort) {
-        if !accessible(view, e, now_ms, skew_ms) {
+        if !accessible(view, catalog, e, now_ms, skew_ms) {
             continue;
         }
         if !query.date_matches(e) || !query.text_matches(e) {

@@ -130,11 +130,13 @@ fn migrator() -> Migrator {
     m
 }
 
-pub(crate) fn now_ms() -> i64 {
+/// Now, Unix milliseconds.
+pub fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-pub(crate) fn to_ms(t: OffsetDateTime) -> i64 {
+/// A time as Unix milliseconds.
+pub fn to_ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
