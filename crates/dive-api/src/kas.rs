@@ -1,5 +1,6 @@
-//! This instance's KAS public key, for encrypting uploads: fetched from
-//! `GET {kas}/kas/v2/kas_public_key?algorithm=rsa:2048` (the OpenTDF endpoint) and cached.
+//! This instance's KAS public key, for encrypting uploads: fetched from the OpenTDF endpoint
+//! `GET <kas>/v2/kas_public_key?algorithm=rsa:2048` (`<kas>` is the KAS URL if it ends in `/kas`,
+//! else the URL plus `/kas`, as OpenTDF clients do) and cached.
 //!
 //! The cached key is refreshed after [`REFRESH`]; if the KAS cannot be reached then, the cached
 //! key keeps being used (a rotated-out key still decrypts: the KAS keeps old keys), and without
@@ -75,10 +76,7 @@ impl KasKeys {
         };
         let resp = self
             .http
-            .get(format!(
-                "{}/kas/v2/kas_public_key?algorithm=rsa:2048",
-                self.url
-            ))
+            .get(public_key_url(&self.url))
             .send()
             .await
             .map_err(|e| err(format!("cannot fetch the public key: {e}")))?;
@@ -93,5 +91,30 @@ impl KasKeys {
         let key = KasPublicKey::from_pem(&body.public_key).map_err(|e| err(e.to_string()))?;
         tracing::info!(kas = %self.url, kid = ?body.kid, "KAS public key fetched");
         Ok(Recipient::new(self.url.clone(), body.kid, key))
+    }
+}
+
+/// `<kas>/v2/kas_public_key?algorithm=rsa:2048`, whether or not the URL already ends in `/kas`.
+pub fn public_key_url(kas_url: &str) -> String {
+    let base = kas_url.trim_end_matches('/');
+    if base.ends_with("/kas") {
+        format!("{base}/v2/kas_public_key?algorithm=rsa:2048")
+    } else {
+        format!("{base}/kas/v2/kas_public_key?algorithm=rsa:2048")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn public_key_url_follows_the_opentdf_rule() {
+        assert_eq!(
+            super::public_key_url("https://h:9443/"),
+            "https://h:9443/kas/v2/kas_public_key?algorithm=rsa:2048"
+        );
+        assert_eq!(
+            super::public_key_url("https://h:8443/kas"),
+            "https://h:8443/kas/v2/kas_public_key?algorithm=rsa:2048"
+        );
     }
 }

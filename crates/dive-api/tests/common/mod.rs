@@ -14,11 +14,20 @@ pub fn usa() -> CountryCode {
     CountryCode::new("USA").unwrap()
 }
 
+static PEMS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+
+fn pems() -> &'static (String, String) {
+    PEMS.get_or_init(|| KasPrivateKey::generate_rsa_pem().unwrap())
+}
+
+/// The private half of [`kas_keys`], as PEM.
+pub fn kas_private_pem() -> String {
+    pems().0.clone()
+}
+
 /// An RSA-2048 KAS key pair, generated once per test binary: (private, recipient, public PEM).
 pub fn kas_keys() -> (KasPrivateKey, Recipient, String) {
-    static PEMS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
-    let (private_pem, public_pem) =
-        PEMS.get_or_init(|| KasPrivateKey::generate_rsa_pem().unwrap());
+    let (private_pem, public_pem) = pems();
     let private = KasPrivateKey::from_pem(private_pem).unwrap();
     let public = KasPublicKey::from_pem(public_pem).unwrap();
     (
