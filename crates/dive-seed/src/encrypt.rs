@@ -80,6 +80,8 @@ pub struct EncryptedDocument {
     pub plaintext_len: u64,
     /// SHA-256 of the plaintext (lets a verifier check a decrypt round trip).
     pub plaintext_sha256: [u8; 32],
+    /// The ZTDF policy's uuid (what KAS audit entries name).
+    pub policy_uuid: String,
     pub ztdf: Vec<u8>,
 }
 
@@ -97,13 +99,17 @@ fn seal(
     let mut ztdf = Vec::with_capacity(plaintext.len() + 6 * 1024);
     let result = dive_ztdf::encrypt(plaintext, &mut ztdf, base);
     base.label = None;
-    if let Err(source) = result {
-        return Err(SeedError::Encrypt {
-            index: meta.index,
-            id: meta.id,
-            source,
-        });
-    }
+    let policy = result.and_then(|summary| summary.manifest.policy());
+    let policy_uuid = match policy {
+        Ok(p) => p.uuid,
+        Err(source) => {
+            return Err(SeedError::Encrypt {
+                index: meta.index,
+                id: meta.id,
+                source,
+            });
+        }
+    };
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, plaintext);
     let mut plaintext_sha256 = [0u8; 32];
     plaintext_sha256.copy_from_slice(digest.as_ref());
@@ -111,6 +117,7 @@ fn seal(
         meta,
         plaintext_len: plaintext.len() as u64,
         plaintext_sha256,
+        policy_uuid,
         ztdf,
     })
 }

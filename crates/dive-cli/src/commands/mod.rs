@@ -19,6 +19,7 @@ pub mod nuke;
 pub mod orch_db;
 pub mod policy;
 pub mod progress;
+pub mod seed;
 pub mod serve;
 pub mod stack;
 pub mod stack_runtime;
@@ -60,6 +61,8 @@ pub enum Command {
     /// The Key Access Service's keys and audit log.
     #[command(subcommand)]
     Kas(kas::KasCommand),
+    /// Create an instance's test users and N realistic ZTDF documents (the stack's init job).
+    Seed(seed::SeedArgs),
     /// ZTDF (OpenTDF BaseTDF 4.4) documents: encrypt, inspect, decrypt.
     #[command(subcommand)]
     Ztdf(ztdf::ZtdfCommand),
@@ -84,6 +87,7 @@ pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         Command::Serve(c) => serve::run(c, ctx),
         Command::Idp(cmd) => idp::run(cmd, ctx),
         Command::Kas(cmd) => kas::run(cmd, ctx),
+        Command::Seed(a) => seed::run(ctx, a),
         Command::Ztdf(cmd) => ztdf::run(cmd, ctx),
         Command::Bench(a) => bench::run(ctx, a),
     }
