@@ -24,6 +24,8 @@ pub enum BenchWhat {
     Orchestrate(OrchestrateArgs),
     /// Load-test the PDP Data API with decision requests over keep-alive connections.
     Pdp(super::bench_pdp::PdpBenchArgs),
+    /// The resource service: seeding, GET with decision at N connections, search latency.
+    Api(super::bench_api::ApiBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -49,10 +51,11 @@ struct Figure {
     note: String,
 }
 
-pub fn run(_ctx: &Context, a: BenchArgs) -> anyhow::Result<ExitCode> {
+pub fn run(ctx: &Context, a: BenchArgs) -> anyhow::Result<ExitCode> {
     match a.what {
         BenchWhat::Orchestrate(o) => orchestrate(&o),
         BenchWhat::Pdp(p) => super::bench_pdp::pdp(p),
+        BenchWhat::Api(p) => super::bench_api::api(ctx, p),
     }
 }
 

@@ -7,6 +7,7 @@ use clap::Subcommand;
 use crate::context::Context;
 
 pub mod bench;
+pub mod bench_api;
 pub mod bench_pdp;
 pub mod history;
 pub mod idp;
