@@ -28,6 +28,8 @@ pub enum BenchWhat {
     Kas(super::bench_kas::KasBenchArgs),
     /// Deploy the hub from nothing to verified, re-deploy it healthy (no-op), measure memory.
     Instance(super::bench_instance::InstanceBenchArgs),
+    /// The resource service: seeding, GET with decision at N connections, search latency.
+    Api(super::bench_api::ApiBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -53,12 +55,13 @@ struct Figure {
     note: String,
 }
 
-pub fn run(_ctx: &Context, a: BenchArgs) -> anyhow::Result<ExitCode> {
+pub fn run(ctx: &Context, a: BenchArgs) -> anyhow::Result<ExitCode> {
     match a.what {
         BenchWhat::Orchestrate(o) => orchestrate(&o),
         BenchWhat::Pdp(p) => super::bench_pdp::pdp(p),
         BenchWhat::Kas(k) => super::bench_kas::kas(k),
         BenchWhat::Instance(i) => super::bench_instance::instance(&i),
+        BenchWhat::Api(p) => super::bench_api::api(ctx, p),
     }
 }
 

@@ -7,13 +7,14 @@ use clap::Subcommand;
 use crate::context::Context;
 
 pub mod bench;
+pub mod bench_api;
+pub mod bench_instance;
 pub mod bench_kas;
 pub mod bench_pdp;
 pub mod history;
 pub mod idp;
-pub mod kas;
-pub mod bench_instance;
 pub mod instance;
+pub mod kas;
 pub mod metrics;
 pub mod nuke;
 pub mod orch_db;

@@ -20,6 +20,8 @@ pub enum ServeCommand {
     Idp(ServeIdpArgs),
     /// The instance's Key Access Service (HTTPS): OpenTDF public-key and rewrap, REST and Connect.
     Kas(ServeKasArgs),
+    /// The instance's resource service and policy enforcement point (HTTPS).
+    Api(ServeApiArgs),
 }
 
 #[derive(Debug, Args)]
@@ -43,6 +45,7 @@ pub fn run(command: ServeCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
         ServeCommand::Pdp(args) => pdp(args),
         ServeCommand::Idp(a) => serve_idp(ctx, a),
         ServeCommand::Kas(a) => serve_kas(ctx, a),
+        ServeCommand::Api(a) => serve_api(ctx, a),
     }
 }
 
@@ -177,6 +180,72 @@ fn serve_kas(ctx: &Context, a: ServeKasArgs) -> anyhow::Result<ExitCode> {
         println!(
             "kas {} listening on {} (KAS URL {})",
             a.instance, running.addr, running.url
+        );
+        running.wait().await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct ServeApiArgs {
+    /// The instance (ISO 3166-1 alpha-3 code, e.g. USA, FRA).
+    #[arg(long)]
+    pub instance: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8444")]
+    pub bind: SocketAddr,
+    /// This instance's KAS base URL (uploads are encrypted to its public key, fetched from
+    /// <URL>/v2/kas_public_key, or <URL>/kas/v2/… when the URL does not end in /kas).
+    #[arg(long, value_name = "URL", env = "DIVE_KAS_URL")]
+    pub kas_url: String,
+    /// Policy data directory (default $DIVE_HOME/instances/<code>/policy if it exists, else the
+    /// embedded data). Changes are picked up live.
+    #[arg(long, value_name = "DIR")]
+    pub policy_data: Option<PathBuf>,
+    /// Database: a postgres:// URL or a SQLite path (default $DIVE_HOME/instances/<code>/api.db).
+    #[arg(long, env = "DIVE_API_DATABASE")]
+    pub database: Option<String>,
+    /// Largest accepted upload, in bytes.
+    #[arg(long, default_value_t = dive_api::upload::DEFAULT_MAX_BYTES, value_name = "BYTES")]
+    pub max_upload_bytes: usize,
+    /// Audit entries older than this many days are deleted (0 keeps everything).
+    #[arg(long, default_value_t = 90, value_name = "DAYS")]
+    pub audit_retention_days: u32,
+}
+
+fn serve_api(ctx: &Context, a: ServeApiArgs) -> anyhow::Result<ExitCode> {
+    let url = a.kas_url.trim();
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(bad_input(format!(
+            "--kas-url {url:?}: expected an absolute https:// URL"
+        )));
+    }
+    if let Some(dir) = &a.policy_data
+        && !dir.is_dir()
+    {
+        return Err(bad_input(format!(
+            "--policy-data {}: not a directory",
+            dir.display()
+        )));
+    }
+    if a.max_upload_bytes == 0 {
+        return Err(bad_input("--max-upload-bytes must be at least 1"));
+    }
+    let mut cfg = dive_api::ApiConfig::new(instance(&a.instance)?, ctx.home.clone(), url);
+    cfg.bind = a.bind;
+    cfg.policy_data = a.policy_data;
+    cfg.database = a.database;
+    cfg.max_upload_bytes = a.max_upload_bytes;
+    cfg.audit_retention_days = a.audit_retention_days;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let running = dive_api::start(cfg, true).await?;
+        println!(
+            "api {} listening on {} (store {})",
+            a.instance,
+            running.addr,
+            running.store.location()
         );
         running.wait().await;
         anyhow::Ok(())

@@ -1,0 +1,431 @@
+//! `dive bench api`: the resource service under load, in a temporary DIVE_HOME. A real IdP issues
+//! the tokens (three users of different clearances, MFA where required), a corpus of real ZTDFs
+//! is seeded through the store's `replace_seeded`, and the real HTTPS service answers:
+//!
+//! * seeding: `replace_seeded` of the corpus (documents/s);
+//! * cold access views: the first search of a subject after a catalog or policy change computes
+//!   its view (one PDP decision per access class), measured on a fresh PDP without cache;
+//! * GET with decision: `GET /api/resources/{id}` over N keep-alive HTTPS connections, ids and
+//!   users cycled, allow and deny both counted as answered decisions;
+//! * search: `GET /api/resources?…` with a mix of filters, at 1 and at 8 connections.
+//!
+//! The service and the IdP run on their own Tokio runtime (2 worker threads), the load generator
+//! on another, in one process: the machine's cores are shared as they would be between processes.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use base64::Engine;
+use clap::Args;
+use dive_core::{CountryCode, Equivalency, OrganizationType, SubjectAttributes};
+use dive_idp::clients::{GrantType, NewClient, NewClientAuth};
+use dive_idp::login_helper::{self, LoginRequest};
+use dive_idp::users::NewUser;
+use serde_json::{Value, json};
+
+use crate::context::Context;
+use crate::exit::bad_input;
+
+#[derive(Debug, Args)]
+pub struct ApiBenchArgs {
+    /// Documents in the corpus.
+    #[arg(long, default_value_t = 5000)]
+    pub docs: usize,
+    /// Concurrent connections for the GET load.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Seconds of GET load (search runs for half as long at each concurrency).
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+const PASSWORD: &str = "Bench-Password-For-Dive-42!";
+const REDIRECT: &str = "https://bench.invalid/cb";
+
+/// Latency statistics of one load run.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Load {
+    requests: u64,
+    errors: u64,
+    seconds: f64,
+    per_second: f64,
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    /// Answers by status code.
+    statuses: std::collections::BTreeMap<u16, u64>,
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1e3
+}
+
+/// One client per connection (exactly `connections` sockets), trusting the installation CA.
+fn clients(ca_pem: &[u8], n: usize) -> anyhow::Result<Vec<reqwest::Client>> {
+    (0..n)
+        .map(|_| {
+            let ca = reqwest::Certificate::from_pem(ca_pem)?;
+            Ok(reqwest::Client::builder()
+                .tls_certs_only([ca])
+                .pool_max_idle_per_host(1)
+                .timeout(Duration::from_secs(30))
+                .build()?)
+        })
+        .collect()
+}
+
+/// Run GETs of `urls` (cycled, each connection from its own offset) with `tokens[c % len]`.
+async fn load(
+    clients: Vec<reqwest::Client>,
+    tokens: Arc<Vec<String>>,
+    urls: Arc<Vec<String>>,
+    duration: Duration,
+    ok: fn(u16) -> bool,
+) -> Load {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let n = clients.len();
+    let mut tasks = Vec::new();
+    for (c, client) in clients.into_iter().enumerate() {
+        let (tokens, urls) = (tokens.clone(), urls.clone());
+        tasks.push(tokio::spawn(async move {
+            let token = &tokens[c % tokens.len()];
+            let mut lat = Vec::with_capacity(50_000);
+            let mut statuses = std::collections::BTreeMap::new();
+            let mut errors = 0u64;
+            let mut i = c * urls.len() / n.max(1);
+            while Instant::now() < deadline {
+                let url = &urls[i % urls.len()];
+                i += 1;
+                let t = Instant::now();
+                match client.get(url).bearer_auth(token).send().await {
+                    Ok(r) => {
+                        let s = r.status().as_u16();
+                        let body = r.bytes().await;
+                        if body.is_ok() && ok(s) {
+                            lat.push(t.elapsed());
+                        } else {
+                            errors += 1;
+                        }
+                        *statuses.entry(s).or_insert(0u64) += 1;
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (lat, statuses, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut statuses = std::collections::BTreeMap::new();
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok((lat, st, e)) = t.await {
+            all.extend(lat);
+            for (k, v) in st {
+                *statuses.entry(k).or_insert(0) += v;
+            }
+            errors += e;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    all.sort();
+    Load {
+        requests: all.len() as u64,
+        errors,
+        seconds,
+        per_second: all.len() as f64 / seconds.max(1e-9),
+        p50_ms: pct(&all, 0.50),
+        p90_ms: pct(&all, 0.90),
+        p99_ms: pct(&all, 0.99),
+        max_ms: all.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        statuses,
+    }
+}
+
+fn subject_of(token: &str) -> anyhow::Result<SubjectAttributes> {
+    let payload = token.split('.').nth(1).context("token is not a JWS")?;
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?,
+    )?;
+    Ok(SubjectAttributes::from_claims(&claims, Equivalency::builtin())?)
+}
+
+pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
+    if a.docs == 0 || a.connections == 0 || a.duration == 0 {
+        return Err(bad_input(
+            "--docs, --connections and --duration must be at least 1",
+        ));
+    }
+    let usa = CountryCode::new("USA")?;
+    let home = tempfile::Builder::new().prefix("dive-bench-api-").tempdir()?;
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench-server")
+        .enable_all()
+        .build()?;
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench-client")
+        .enable_all()
+        .build()?;
+
+    // --- IdP, users, policy data, corpus, service (on the server runtime)
+    let home_path = home.path().to_path_buf();
+    let docs = a.docs;
+    let (idp, api, secret, seed_secs, corpus_secs) = server_rt.block_on(async move {
+        let idp = dive_idp::start(dive_idp::IdpConfig::new(usa, home_path.clone()), false).await?;
+        let (_, secret) = dive_idp::clients::create(
+            &idp.db,
+            &NewClient {
+                client_id: "bench".into(),
+                auth: NewClientAuth::GenerateSecret,
+                redirect_uris: vec![REDIRECT.into()],
+                post_logout_redirect_uris: vec![],
+                grant_types: vec![GrantType::AuthorizationCode],
+            },
+        )
+        .await?;
+        for (name, clearance, coi) in [
+            ("bench-u", "UNCLASSIFIED", vec![]),
+            ("bench-s", "SECRET", vec!["FVEY", "NATO"]),
+            (
+                "bench-ts",
+                "TOP SECRET",
+                vec!["FVEY", "NATO", "NATO-COSMIC", "AUKUS", "QUAD", "EUCOM", "PACOM", "CAN-US", "GBR-US", "Alpha"],
+            ),
+        ] {
+            dive_idp::users::create(
+                &idp.db,
+                &NewUser {
+                    username: name.into(),
+                    password: PASSWORD.into(),
+                    unique_id: None,
+                    clearance: clearance.into(),
+                    country: usa,
+                    coi: coi.into_iter().map(str::to_string).collect(),
+                    organization_type: OrganizationType::Mil,
+                    roles: vec!["user".into()],
+                },
+            )
+            .await?;
+        }
+        let policy = dive_api::instance_dir(&home_path, usa).join("policy");
+        std::fs::create_dir_all(&policy)?;
+        std::fs::write(
+            policy.join("trusted_issuers.json"),
+            json!({ idp.issuer.clone(): {"instance": "USA", "name": "bench IdP"} }).to_string(),
+        )?;
+
+        let (_, public_pem) = dive_ztdf::KasPrivateKey::generate_rsa_pem()?;
+        let recipient = dive_ztdf::Recipient::new(
+            "https://localhost:8445/kas",
+            Some("bench".into()),
+            dive_ztdf::KasPublicKey::from_pem(&public_pem)?,
+        );
+        let t = Instant::now();
+        let corpus = tokio::task::spawn_blocking(move || {
+            dive_api::corpus::generate(docs, 7, usa, &recipient, time::OffsetDateTime::now_utc())
+        })
+        .await??;
+        let corpus_secs = t.elapsed().as_secs_f64();
+        let store = dive_api::ResourceStore::open(
+            dive_api::default_database(&home_path, usa)
+                .to_str()
+                .context("DIVE_HOME is not UTF-8")?,
+        )
+        .await?;
+        let t = Instant::now();
+        store.replace_seeded(corpus).await?;
+        let seed_secs = t.elapsed().as_secs_f64();
+        store.close().await;
+
+        let cfg = dive_api::ApiConfig::new(usa, home_path.clone(), "https://localhost:8445/kas");
+        let api = dive_api::start(cfg, false).await?;
+        anyhow::Ok((idp, api, secret.context("client secret")?, seed_secs, corpus_secs))
+    })?;
+
+    // --- logins, then the load (on the client runtime)
+    let pki = dive_pki::Pki::open(home.path())?;
+    let ca_pem = std::fs::read(pki.ca_cert_path())?;
+    let base = format!("https://localhost:{}", api.addr.port());
+    let issuer = idp.issuer.clone();
+    let conns = a.connections;
+    let secs = a.duration;
+    let report = client_rt.block_on(async move {
+        let http = clients(&ca_pem, 1)?.remove(0);
+        let mut tokens = Vec::new();
+        for user in ["bench-u", "bench-s", "bench-ts"] {
+            let req = LoginRequest {
+                issuer: issuer.clone(),
+                client_id: "bench".into(),
+                client_secret: Some(secret.clone()),
+                redirect_uri: REDIRECT.into(),
+                scope: "openid profile coalition roles".into(),
+                username: user.into(),
+                password: PASSWORD.into(),
+                totp_secret: None,
+                extra: vec![],
+            };
+            let (t, _) = login_helper::login(&http, &req).await?;
+            tokens.push(
+                t["access_token"]
+                    .as_str()
+                    .context("no access token")?
+                    .to_string(),
+            );
+        }
+
+        // What each user sees (their first search: a cold view in the service).
+        let mut cold = Vec::new();
+        let mut visible = Vec::new();
+        for t in &tokens {
+            let s = subject_of(t)?;
+            let r = http
+                .get(format!("{base}/api/resources?limit=1"))
+                .bearer_auth(t)
+                .send()
+                .await?;
+            let v: Value = r.json().await?;
+            visible.push(v["total"].as_u64().unwrap_or(0));
+            cold.push(s);
+        }
+
+        // GET with decision: every document, each connection from its own offset.
+        let urls: Vec<String> = (0..docs)
+            .map(|i| format!("{base}/api/resources/doc-{i:05}"))
+            .collect();
+        let tokens = Arc::new(tokens);
+        let get = load(
+            clients(&ca_pem, conns)?,
+            tokens.clone(),
+            Arc::new(urls),
+            Duration::from_secs(secs),
+            |s| s == 200 || s == 403,
+        )
+        .await;
+
+        // Search: a mix of filters.
+        let queries: Vec<String> = [
+            "",
+            "classification=SECRET",
+            "q=report",
+            "country=GBR&limit=50",
+            "coi=NATO&sort=title",
+            "type=text/csv&from=2025-01-01",
+            "classification=CONFIDENTIAL,UNCLASSIFIED&q=fuel",
+            "sort=oldest&limit=100",
+        ]
+        .iter()
+        .map(|q| format!("{base}/api/resources?{q}"))
+        .collect();
+        let queries = Arc::new(queries);
+        let search1 = load(
+            clients(&ca_pem, 1)?,
+            tokens.clone(),
+            queries.clone(),
+            Duration::from_secs((secs / 2).max(1)),
+            |s| s == 200,
+        )
+        .await;
+        let search8 = load(
+            clients(&ca_pem, 8)?,
+            tokens.clone(),
+            queries,
+            Duration::from_secs((secs / 2).max(1)),
+            |s| s == 200,
+        )
+        .await;
+        anyhow::Ok((get, search1, search8, visible, cold))
+    })?;
+    let (get, search1, search8, visible, cold_subjects) = report;
+
+    // Cold views: each subject's first view on a fresh PDP, over the same catalog.
+    let (catalog, view_ms) = server_rt.block_on(async {
+        let store = dive_api::ResourceStore::open(
+            dive_api::default_database(home.path(), usa)
+                .to_str()
+                .unwrap_or_default(),
+        )
+        .await?;
+        let (generation, docs) = store.load_all().await?;
+        store.close().await;
+        let t = Instant::now();
+        let catalog = dive_api::catalog::Catalog::build(generation, docs);
+        let build_ms = t.elapsed().as_secs_f64() * 1e3;
+        let data = dive_api::instance_dir(home.path(), usa).join("policy");
+        let mut view_ms = Vec::new();
+        for s in &cold_subjects {
+            let pdp = Arc::new(dive_policy::Pdp::new(dive_policy::Sources {
+                policy_dir: None,
+                data_dir: Some(data.clone()),
+            })?);
+            let access = dive_api::access::Access::new(pdp)?;
+            let t = Instant::now();
+            let view = access.view(s, &catalog);
+            view_ms.push((
+                s.unique_id.clone(),
+                t.elapsed().as_secs_f64() * 1e3,
+                view.pdp_calls,
+            ));
+        }
+        anyhow::Ok(((catalog.len(), catalog.decision_classes(false).len(), build_ms), view_ms))
+    })?;
+
+    server_rt.block_on(async {
+        api.stop().await;
+        idp.stop().await;
+    });
+
+    let out = json!({
+        "documents": a.docs,
+        "corpus_encrypt_docs_per_s": a.docs as f64 / corpus_secs,
+        "replace_seeded_ms": seed_secs * 1e3,
+        "replace_seeded_docs_per_s": a.docs as f64 / seed_secs,
+        "catalog": {"documents": catalog.0, "access_classes": catalog.1, "build_ms": catalog.2},
+        "visible_per_user": {"UNCLASSIFIED": visible[0], "SECRET": visible[1], "TOP SECRET": visible[2]},
+        "cold_view": view_ms.iter().map(|(u, ms, calls)| json!({"user": u, "ms": ms, "pdp_calls": calls})).collect::<Vec<_>>(),
+        "get_with_decision": get,
+        "search_1_connection": search1,
+        "search_8_connections": search8,
+        "connections": a.connections,
+    });
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "corpus: {} documents; replace_seeded {:.0} ms = {:.0} docs/s; catalog build {:.1} ms, {} access classes",
+        a.docs,
+        seed_secs * 1e3,
+        a.docs as f64 / seed_secs,
+        catalog.2,
+        catalog.1
+    );
+    println!(
+        "visible documents: UNCLASSIFIED user {}, SECRET user {}, TOP SECRET user {}",
+        visible[0], visible[1], visible[2]
+    );
+    for (u, ms, calls) in &view_ms {
+        println!("cold view {u}: {ms:.1} ms ({calls} PDP decisions)");
+    }
+    let line = |name: &str, l: &Load| {
+        println!(
+            "{name}: {:.0} req/s, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.1} ms ({} requests, {} errors, statuses {:?})",
+            l.per_second, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, l.requests, l.errors, l.statuses
+        )
+    };
+    line(&format!("GET with decision, {} connections", a.connections), &get);
+    line("search, 1 connection", &search1);
+    line("search, 8 connections", &search8);
+    Ok(ExitCode::SUCCESS)
+}
