@@ -63,7 +63,9 @@ async fn main() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("api.db");
-    let store = ResourceStore::open(path.to_str().expect("utf-8")).await.expect("open");
+    let store = ResourceStore::open(path.to_str().expect("utf-8"))
+        .await
+        .expect("open");
     measure("SQLite", &store, &docs, runs).await;
 
     sqlx::any::install_default_drivers();

@@ -113,7 +113,11 @@ impl View {
 
     /// Whether the document is readable, embargo aside.
     pub fn admits(&self, catalog: &Catalog, entry: &Entry) -> bool {
-        let class = if self.strict { entry.full_class } else { entry.class };
+        let class = if self.strict {
+            entry.full_class
+        } else {
+            entry.class
+        };
         if !self.class_allowed(class) {
             return false;
         }
@@ -301,7 +305,13 @@ pub fn embargoed(entry: &Entry, now_ms: i64, skew_ms: i64) -> bool {
 }
 
 /// Whether the view admits the document now.
-pub fn accessible(view: &View, catalog: &Catalog, entry: &Entry, now_ms: i64, skew_ms: i64) -> bool {
+pub fn accessible(
+    view: &View,
+    catalog: &Catalog,
+    entry: &Entry,
+    now_ms: i64,
+    skew_ms: i64,
+) -> bool {
     view.admits(catalog, entry) && !embargoed(entry, now_ms, skew_ms)
 }
 

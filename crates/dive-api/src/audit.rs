@@ -37,10 +37,10 @@ pub struct AuditEntry {
 }
 
 fn ser_ms<S: serde::Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
-    match crate::store::from_ms(*ms)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-    {
+    match crate::store::from_ms(*ms).ok().and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    }) {
         Some(text) => s.serialize_str(&text),
         None => s.serialize_i64(*ms),
     }

@@ -152,7 +152,11 @@ impl Classes {
     fn intern(&mut self, label: &SecurityLabel, keep: bool) -> u32 {
         let label = class_label(label, keep);
         // The JSON form is a canonical key: fields in declaration order.
-        let key = format!("{}{}", u8::from(keep), serde_json::to_string(&label).unwrap_or_default());
+        let key = format!(
+            "{}{}",
+            u8::from(keep),
+            serde_json::to_string(&label).unwrap_or_default()
+        );
         let classes = &mut self.classes;
         let id = *self.keys.entry(key).or_insert_with(|| {
             classes.push(AccessClass {
@@ -205,7 +209,9 @@ impl Catalog {
         let used = |f: fn(&Entry) -> u32| {
             let mut seen = vec![false; classes.len()];
             entries.iter().for_each(|e| seen[f(e) as usize] = true);
-            (0..classes.len() as u32).filter(|&i| seen[i as usize]).collect::<Vec<u32>>()
+            (0..classes.len() as u32)
+                .filter(|&i| seen[i as usize])
+                .collect::<Vec<u32>>()
         };
         let used_classes = used(|e| e.class);
         let used_full_classes = used(|e| e.full_class);

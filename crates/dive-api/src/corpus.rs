@@ -63,76 +63,79 @@ fn classification(rng: &mut StdRng) -> Clearance {
 pub fn label(rng: &mut StdRng, nation: CountryCode) -> SecurityLabel {
     let level = classification(rng);
     let usa = cc("USA");
-    let (op, cois, rel, caveats): (CoiOperator, Vec<&str>, Vec<CountryCode>, Vec<&str>) =
-        match rng.random_range(0..22) {
-            0 => (CoiOperator::All, vec!["US-ONLY"], vec![usa], vec!["NOFORN"]),
-            1 => (CoiOperator::All, vec!["US-ONLY"], vec![usa], vec![]),
-            2..=5 => {
-                let tag = ["CAN-US", "GBR-US", "FRA-US", "DEU-US"][rng.random_range(0..4)];
-                (CoiOperator::All, vec![tag], members(tag), vec![])
-            }
-            6 | 7 => (
-                CoiOperator::All,
-                vec!["FVEY"],
-                some_of(rng, &members("FVEY"), nation),
-                vec![],
-            ),
-            8 => (CoiOperator::All, vec!["AUKUS"], members("AUKUS"), vec![]),
-            9 | 10 => (
-                CoiOperator::All,
-                vec!["NATO"],
-                some_of(rng, &members("NATO"), nation),
-                vec![],
-            ),
-            11 => (
-                CoiOperator::All,
-                vec!["NATO-COSMIC"],
-                some_of(rng, &members("NATO-COSMIC"), nation),
-                vec![],
-            ),
-            12 => (
-                CoiOperator::All,
-                vec!["EU-RESTRICTED"],
-                some_of(rng, &members("EU-RESTRICTED"), nation),
-                vec![],
-            ),
-            13 => (CoiOperator::All, vec!["QUAD"], members("QUAD"), vec![]),
-            14 | 15 => {
-                let tag = ["NORTHCOM", "EUCOM", "PACOM", "CENTCOM", "SOCOM"][rng.random_range(0..5)];
-                (CoiOperator::All, vec![tag], members(tag), vec![])
-            }
-            16 => {
-                let tag = ["Alpha", "Beta", "Gamma"][rng.random_range(0..3)];
-                let rel = if rng.random_bool(0.5) {
-                    vec![usa]
-                } else {
-                    vec![usa, cc("GBR")]
-                };
-                (CoiOperator::All, vec![tag], rel, vec![])
-            }
-            17 | 18 => {
-                let pairs = [["FVEY", "NATO"], ["EUCOM", "PACOM"], ["QUAD", "NATO"]];
-                let pair = pairs[rng.random_range(0..pairs.len())];
-                let mut rel = members(pair[0]);
-                for c in members(pair[1]) {
-                    if !rel.contains(&c) {
-                        rel.push(c);
-                    }
+    let (op, cois, rel, caveats): (CoiOperator, Vec<&str>, Vec<CountryCode>, Vec<&str>) = match rng
+        .random_range(0..22)
+    {
+        0 => (CoiOperator::All, vec!["US-ONLY"], vec![usa], vec!["NOFORN"]),
+        1 => (CoiOperator::All, vec!["US-ONLY"], vec![usa], vec![]),
+        2..=5 => {
+            let tag = ["CAN-US", "GBR-US", "FRA-US", "DEU-US"][rng.random_range(0..4)];
+            (CoiOperator::All, vec![tag], members(tag), vec![])
+        }
+        6 | 7 => (
+            CoiOperator::All,
+            vec!["FVEY"],
+            some_of(rng, &members("FVEY"), nation),
+            vec![],
+        ),
+        8 => (CoiOperator::All, vec!["AUKUS"], members("AUKUS"), vec![]),
+        9 | 10 => (
+            CoiOperator::All,
+            vec!["NATO"],
+            some_of(rng, &members("NATO"), nation),
+            vec![],
+        ),
+        11 => (
+            CoiOperator::All,
+            vec!["NATO-COSMIC"],
+            some_of(rng, &members("NATO-COSMIC"), nation),
+            vec![],
+        ),
+        12 => (
+            CoiOperator::All,
+            vec!["EU-RESTRICTED"],
+            some_of(rng, &members("EU-RESTRICTED"), nation),
+            vec![],
+        ),
+        13 => (CoiOperator::All, vec!["QUAD"], members("QUAD"), vec![]),
+        14 | 15 => {
+            let tag = ["NORTHCOM", "EUCOM", "PACOM", "CENTCOM", "SOCOM"][rng.random_range(0..5)];
+            (CoiOperator::All, vec![tag], members(tag), vec![])
+        }
+        16 => {
+            let tag = ["Alpha", "Beta", "Gamma"][rng.random_range(0..3)];
+            let rel = if rng.random_bool(0.5) {
+                vec![usa]
+            } else {
+                vec![usa, cc("GBR")]
+            };
+            (CoiOperator::All, vec![tag], rel, vec![])
+        }
+        17 | 18 => {
+            let pairs = [["FVEY", "NATO"], ["EUCOM", "PACOM"], ["QUAD", "NATO"]];
+            let pair = pairs[rng.random_range(0..pairs.len())];
+            let mut rel = members(pair[0]);
+            for c in members(pair[1]) {
+                if !rel.contains(&c) {
+                    rel.push(c);
                 }
-                (CoiOperator::Any, pair.to_vec(), rel, vec![])
             }
-            _ => {
-                let pool: Vec<CountryCode> = ["USA", "GBR", "FRA", "DEU", "CAN", "ITA", "ESP", "POL", "NLD", "NOR", "AUS", "JPN"]
-                    .iter()
-                    .map(|c| cc(c))
-                    .collect();
-                let mut rel = some_of(rng, &pool, nation);
-                if !rel.contains(&nation) {
-                    rel.insert(0, nation);
-                }
-                (CoiOperator::All, vec![], rel, vec![])
+            (CoiOperator::Any, pair.to_vec(), rel, vec![])
+        }
+        _ => {
+            let pool: Vec<CountryCode> = [
+                "USA", "GBR", "FRA", "DEU", "CAN", "ITA", "ESP", "POL", "NLD", "NOR", "AUS", "JPN",
+            ]
+            .iter()
+            .map(|c| cc(c))
+            .collect();
+            let mut rel = some_of(rng, &pool, nation);
+            if !rel.contains(&nation) {
+                rel.insert(0, nation);
             }
-        };
+            (CoiOperator::All, vec![], rel, vec![])
+        }
+    };
     let mut l = SecurityLabel::new(level, rel)
         .with_coi(op, cois)
         .with_caveats(caveats)
@@ -151,10 +154,31 @@ pub fn label(rng: &mut StdRng, nation: CountryCode) -> SecurityLabel {
 }
 
 const TOPICS: &[&str] = &[
-    "Logistics", "Fuel", "Maritime", "Air Defence", "Cyber", "Medical", "Training", "Exercise",
-    "Intelligence", "Satellite", "Convoy", "Readiness", "Procurement", "Engineering", "Signals",
+    "Logistics",
+    "Fuel",
+    "Maritime",
+    "Air Defence",
+    "Cyber",
+    "Medical",
+    "Training",
+    "Exercise",
+    "Intelligence",
+    "Satellite",
+    "Convoy",
+    "Readiness",
+    "Procurement",
+    "Engineering",
+    "Signals",
 ];
-const KINDS: &[&str] = &["Report", "Assessment", "Summary", "Plan", "Brief", "Inventory", "Note"];
+const KINDS: &[&str] = &[
+    "Report",
+    "Assessment",
+    "Summary",
+    "Plan",
+    "Brief",
+    "Inventory",
+    "Note",
+];
 
 /// The file types of the corpus: (MIME type, extension).
 pub const TYPES: &[(&str, &str)] = &[

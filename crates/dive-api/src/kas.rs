@@ -84,10 +84,11 @@ impl KasKeys {
         if !status.is_success() {
             return Err(err(format!("public key request answered {status}")));
         }
-        let body: PublicKeyResponse = resp
-            .json()
-            .await
-            .map_err(|e| err(format!("public key response is not {{publicKey, kid}}: {e}")))?;
+        let body: PublicKeyResponse = resp.json().await.map_err(|e| {
+            err(format!(
+                "public key response is not {{publicKey, kid}}: {e}"
+            ))
+        })?;
         let key = KasPublicKey::from_pem(&body.public_key).map_err(|e| err(e.to_string()))?;
         tracing::info!(kas = %self.url, kid = ?body.kid, "KAS public key fetched");
         Ok(Recipient::new(self.url.clone(), body.kid, key))

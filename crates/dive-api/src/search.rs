@@ -169,14 +169,17 @@ impl SearchQuery {
                 }
                 "country" => {
                     for c in split_values(&v) {
-                        let code = CountryCode::new(c).map_err(|e| qerr("country", e.to_string()))?;
+                        let code =
+                            CountryCode::new(c).map_err(|e| qerr("country", e.to_string()))?;
                         if !q.countries.contains(&code) {
                             q.countries.push(code);
                         }
                     }
                 }
                 "coi" => q.cois.extend(split_values(&v).map(str::to_string)),
-                "type" => q.types.extend(split_values(&v).map(str::to_ascii_lowercase)),
+                "type" => q
+                    .types
+                    .extend(split_values(&v).map(str::to_ascii_lowercase)),
                 "from" => q.from_ms = Some(parse_time("from", &v)?),
                 "to" => q.to_ms = Some(parse_time("to", &v)?),
                 "sort" => {
@@ -217,7 +220,8 @@ impl SearchQuery {
     }
 
     fn date_matches(&self, e: &Entry) -> bool {
-        self.from_ms.is_none_or(|f| e.created_ms >= f) && self.to_ms.is_none_or(|t| e.created_ms < t)
+        self.from_ms.is_none_or(|f| e.created_ms >= f)
+            && self.to_ms.is_none_or(|t| e.created_ms < t)
     }
 }
 
@@ -268,7 +272,9 @@ pub fn search(
         let m_class =
             query.classifications.is_empty() || query.classifications.contains(&l.classification);
         let m_country = query.countries.is_empty()
-            || l.releasability_to.iter().any(|c| query.countries.contains(c));
+            || l.releasability_to
+                .iter()
+                .any(|c| query.countries.contains(c));
         let m_coi = query.cois.is_empty() || l.coi.iter().any(|c| query.cois.contains(c));
         let m_type = query.types.is_empty()
             || query
@@ -323,7 +329,10 @@ pub fn search(
         }
     }
     let next_cursor = if more {
-        items.last().and_then(|m| catalog.get(&m.id)).map(|e| encode_cursor(query.sort, SortKey::of(e)))
+        items
+            .last()
+            .and_then(|m| catalog.get(&m.id))
+            .map(|e| encode_cursor(query.sort, SortKey::of(e)))
     } else {
         None
     };

@@ -183,7 +183,10 @@ impl NewResource {
         if self.mime_type.is_empty()
             || self.mime_type.len() > 127
             || !self.mime_type.contains('/')
-            || self.mime_type.chars().any(|c| c.is_whitespace() || c.is_control())
+            || self
+                .mime_type
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
         {
             return Err(bad("mimeType", "must be a MIME type such as text/plain"));
         }
@@ -287,7 +290,9 @@ fn bind_meta<'q>(q: AnyQuery<'q>, d: &NewResource, label_json: String, now: i64)
         .bind(d.description.clone())
         .bind(l.classification.as_str())
         .bind(i64::from(l.classification.rank()))
-        .bind(delimited(l.releasability_to.iter().map(CountryCode::as_str)))
+        .bind(delimited(
+            l.releasability_to.iter().map(CountryCode::as_str),
+        ))
         .bind(delimited(l.coi.iter().map(String::as_str)))
         .bind(l.coi_operator.as_str())
         .bind(delimited(l.caveats.iter().map(String::as_str)))
@@ -408,7 +413,10 @@ impl ResourceStore {
     /// replaces, never duplicates, and readers see either the old or the new set. Uploaded
     /// (non-seeded) documents are kept; a seeded id equal to an uploaded one is an error and
     /// changes nothing. Every document is validated first ([`NewResource::validate`]).
-    pub async fn replace_seeded(&self, mut docs: Vec<NewResource>) -> Result<SeedSummary, ApiError> {
+    pub async fn replace_seeded(
+        &self,
+        mut docs: Vec<NewResource>,
+    ) -> Result<SeedSummary, ApiError> {
         let mut ids = std::collections::HashSet::with_capacity(docs.len());
         for d in &mut docs {
             if !d.seeded {

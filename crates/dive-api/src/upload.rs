@@ -89,11 +89,7 @@ fn type_from_extension(file_name: &str) -> Option<&'static str> {
 
 /// The file name to keep: the last path component, without control characters.
 pub fn clean_file_name(name: Option<&str>) -> String {
-    let base = name
-        .unwrap_or("")
-        .rsplit(['/', '\\'])
-        .next()
-        .unwrap_or("");
+    let base = name.unwrap_or("").rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
     if cleaned.trim().is_empty() {
         "upload".to_string()
@@ -110,7 +106,9 @@ pub fn check_content(
     file_name: &str,
     content: &[u8],
 ) -> Result<String, UploadError> {
-    let declared = declared.map(essence).filter(|t| t != "application/octet-stream" && !t.is_empty());
+    let declared = declared
+        .map(essence)
+        .filter(|t| t != "application/octet-stream" && !t.is_empty());
     let mime = match declared {
         Some(t) => t,
         None => type_from_extension(file_name)
@@ -132,16 +130,24 @@ pub fn check_content(
         return Err(UploadError::Form("the file is empty".into()));
     }
     let mismatch = |what: &str| {
-        UploadError::UnsupportedType(format!("the content is not {what} although the type says {mime}"))
+        UploadError::UnsupportedType(format!(
+            "the content is not {what} although the type says {mime}"
+        ))
     };
     match mime.as_str() {
         "application/pdf" if !content.starts_with(b"%PDF-") => return Err(mismatch("a PDF")),
-        "image/png" if !content.starts_with(b"\x89PNG\r\n\x1a\n") => return Err(mismatch("a PNG image")),
-        "image/jpeg" if !content.starts_with(&[0xFF, 0xD8, 0xFF]) => return Err(mismatch("a JPEG image")),
+        "image/png" if !content.starts_with(b"\x89PNG\r\n\x1a\n") => {
+            return Err(mismatch("a PNG image"));
+        }
+        "image/jpeg" if !content.starts_with(&[0xFF, 0xD8, 0xFF]) => {
+            return Err(mismatch("a JPEG image"));
+        }
         "image/gif" if !(content.starts_with(b"GIF87a") || content.starts_with(b"GIF89a")) => {
             return Err(mismatch("a GIF image"));
         }
-        t if t.starts_with("application/vnd.openxmlformats") && !content.starts_with(b"PK\x03\x04") => {
+        t if t.starts_with("application/vnd.openxmlformats")
+            && !content.starts_with(b"PK\x03\x04") =>
+        {
             return Err(mismatch("an Office Open XML (ZIP) document"));
         }
         t if t.starts_with("text/") || t == "application/json" || t == "application/xml" => {
@@ -159,7 +165,10 @@ pub fn check_content(
 }
 
 /// The label of a plaintext upload: exactly one of a JSON label and a display marking.
-pub fn parse_label(json: Option<&str>, marking: Option<&str>) -> Result<SecurityLabel, UploadError> {
+pub fn parse_label(
+    json: Option<&str>,
+    marking: Option<&str>,
+) -> Result<SecurityLabel, UploadError> {
     match (json, marking) {
         (Some(_), Some(_)) => Err(UploadError::Form(
             "send either a label (JSON) or a marking, not both".into(),
@@ -178,7 +187,9 @@ pub fn check_coherence(label: &SecurityLabel, facts: &PolicyFacts) -> Result<(),
     if v.is_empty() {
         Ok(())
     } else {
-        Err(UploadError::Incoherent(v.iter().map(ToString::to_string).collect()))
+        Err(UploadError::Incoherent(
+            v.iter().map(ToString::to_string).collect(),
+        ))
     }
 }
 
@@ -246,7 +257,11 @@ pub fn verify_ztdf(bytes: &[u8], kas_url: &str) -> Result<VerifiedZtdf, UploadEr
         .iter()
         .any(|k| k.kas.trim_end_matches('/') == ours)
     {
-        let theirs: Vec<&str> = reader.key_access_objects().iter().map(|k| k.kas.as_str()).collect();
+        let theirs: Vec<&str> = reader
+            .key_access_objects()
+            .iter()
+            .map(|k| k.kas.as_str())
+            .collect();
         return Err(UploadError::Ztdf(format!(
             "no key access object is for this instance's KAS {ours} (it names {})",
             theirs.join(", ")
@@ -272,10 +287,20 @@ mod tests {
 
     #[test]
     fn content_must_match_its_type() {
-        assert_eq!(check_content(Some("text/plain; charset=utf-8"), "a.txt", b"hello").unwrap(), "text/plain");
-        assert_eq!(check_content(None, "r.md", b"# hi").unwrap(), "text/markdown");
-        assert_eq!(check_content(Some("application/octet-stream"), "x.pdf", b"%PDF-1.7").unwrap(), "application/pdf");
-        let e = |t: Option<&str>, n: &str, c: &[u8]| check_content(t, n, c).unwrap_err().to_string();
+        assert_eq!(
+            check_content(Some("text/plain; charset=utf-8"), "a.txt", b"hello").unwrap(),
+            "text/plain"
+        );
+        assert_eq!(
+            check_content(None, "r.md", b"# hi").unwrap(),
+            "text/markdown"
+        );
+        assert_eq!(
+            check_content(Some("application/octet-stream"), "x.pdf", b"%PDF-1.7").unwrap(),
+            "application/pdf"
+        );
+        let e =
+            |t: Option<&str>, n: &str, c: &[u8]| check_content(t, n, c).unwrap_err().to_string();
         assert!(e(Some("application/x-msdownload"), "a.exe", b"MZ").contains("not accepted"));
         assert!(e(Some("application/pdf"), "a.pdf", b"MZ..").contains("not a PDF"));
         assert!(e(Some("image/png"), "a.png", b"GIF89a").contains("PNG"));
@@ -289,14 +314,33 @@ mod tests {
     fn labels_from_json_or_marking() {
         let l = parse_label(None, Some("SECRET//FVEY//REL TO USA, GBR")).unwrap();
         assert_eq!(l.coi, vec!["FVEY"]);
-        let l = parse_label(Some(r#"{"classification":"SECRET","releasabilityTo":["USA"]}"#), None).unwrap();
+        let l = parse_label(
+            Some(r#"{"classification":"SECRET","releasabilityTo":["USA"]}"#),
+            None,
+        )
+        .unwrap();
         assert_eq!(l.releasability_to[0].as_str(), "USA");
-        assert!(parse_label(None, None).unwrap_err().to_string().contains("label is required"));
-        assert!(parse_label(Some("{}"), Some("SECRET")).unwrap_err().to_string().contains("not both"));
-        assert!(parse_label(Some(r#"{"classification":"SECRET","releasabilityTo":["USA"],"colour":1}"#), None)
+        assert!(
+            parse_label(None, None)
+                .unwrap_err()
+                .to_string()
+                .contains("label is required")
+        );
+        assert!(
+            parse_label(Some("{}"), Some("SECRET"))
+                .unwrap_err()
+                .to_string()
+                .contains("not both")
+        );
+        assert!(
+            parse_label(
+                Some(r#"{"classification":"SECRET","releasabilityTo":["USA"],"colour":1}"#),
+                None
+            )
             .unwrap_err()
             .to_string()
-            .contains("colour"));
+            .contains("colour")
+        );
         assert!(parse_label(None, Some("SECRET//REL TO usa")).is_err());
     }
 

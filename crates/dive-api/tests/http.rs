@@ -41,12 +41,18 @@ fn cc(c: &str) -> CountryCode {
 }
 
 /// The KAS public-key endpoint (`GET /kas/v2/kas_public_key`), with a real key, over HTTPS.
-async fn kas_public_key_endpoint(home: &std::path::Path, public_pem: String) -> (String, tokio::task::JoinHandle<()>) {
+async fn kas_public_key_endpoint(
+    home: &std::path::Path,
+    public_pem: String,
+) -> (String, tokio::task::JoinHandle<()>) {
     let pki = dive_pki::Pki::open(home).unwrap();
     let cert = pki.service("kas").unwrap();
-    let bound = dive_http::bind(SocketAddr::from(([127, 0, 0, 1], 0)), cert.server_config().unwrap())
-        .await
-        .unwrap();
+    let bound = dive_http::bind(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        cert.server_config().unwrap(),
+    )
+    .await
+    .unwrap();
     let port = bound.local_addr().port();
     let app = axum::Router::new().route(
         "/kas/v2/kas_public_key",
@@ -59,7 +65,15 @@ async fn kas_public_key_endpoint(home: &std::path::Path, public_pem: String) -> 
     (format!("https://localhost:{port}"), task)
 }
 
-async fn user(db: &dive_idp::Db, name: &str, clearance: &str, country: &str, coi: &[&str], org: OrganizationType, roles: &[&str]) {
+async fn user(
+    db: &dive_idp::Db,
+    name: &str,
+    clearance: &str,
+    country: &str,
+    coi: &[&str],
+    org: OrganizationType,
+    roles: &[&str],
+) {
     dive_idp::users::create(
         db,
         &NewUser {
@@ -83,7 +97,8 @@ fn fixed_documents(recipient: &dive_ztdf::Recipient) -> Vec<NewResource> {
     let day = time::Duration::days(1);
     let mk = |id: &str, label: SecurityLabel, created: OffsetDateTime, text: &str| {
         let label = label.with_creation_date(created);
-        let enc = dive_api::upload::encrypt(text.as_bytes(), &label, "text/plain", recipient).unwrap();
+        let enc =
+            dive_api::upload::encrypt(text.as_bytes(), &label, "text/plain", recipient).unwrap();
         NewResource {
             id: id.into(),
             title: format!("Fixed {id}"),
@@ -102,7 +117,8 @@ fn fixed_documents(recipient: &dive_ztdf::Recipient) -> Vec<NewResource> {
     vec![
         mk(
             "fixed-secret-fvey",
-            SecurityLabel::new(Clearance::Secret, [cc("USA"), cc("GBR"), cc("CAN")]).with_coi(CoiOperator::All, ["FVEY"]),
+            SecurityLabel::new(Clearance::Secret, [cc("USA"), cc("GBR"), cc("CAN")])
+                .with_coi(CoiOperator::All, ["FVEY"]),
             now - day * 3,
             "fvey secret text",
         ),
@@ -116,7 +132,8 @@ fn fixed_documents(recipient: &dive_ztdf::Recipient) -> Vec<NewResource> {
         ),
         mk(
             "fixed-nato-fra",
-            SecurityLabel::new(Clearance::Confidential, [cc("USA"), cc("FRA"), cc("DEU")]).with_coi(CoiOperator::All, ["NATO"]),
+            SecurityLabel::new(Clearance::Confidential, [cc("USA"), cc("FRA"), cc("DEU")])
+                .with_coi(CoiOperator::All, ["NATO"]),
             now - day,
             "nato confidential",
         ),
@@ -156,10 +173,46 @@ async fn env() -> Env {
     .await
     .unwrap();
     use OrganizationType::*;
-    user(&idp.db, "ursula", "UNCLASSIFIED", "USA", &[], Mil, &["user"]).await;
-    user(&idp.db, "sam", "SECRET", "USA", &["FVEY", "NATO"], Mil, &["user"]).await;
-    user(&idp.db, "frank", "SECRET DÉFENSE", "FRA", &["NATO"], Mil, &["user"]).await;
-    user(&idp.db, "ada", "SECRET", "USA", &["FVEY", "NATO"], Gov, &["user", "dive-admin"]).await;
+    user(
+        &idp.db,
+        "ursula",
+        "UNCLASSIFIED",
+        "USA",
+        &[],
+        Mil,
+        &["user"],
+    )
+    .await;
+    user(
+        &idp.db,
+        "sam",
+        "SECRET",
+        "USA",
+        &["FVEY", "NATO"],
+        Mil,
+        &["user"],
+    )
+    .await;
+    user(
+        &idp.db,
+        "frank",
+        "SECRET DÉFENSE",
+        "FRA",
+        &["NATO"],
+        Mil,
+        &["user"],
+    )
+    .await;
+    user(
+        &idp.db,
+        "ada",
+        "SECRET",
+        "USA",
+        &["FVEY", "NATO"],
+        Gov,
+        &["user", "dive-admin"],
+    )
+    .await;
 
     // Policy data: the IdP is this instance's (USA) trusted issuer; the rest is embedded.
     let policy: PathBuf = home.path().join("instances/usa/policy");
@@ -180,7 +233,9 @@ async fn env() -> Env {
         Some("r1".into()),
         dive_ztdf::KasPublicKey::from_pem(&public_pem).unwrap(),
     );
-    let seeder = ResourceStore::open(db_path.to_str().unwrap()).await.unwrap();
+    let seeder = ResourceStore::open(db_path.to_str().unwrap())
+        .await
+        .unwrap();
     seeder
         .replace_seeded(fixed_documents(&recipient))
         .await
@@ -193,7 +248,8 @@ async fn env() -> Env {
 
     let mut docs = fixed_documents(&recipient);
     docs.extend(
-        dive_api::corpus::generate(120, 5, cc("USA"), &recipient, OffsetDateTime::now_utc()).unwrap(),
+        dive_api::corpus::generate(120, 5, cc("USA"), &recipient, OffsetDateTime::now_utc())
+            .unwrap(),
     );
     let s = seeder.replace_seeded(docs).await.unwrap();
     assert_eq!(s.inserted, 125);
@@ -245,7 +301,13 @@ impl Env {
     }
 
     async fn bytes(&self, token: &str, path: &str) -> (u16, Vec<u8>, reqwest::header::HeaderMap) {
-        let resp = self.http.get(self.url(path)).bearer_auth(token).send().await.unwrap();
+        let resp = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         (status, resp.bytes().await.unwrap().to_vec(), headers)
@@ -258,7 +320,11 @@ impl Env {
             body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
             match p.file_name {
                 Some(f) => body.extend_from_slice(
-                    format!("Content-Disposition: form-data; name=\"{}\"; filename=\"{f}\"\r\n", p.name).as_bytes(),
+                    format!(
+                        "Content-Disposition: form-data; name=\"{}\"; filename=\"{f}\"\r\n",
+                        p.name
+                    )
+                    .as_bytes(),
                 ),
                 None => body.extend_from_slice(
                     format!("Content-Disposition: form-data; name=\"{}\"\r\n", p.name).as_bytes(),
@@ -276,7 +342,10 @@ impl Env {
             .http
             .post(self.url("/api/resources"))
             .bearer_auth(token)
-            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
             .body(body)
             .send()
             .await
@@ -293,8 +362,10 @@ impl Env {
     /// Decrypt a downloaded ZTDF with the KAS private key.
     fn decrypt(&self, ztdf: &[u8]) -> Vec<u8> {
         let reader = TdfReader::open(Cursor::new(ztdf.to_vec())).unwrap();
-        let unwrapper = LocalKeyUnwrapper::new()
-            .with_key(None, KasPrivateKey::from_pem(&self.kas_private_pem).unwrap());
+        let unwrapper = LocalKeyUnwrapper::new().with_key(
+            None,
+            KasPrivateKey::from_pem(&self.kas_private_pem).unwrap(),
+        );
         let mut unlocked = reader.unlock(&unwrapper).unwrap();
         let mut out = Vec::new();
         unlocked.decrypt_to(&mut out).unwrap();
@@ -304,13 +375,19 @@ impl Env {
     /// Every page of a search, following cursors.
     async fn all_pages(&self, token: &str, query: &str) -> (Vec<Value>, Value) {
         let mut items = Vec::new();
-        let (s, first) = self.get(Some(token), &format!("/api/resources?{query}")).await;
+        let (s, first) = self
+            .get(Some(token), &format!("/api/resources?{query}"))
+            .await;
         assert_eq!(s, 200, "{first}");
         let mut page = first.clone();
         loop {
             items.extend(page["items"].as_array().unwrap().iter().cloned());
-            let Some(c) = page["nextCursor"].as_str() else { break };
-            let (s, next) = self.get(Some(token), &format!("/api/resources?{query}&cursor={c}")).await;
+            let Some(c) = page["nextCursor"].as_str() else {
+                break;
+            };
+            let (s, next) = self
+                .get(Some(token), &format!("/api/resources?{query}&cursor={c}"))
+                .await;
             assert_eq!(s, 200, "{next}");
             page = next;
         }
@@ -367,7 +444,9 @@ async fn resource_service_end_to_end() {
     assert_eq!(s, 401, "{v}");
     assert_eq!(v["error"], "unauthenticated");
     assert!(v["message"].as_str().unwrap().contains("Bearer"), "{v}");
-    let (s, v) = e.get(Some("not-a-jwt"), "/api/resources/fixed-unclass").await;
+    let (s, v) = e
+        .get(Some("not-a-jwt"), "/api/resources/fixed-unclass")
+        .await;
     assert_eq!(s, 401);
     assert!(v["message"].as_str().unwrap().contains("malformed"), "{v}");
 
@@ -380,8 +459,17 @@ async fn resource_service_end_to_end() {
     assert_eq!(u_items.len() as u64, u_first["total"].as_u64().unwrap());
     assert_eq!(s_items.len() as u64, s_first["total"].as_u64().unwrap());
     assert!(s_items.len() > u_items.len() && !u_items.is_empty());
-    assert!(u_items.iter().all(|i| i["label"]["classification"] == "UNCLASSIFIED"));
-    let ids = |items: &[Value]| items.iter().map(|i| i["id"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    assert!(
+        u_items
+            .iter()
+            .all(|i| i["label"]["classification"] == "UNCLASSIFIED")
+    );
+    let ids = |items: &[Value]| {
+        items
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
     let s_ids = ids(&s_items);
     let mut dedup = s_ids.clone();
     dedup.sort();
@@ -391,7 +479,12 @@ async fn resource_service_end_to_end() {
     assert!(!s_ids.contains(&"fixed-us-only".to_string()));
     assert!(!s_ids.contains(&"fixed-embargoed".to_string()));
     assert!(!ids(&u_items).contains(&"fixed-secret-fvey".to_string()));
-    let facet_sum: u64 = s_first["facets"]["classification"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    let facet_sum: u64 = s_first["facets"]["classification"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
     assert_eq!(facet_sum, s_first["total"].as_u64().unwrap());
     // Every listed item is readable by its caller.
     for id in s_ids.iter().take(10) {
@@ -399,19 +492,42 @@ async fn resource_service_end_to_end() {
         assert_eq!(st, 200, "{id}: {v}");
     }
     // Filters.
-    let (_, v) = e.get(Some(&sam), "/api/resources?classification=SECRET&limit=100").await;
-    assert!(v["items"].as_array().unwrap().iter().all(|i| i["label"]["classification"] == "SECRET"));
+    let (_, v) = e
+        .get(Some(&sam), "/api/resources?classification=SECRET&limit=100")
+        .await;
+    assert!(
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["label"]["classification"] == "SECRET")
+    );
     assert_eq!(v["total"], v["facets"]["classification"]["SECRET"]);
-    let (_, v) = e.get(Some(&ursula), "/api/resources?classification=SECRET").await;
+    let (_, v) = e
+        .get(Some(&ursula), "/api/resources?classification=SECRET")
+        .await;
     assert_eq!(v["total"], 0);
     let (_, v) = e.get(Some(&sam), "/api/resources?q=fixed+fvey").await;
-    assert_eq!(ids(v["items"].as_array().unwrap()), vec!["fixed-secret-fvey"]);
-    let (_, v) = e.get(Some(&sam), "/api/resources?coi=FVEY&country=CAN&limit=100").await;
+    assert_eq!(
+        ids(v["items"].as_array().unwrap()),
+        vec!["fixed-secret-fvey"]
+    );
+    let (_, v) = e
+        .get(Some(&sam), "/api/resources?coi=FVEY&country=CAN&limit=100")
+        .await;
     assert!(v["items"].as_array().unwrap().iter().all(|i| {
-        i["label"]["COI"].as_array().unwrap().contains(&json!("FVEY"))
-            && i["label"]["releasabilityTo"].as_array().unwrap().contains(&json!("CAN"))
+        i["label"]["COI"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("FVEY"))
+            && i["label"]["releasabilityTo"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("CAN"))
     }));
-    let (s, v) = e.get(Some(&sam), "/api/resources?classification=SEKRIT").await;
+    let (s, v) = e
+        .get(Some(&sam), "/api/resources?classification=SEKRIT")
+        .await;
     assert_eq!(s, 400);
     assert_eq!(v["param"], "classification");
 
@@ -422,23 +538,48 @@ async fn resource_service_end_to_end() {
     assert_eq!(v["decision"]["checks"]["clearance"], true);
     assert_eq!(v["marking"], "SECRET//FVEY//REL TO USA, GBR, CAN");
     assert_eq!(v["decision"]["obligations"][0]["type"], "kas_key_release");
-    let (s, v) = e.get(Some(&ursula), "/api/resources/fixed-secret-fvey").await;
+    let (s, v) = e
+        .get(Some(&ursula), "/api/resources/fixed-secret-fvey")
+        .await;
     assert_eq!(s, 403, "{v}");
     assert_eq!(v["error"], "forbidden");
-    assert!(v["reason"].as_str().unwrap().starts_with("Insufficient clearance"), "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("Insufficient clearance"),
+        "{v}"
+    );
     assert_eq!(v["checks"]["clearance"], false);
     assert_eq!(v["checks"]["releasability"], true);
     assert!(v.get("title").is_none(), "a denial reveals no metadata");
-    let (s, v) = e.get(Some(&frank), "/api/resources/fixed-secret-fvey").await;
+    let (s, v) = e
+        .get(Some(&frank), "/api/resources/fixed-secret-fvey")
+        .await;
     assert_eq!(s, 403);
-    assert!(v["reason"].as_str().unwrap().starts_with("Not releasable to your country"), "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("Not releasable to your country"),
+        "{v}"
+    );
     let (s, v) = e.get(Some(&sam), "/api/resources/fixed-us-only").await;
     assert_eq!(s, 403);
-    assert!(v["reason"].as_str().unwrap().starts_with("Community of interest"), "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("Community of interest"),
+        "{v}"
+    );
     assert_eq!(v["checks"]["coi"], false);
     let (s, v) = e.get(Some(&ursula), "/api/resources/fixed-embargoed").await;
     assert_eq!(s, 403);
-    assert!(v["reason"].as_str().unwrap().starts_with("Embargoed"), "{v}");
+    assert!(
+        v["reason"].as_str().unwrap().starts_with("Embargoed"),
+        "{v}"
+    );
     let (s, _) = e.get(Some(&frank), "/api/resources/fixed-nato-fra").await;
     assert_eq!(s, 200);
     let (s, v) = e.get(Some(&sam), "/api/resources/no-such-doc").await;
@@ -446,14 +587,23 @@ async fn resource_service_end_to_end() {
     assert_eq!(v["error"], "not_found");
 
     // --- download: the real ZTDF on allow only
-    let (s, bytes, headers) = e.bytes(&sam, "/api/resources/fixed-secret-fvey/download").await;
+    let (s, bytes, headers) = e
+        .bytes(&sam, "/api/resources/fixed-secret-fvey/download")
+        .await;
     assert_eq!(s, 200);
     assert_eq!(headers["content-type"], "application/zip");
     assert_eq!(e.decrypt(&bytes), b"fvey secret text");
-    let (s, body, _) = e.bytes(&ursula, "/api/resources/fixed-secret-fvey/download").await;
+    let (s, body, _) = e
+        .bytes(&ursula, "/api/resources/fixed-secret-fvey/download")
+        .await;
     assert_eq!(s, 403);
     let v: Value = serde_json::from_slice(&body).unwrap();
-    assert!(v["reason"].as_str().unwrap().starts_with("Insufficient clearance"));
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("Insufficient clearance")
+    );
 
     // --- upload of a plaintext with a marking: encrypted to the KAS, listed, readable
     let content = b"Convoy schedule for the exercise\n";
@@ -469,12 +619,17 @@ async fn resource_service_end_to_end() {
         .await;
     assert_eq!(s, 201, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
-    assert_eq!(location.as_deref(), Some(format!("/api/resources/{id}").as_str()));
+    assert_eq!(
+        location.as_deref(),
+        Some(format!("/api/resources/{id}").as_str())
+    );
     assert_eq!(v["creator"], "sam@usa");
     assert_eq!(v["seeded"], false);
     assert_eq!(v["size"], content.len());
     assert_eq!(v["decision"]["allow"], true);
-    let (s, bytes, _) = e.bytes(&sam, &format!("/api/resources/{id}/download")).await;
+    let (s, bytes, _) = e
+        .bytes(&sam, &format!("/api/resources/{id}/download"))
+        .await;
     assert_eq!(s, 200);
     assert_eq!(e.decrypt(&bytes), content);
     let reader = TdfReader::open(Cursor::new(bytes.clone())).unwrap();
@@ -500,37 +655,93 @@ async fn resource_service_end_to_end() {
 
     // ... refused: incoherent label, above clearance, not releasable to oneself, bad types
     let (s, v, _) = e
-        .upload(&sam, &[file("file", "a.txt", "text/plain", b"x"), text("marking", "SECRET//US-ONLY/FVEY//REL TO USA")])
+        .upload(
+            &sam,
+            &[
+                file("file", "a.txt", "text/plain", b"x"),
+                text("marking", "SECRET//US-ONLY/FVEY//REL TO USA"),
+            ],
+        )
         .await;
     assert_eq!(s, 422, "{v}");
     assert_eq!(v["error"], "incoherent_label");
-    assert!(v["violations"][0].as_str().unwrap().contains("US-ONLY cannot be combined"), "{v}");
+    assert!(
+        v["violations"][0]
+            .as_str()
+            .unwrap()
+            .contains("US-ONLY cannot be combined"),
+        "{v}"
+    );
     let (s, v, _) = e
-        .upload(&ursula, &[file("file", "a.txt", "text/plain", b"x"), text("marking", "SECRET//REL TO USA")])
+        .upload(
+            &ursula,
+            &[
+                file("file", "a.txt", "text/plain", b"x"),
+                text("marking", "SECRET//REL TO USA"),
+            ],
+        )
         .await;
     assert_eq!(s, 403, "{v}");
-    assert!(v["reason"].as_str().unwrap().starts_with("Insufficient clearance"), "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("Insufficient clearance"),
+        "{v}"
+    );
     let (s, v, _) = e
-        .upload(&sam, &[file("file", "a.txt", "text/plain", b"x"), text("marking", "UNCLASSIFIED//REL TO GBR")])
+        .upload(
+            &sam,
+            &[
+                file("file", "a.txt", "text/plain", b"x"),
+                text("marking", "UNCLASSIFIED//REL TO GBR"),
+            ],
+        )
         .await;
     assert_eq!(s, 403, "{v}");
-    assert!(v["reason"].as_str().unwrap().starts_with("Upload refused: the document must be releasable to your own country"), "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("Upload refused: the document must be releasable to your own country"),
+        "{v}"
+    );
     assert_eq!(v["checks"]["upload"], false);
     let (s, v, _) = e
-        .upload(&sam, &[file("file", "a.exe", "application/x-msdownload", b"MZ"), text("marking", "UNCLASSIFIED//REL TO USA")])
+        .upload(
+            &sam,
+            &[
+                file("file", "a.exe", "application/x-msdownload", b"MZ"),
+                text("marking", "UNCLASSIFIED//REL TO USA"),
+            ],
+        )
         .await;
     assert_eq!(s, 415, "{v}");
     let (s, v, _) = e
-        .upload(&sam, &[file("file", "a.pdf", "application/pdf", b"not a pdf"), text("marking", "UNCLASSIFIED//REL TO USA")])
+        .upload(
+            &sam,
+            &[
+                file("file", "a.pdf", "application/pdf", b"not a pdf"),
+                text("marking", "UNCLASSIFIED//REL TO USA"),
+            ],
+        )
         .await;
     assert_eq!(s, 415, "{v}");
     assert!(v["message"].as_str().unwrap().contains("not a PDF"));
     let big = vec![b'a'; MAX_UPLOAD + 1];
     let (s, v, _) = e
-        .upload(&sam, &[file("file", "big.txt", "text/plain", &big), text("marking", "UNCLASSIFIED//REL TO USA")])
+        .upload(
+            &sam,
+            &[
+                file("file", "big.txt", "text/plain", &big),
+                text("marking", "UNCLASSIFIED//REL TO USA"),
+            ],
+        )
         .await;
     assert_eq!(s, 413, "{v}");
-    let (s, v, _) = e.upload(&sam, &[file("file", "a.txt", "text/plain", b"x")]).await;
+    let (s, v, _) = e
+        .upload(&sam, &[file("file", "a.txt", "text/plain", b"x")])
+        .await;
     assert_eq!(s, 400, "{v}");
     assert!(v["message"].as_str().unwrap().contains("label is required"));
     let (s, v, _) = e.upload(&sam, &[text("colour", "red")]).await;
@@ -540,10 +751,15 @@ async fn resource_service_end_to_end() {
     // --- upload of an already-encrypted ZTDF: verified; tampering is named
     let (_, recipient, _) = common::kas_keys();
     let recipient = dive_ztdf::Recipient::new(e.kas_url.clone(), Some("r1".into()), recipient.key);
-    let label = SecurityLabel::new(Clearance::Confidential, [cc("USA"), cc("GBR")]).with_coi(CoiOperator::All, ["FVEY"]);
-    let enc = dive_api::upload::encrypt(b"pre-encrypted", &label, "text/plain", &recipient).unwrap();
+    let label = SecurityLabel::new(Clearance::Confidential, [cc("USA"), cc("GBR")])
+        .with_coi(CoiOperator::All, ["FVEY"]);
+    let enc =
+        dive_api::upload::encrypt(b"pre-encrypted", &label, "text/plain", &recipient).unwrap();
     let (s, v, _) = e
-        .upload(&sam, &[file("ztdf", "report.txt.tdf", "application/zip", &enc.ztdf)])
+        .upload(
+            &sam,
+            &[file("ztdf", "report.txt.tdf", "application/zip", &enc.ztdf)],
+        )
         .await;
     assert_eq!(s, 201, "{v}");
     assert_eq!(v["fileName"], "report.txt");
@@ -556,47 +772,113 @@ async fn resource_service_end_to_end() {
         .await;
     assert_eq!(s, 422, "{v}");
     assert_eq!(v["error"], "ztdf_invalid");
-    assert!(v["detail"].as_str().unwrap().contains("CRC-32 of \"0.payload\""), "{v}");
-    let foreign = dive_ztdf::Recipient::new("https://kas.elsewhere.example", None, recipient.key.clone());
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("CRC-32 of \"0.payload\""),
+        "{v}"
+    );
+    let foreign =
+        dive_ztdf::Recipient::new("https://kas.elsewhere.example", None, recipient.key.clone());
     let other = dive_api::upload::encrypt(b"x", &label, "text/plain", &foreign).unwrap();
-    let (s, v, _) = e.upload(&sam, &[file("ztdf", "o.tdf", "application/zip", &other.ztdf)]).await;
+    let (s, v, _) = e
+        .upload(
+            &sam,
+            &[file("ztdf", "o.tdf", "application/zip", &other.ztdf)],
+        )
+        .await;
     assert_eq!(s, 422);
-    assert!(v["detail"].as_str().unwrap().contains("kas.elsewhere.example"), "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("kas.elsewhere.example"),
+        "{v}"
+    );
 
     // --- audit: admin only; every decision is there with who, what, action, reason, latency
     let (s, v) = e.get(Some(&sam), "/api/audit").await;
     assert_eq!(s, 403);
-    assert!(v["reason"].as_str().unwrap().starts_with("Admin role required"), "{v}");
-    let (s, v) = e.get(Some(&ada), "/api/audit?subject=ursula@usa&decision=deny&limit=1000").await;
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("Admin role required"),
+        "{v}"
+    );
+    let (s, v) = e
+        .get(
+            Some(&ada),
+            "/api/audit?subject=ursula@usa&decision=deny&limit=1000",
+        )
+        .await;
     assert_eq!(s, 200, "{v}");
     let entries = v["entries"].as_array().unwrap();
-    assert!(entries.iter().all(|x| x["subject"] == "ursula@usa" && x["allow"] == false));
+    assert!(
+        entries
+            .iter()
+            .all(|x| x["subject"] == "ursula@usa" && x["allow"] == false)
+    );
     let denial = entries
         .iter()
         .find(|x| x["action"] == "read" && x["resourceId"] == "fixed-secret-fvey")
         .expect("ursula's denied read is audited");
-    assert!(denial["reason"].as_str().unwrap().starts_with("Insufficient clearance"));
+    assert!(
+        denial["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("Insufficient clearance")
+    );
     assert!(denial["latencyUs"].as_u64().unwrap() > 0);
     assert!(denial["policyVersion"].is_string());
     assert_eq!(denial["issuer"], e.idp.issuer);
-    let (_, v) = e.get(Some(&ada), "/api/audit?action=upload&decision=allow").await;
+    let (_, v) = e
+        .get(Some(&ada), "/api/audit?action=upload&decision=allow")
+        .await;
     assert!(v["entries"].as_array().unwrap().len() >= 3);
     let (_, v) = e.get(Some(&ada), "/api/audit?subject=-").await;
-    assert!(v["entries"].as_array().unwrap().iter().any(|x| x["reason"].as_str().unwrap().contains("malformed")));
+    assert!(
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["reason"].as_str().unwrap().contains("malformed"))
+    );
     let (_, v) = e.get(Some(&ada), "/api/audit?limit=2").await;
     let c = v["nextCursor"].as_str().unwrap();
-    let (_, older) = e.get(Some(&ada), &format!("/api/audit?limit=2&cursor={c}")).await;
+    let (_, older) = e
+        .get(Some(&ada), &format!("/api/audit?limit=2&cursor={c}"))
+        .await;
     assert!(older["entries"][0]["at"].as_str().unwrap() <= v["entries"][1]["at"].as_str().unwrap());
     let (s, v) = e.get(Some(&ada), "/api/audit?decision=maybe").await;
     assert_eq!(s, 400);
     assert_eq!(v["param"], "decision");
 
     // --- operations
-    let resp = e.http.get(e.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(resp.contains("dive_api_decisions_total{action=\"read\",decision=\"deny\"}"), "{resp}");
-    assert!(resp.contains("dive_api_prefilter_disagreements_total 0"), "{resp}");
+    let resp = e
+        .http
+        .get(e.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        resp.contains("dive_api_decisions_total{action=\"read\",decision=\"deny\"}"),
+        "{resp}"
+    );
+    assert!(
+        resp.contains("dive_api_prefilter_disagreements_total 0"),
+        "{resp}"
+    );
     for p in ["/live", "/health", "/ready"] {
-        assert_eq!(e.http.get(e.url(p)).send().await.unwrap().status(), 200, "{p}");
+        assert_eq!(
+            e.http.get(e.url(p)).send().await.unwrap().status(),
+            200,
+            "{p}"
+        );
     }
     let _ = &e.home;
     e.api.stop().await;
@@ -639,7 +921,12 @@ async fn openapi_describes_exactly_the_routes() {
             r.status()
         );
     }
-    let r = e.http.delete(e.url("/api/resources/fixed-unclass")).send().await.unwrap();
+    let r = e
+        .http
+        .delete(e.url("/api/resources/fixed-unclass"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
     let (s, v) = e.get(None, "/api/nothing-here").await;
     assert_eq!(s, 404);

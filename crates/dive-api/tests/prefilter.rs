@@ -11,9 +11,7 @@ use dive_api::access::{Access, accessible, input};
 use dive_api::catalog::Catalog;
 use dive_api::search::{SearchQuery, search};
 use dive_api::store::ResourceMeta;
-use dive_core::{
-    Aal, Authentication, Clearance, CountryCode, OrganizationType, SubjectAttributes,
-};
+use dive_core::{Aal, Authentication, Clearance, CountryCode, OrganizationType, SubjectAttributes};
 use dive_policy::Pdp;
 use time::OffsetDateTime;
 
@@ -59,25 +57,116 @@ fn subjects() -> Vec<SubjectAttributes> {
     use OrganizationType::*;
     vec![
         subject("u-usa", Unclassified, "USA", &[], Mil, false, USA_ISSUER),
-        subject("c-usa", Confidential, "USA", &["NATO"], Gov, true, USA_ISSUER),
-        subject("s-usa", Secret, "USA", &["FVEY", "NATO"], Mil, true, USA_ISSUER),
-        subject("s-usa-aal1", Secret, "USA", &["FVEY", "NATO"], Mil, false, USA_ISSUER),
-        subject("ts-usa-only", TopSecret, "USA", &["US-ONLY"], Mil, true, USA_ISSUER),
         subject(
-            "ts-usa-many",
-            TopSecret,
+            "c-usa",
+            Confidential,
             "USA",
-            &["FVEY", "NATO", "NATO-COSMIC", "AUKUS", "QUAD", "EUCOM", "PACOM", "Alpha", "CAN-US", "GBR-US"],
+            &["NATO"],
+            Gov,
+            true,
+            USA_ISSUER,
+        ),
+        subject(
+            "s-usa",
+            Secret,
+            "USA",
+            &["FVEY", "NATO"],
             Mil,
             true,
             USA_ISSUER,
         ),
-        subject("s-gbr", Secret, "GBR", &["FVEY", "NATO", "GBR-US", "AUKUS"], Mil, true, USA_ISSUER),
-        subject("s-fra", Secret, "FRA", &["NATO", "FRA-US", "EU-RESTRICTED", "EUCOM"], Mil, true, FRA_ISSUER),
-        subject("ind-usa", Secret, "USA", &["FVEY"], Industry, true, USA_ISSUER),
-        subject("ind-deu", Secret, "DEU", &["NATO", "DEU-US"], Industry, true, USA_ISSUER),
-        subject("untrusted", TopSecret, "USA", &["FVEY"], Mil, true, "https://evil.example"),
-        subject("r-pol", Restricted, "POL", &["NATO", "EU-RESTRICTED"], Gov, true, USA_ISSUER),
+        subject(
+            "s-usa-aal1",
+            Secret,
+            "USA",
+            &["FVEY", "NATO"],
+            Mil,
+            false,
+            USA_ISSUER,
+        ),
+        subject(
+            "ts-usa-only",
+            TopSecret,
+            "USA",
+            &["US-ONLY"],
+            Mil,
+            true,
+            USA_ISSUER,
+        ),
+        subject(
+            "ts-usa-many",
+            TopSecret,
+            "USA",
+            &[
+                "FVEY",
+                "NATO",
+                "NATO-COSMIC",
+                "AUKUS",
+                "QUAD",
+                "EUCOM",
+                "PACOM",
+                "Alpha",
+                "CAN-US",
+                "GBR-US",
+            ],
+            Mil,
+            true,
+            USA_ISSUER,
+        ),
+        subject(
+            "s-gbr",
+            Secret,
+            "GBR",
+            &["FVEY", "NATO", "GBR-US", "AUKUS"],
+            Mil,
+            true,
+            USA_ISSUER,
+        ),
+        subject(
+            "s-fra",
+            Secret,
+            "FRA",
+            &["NATO", "FRA-US", "EU-RESTRICTED", "EUCOM"],
+            Mil,
+            true,
+            FRA_ISSUER,
+        ),
+        subject(
+            "ind-usa",
+            Secret,
+            "USA",
+            &["FVEY"],
+            Industry,
+            true,
+            USA_ISSUER,
+        ),
+        subject(
+            "ind-deu",
+            Secret,
+            "DEU",
+            &["NATO", "DEU-US"],
+            Industry,
+            true,
+            USA_ISSUER,
+        ),
+        subject(
+            "untrusted",
+            TopSecret,
+            "USA",
+            &["FVEY"],
+            Mil,
+            true,
+            "https://evil.example",
+        ),
+        subject(
+            "r-pol",
+            Restricted,
+            "POL",
+            &["NATO", "EU-RESTRICTED"],
+            Gov,
+            true,
+            USA_ISSUER,
+        ),
     ]
 }
 
@@ -138,9 +227,15 @@ fn prefilter_agrees_with_the_pdp_document_by_document() {
             let fast = accessible(&view, &catalog, e, now, skew);
             let d = pdp.decide(&input(&s, "read", &e.meta.id, &e.meta.label));
             assert_eq!(
-                fast, d.allow,
+                fast,
+                d.allow,
                 "{} on {} ({}, created {}): prefilter {fast}, PDP {} ({})",
-                s.unique_id, e.meta.id, e.meta.label.marking(), e.meta.created_at, d.allow, d.reason
+                s.unique_id,
+                e.meta.id,
+                e.meta.label.marking(),
+                e.meta.created_at,
+                d.allow,
+                d.reason
             );
             if d.reason.starts_with("Embargoed") {
                 embargoed_seen += 1;
@@ -181,7 +276,10 @@ fn search_returns_and_counts_exactly_the_accessible_documents() {
     let truth: Vec<&str> = catalog
         .entries()
         .iter()
-        .filter(|e| pdp.decide(&input(s, "read", &e.meta.id, &e.meta.label)).allow)
+        .filter(|e| {
+            pdp.decide(&input(s, "read", &e.meta.id, &e.meta.label))
+                .allow
+        })
         .map(|e| e.meta.id.as_str())
         .collect();
 
@@ -191,7 +289,11 @@ fn search_returns_and_counts_exactly_the_accessible_documents() {
     let first = search(&catalog, &view, &query, now, skew);
     assert_eq!(first.total, truth.len());
     let by_class: usize = first.facets.classification.values().sum();
-    assert_eq!(by_class, truth.len(), "classification facet counts accessible documents");
+    assert_eq!(
+        by_class,
+        truth.len(),
+        "classification facet counts accessible documents"
+    );
     let mut page = first;
     loop {
         seen.extend(page.items.iter().map(|m| m.id.clone()));
@@ -209,10 +311,16 @@ fn search_returns_and_counts_exactly_the_accessible_documents() {
     let secret_truth = catalog
         .entries()
         .iter()
-        .filter(|e| truth.contains(&e.meta.id.as_str()) && e.meta.label.classification == Clearance::Secret)
+        .filter(|e| {
+            truth.contains(&e.meta.id.as_str()) && e.meta.label.classification == Clearance::Secret
+        })
         .count();
     assert_eq!(r.total, secret_truth);
-    assert!(r.items.iter().all(|m| m.label.classification == Clearance::Secret));
+    assert!(
+        r.items
+            .iter()
+            .all(|m| m.label.classification == Clearance::Secret)
+    );
     assert_eq!(r.facets.classification.get("SECRET"), Some(&secret_truth));
     assert!(r.facets.classification.len() > 1);
     let country_fra: usize = r.facets.country.get("FRA").copied().unwrap_or(0);
@@ -226,7 +334,13 @@ fn search_returns_and_counts_exactly_the_accessible_documents() {
     assert_eq!(fra.total, country_fra);
 
     // Text and type filters.
-    let t = search(&catalog, &view, &SearchQuery::parse("q=FUEL&type=text/csv").unwrap(), now, skew);
+    let t = search(
+        &catalog,
+        &view,
+        &SearchQuery::parse("q=FUEL&type=text/csv").unwrap(),
+        now,
+        skew,
+    );
     for m in &t.items {
         assert!(m.title.to_lowercase().contains("fuel") || m.file_name.contains("fuel"));
         assert_eq!(m.mime_type, "text/csv");
@@ -261,7 +375,14 @@ fn prefilter_agrees_in_strict_coherence_mode() {
         for e in catalog.entries() {
             let fast = accessible(&view, &catalog, e, now, 300_000);
             let d = pdp.decide(&input(s, "read", &e.meta.id, &e.meta.label));
-            assert_eq!(fast, d.allow, "{} on {}: {}", s.unique_id, e.meta.label.marking(), d.reason);
+            assert_eq!(
+                fast,
+                d.allow,
+                "{} on {}: {}",
+                s.unique_id,
+                e.meta.label.marking(),
+                d.reason
+            );
             any_allowed |= fast;
             strict_denials += usize::from(d.reason.contains("strict mode"));
         }

@@ -143,10 +143,7 @@ async fn exercise(store: ResourceStore) {
         .await
         .unwrap();
     assert_eq!(denied.len(), 9);
-    assert_eq!(
-        store.prune_audit(1_800_000_000_010).await.unwrap(),
-        10
-    );
+    assert_eq!(store.prune_audit(1_800_000_000_010).await.unwrap(), 10);
     store.close().await;
 }
 

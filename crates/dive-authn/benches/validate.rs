@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use dive_authn::{AuthnConfig, Authenticator, RevocationSource};
+use dive_authn::{Authenticator, AuthnConfig, RevocationSource};
 use dive_core::{CountryCode, OrganizationType};
 use dive_idp::clients::{GrantType, NewClient, NewClientAuth};
 use dive_idp::login_helper::{self, LoginRequest};
@@ -64,7 +64,11 @@ async fn run(window: Duration) {
     let pki = dive_pki::Pki::open(home.path()).unwrap();
     let http = dive_http::https_client(&pki).unwrap();
     let file = home.path().join("trusted_issuers.json");
-    std::fs::write(&file, json!({ &idp.issuer: {"instance": "FRA"} }).to_string()).unwrap();
+    std::fs::write(
+        &file,
+        json!({ &idp.issuer: {"instance": "FRA"} }).to_string(),
+    )
+    .unwrap();
     let auth = Authenticator::new(AuthnConfig::new(http.clone(), &file).with_revocation(
         RevocationSource {
             issuer: idp.issuer.clone(),

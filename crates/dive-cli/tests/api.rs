@@ -41,7 +41,10 @@ fn serve_api_answers_over_https_and_stops_on_sigterm() {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    assert!(line.starts_with("api usa listening on 127.0.0.1:"), "{line}");
+    assert!(
+        line.starts_with("api usa listening on 127.0.0.1:"),
+        "{line}"
+    );
     let port: u16 = line
         .split("127.0.0.1:")
         .nth(1)
@@ -57,7 +60,11 @@ fn serve_api_answers_over_https_and_stops_on_sigterm() {
         let base = format!("https://localhost:{port}");
         let r = http.get(format!("{base}/ready")).send().await.unwrap();
         assert_eq!(r.status(), 200);
-        let r = http.get(format!("{base}/api/resources")).send().await.unwrap();
+        let r = http
+            .get(format!("{base}/api/resources"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401);
         assert!(r.headers().contains_key("www-authenticate"));
         let v: serde_json::Value = r.json().await.unwrap();
@@ -95,13 +102,27 @@ fn bad_flags_are_usage_errors() {
     let home = tempfile::tempdir().unwrap();
     let out = dive(
         home.path(),
-        &["serve", "api", "--instance", "USA", "--kas-url", "ftp://kas"],
+        &[
+            "serve",
+            "api",
+            "--instance",
+            "USA",
+            "--kas-url",
+            "ftp://kas",
+        ],
     );
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--kas-url"));
     let out = dive(
         home.path(),
-        &["serve", "api", "--instance", "XXA", "--kas-url", "https://kas"],
+        &[
+            "serve",
+            "api",
+            "--instance",
+            "XXA",
+            "--kas-url",
+            "https://kas",
+        ],
     );
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--instance"));

@@ -162,7 +162,9 @@ async fn authenticate(
 }
 
 fn blocking_failed(e: tokio::task::JoinError) -> Failure {
-    Failure::internal(&crate::error::ApiError::Config(format!("worker task failed: {e}")))
+    Failure::internal(&crate::error::ApiError::Config(format!(
+        "worker task failed: {e}"
+    )))
 }
 
 /// `GET /api/resources`: list and search, only what the caller may read.
@@ -250,7 +252,9 @@ async fn decide_on(
     };
     let meta = entry.meta.clone();
     drop(catalog);
-    let d = s.access.decide(&input(&who.attributes, action, id, &meta.label));
+    let d = s
+        .access
+        .decide(&input(&who.attributes, action, id, &meta.label));
     record_decision(s, who, action, Some(id), &d, started).await;
     if !d.allow {
         return Err(Failure::forbidden(&d, Some(id)));
@@ -291,7 +295,10 @@ pub async fn download(
     let name = format!("{}.tdf", meta.file_name).replace(['"', '\\'], "_");
     let mut r = (StatusCode::OK, bytes).into_response();
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/zip"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/zip"),
+    );
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
         h.insert(header::CONTENT_DISPOSITION, v);
     }
@@ -332,7 +339,11 @@ fn multipart_error(e: axum::extract::multipart::MultipartError, limit: usize) ->
 
 async fn read_form(mut mp: Multipart, limit: usize) -> Result<Form, UploadError> {
     let mut form = Form::default();
-    while let Some(mut field) = mp.next_field().await.map_err(|e| multipart_error(e, limit))? {
+    while let Some(mut field) = mp
+        .next_field()
+        .await
+        .map_err(|e| multipart_error(e, limit))?
+    {
         let name = field.name().unwrap_or("").to_string();
         let max = match name.as_str() {
             "file" | "ztdf" => limit,
@@ -485,7 +496,12 @@ async fn upload_inner(
             .await
             .map_err(|e| (blocking_failed(e), false))?;
             let v = verified.map_err(fail)?;
-            (bytes, v.label, v.mime_type, Some((v.policy_uuid, v.plaintext_len)))
+            (
+                bytes,
+                v.label,
+                v.mime_type,
+                Some((v.policy_uuid, v.plaintext_len)),
+            )
         }
     };
     upload::check_coherence(&label, &facts).map_err(fail)?;
@@ -514,12 +530,17 @@ async fn upload_inner(
         }
         (part.bytes, policy_uuid, size)
     } else {
-        let recipient = s.kas.recipient().await.map_err(|e| (Failure::from(e), true))?;
-        let (l, m) = (label.clone(), mime.clone());
-        let enc = tokio::task::spawn_blocking(move || upload::encrypt(&part.bytes, &l, &m, &recipient))
+        let recipient = s
+            .kas
+            .recipient()
             .await
-            .map_err(|e| (blocking_failed(e), true))?
             .map_err(|e| (Failure::from(e), true))?;
+        let (l, m) = (label.clone(), mime.clone());
+        let enc =
+            tokio::task::spawn_blocking(move || upload::encrypt(&part.bytes, &l, &m, &recipient))
+                .await
+                .map_err(|e| (blocking_failed(e), true))?
+                .map_err(|e| (Failure::from(e), true))?;
         (enc.ztdf, enc.policy_uuid, enc.plaintext_len)
     };
     let created_at = label.creation_date.unwrap_or(now);
@@ -575,7 +596,9 @@ fn audit_query(raw: &str) -> Result<AuditQuery, Failure> {
         limit: 100,
         ..Default::default()
     };
-    let bad = |p: &str, why: &str| Failure::bad_request(format!("query parameter {p}: {why}")).with("param", json!(p));
+    let bad = |p: &str, why: &str| {
+        Failure::bad_request(format!("query parameter {p}: {why}")).with("param", json!(p))
+    };
     for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
         let v = v.into_owned();
         match k.as_ref() {
@@ -667,7 +690,10 @@ pub async fn audit(
 /// `GET /api/openapi.json`.
 pub async fn openapi() -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         OPENAPI,
     )
         .into_response()

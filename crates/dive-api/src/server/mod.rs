@@ -252,7 +252,9 @@ fn own_issuer(pdp: &Pdp, instance: CountryCode) -> Result<Option<String>, ApiErr
         .and_then(|v| v.as_object())
         .and_then(|m| {
             m.iter()
-                .find(|(_, v)| v.get("instance").and_then(|i| i.as_str()) == Some(instance.as_str()))
+                .find(|(_, v)| {
+                    v.get("instance").and_then(|i| i.as_str()) == Some(instance.as_str())
+                })
                 .map(|(k, _)| k.clone())
         }))
 }
@@ -301,13 +303,21 @@ pub async fn start(cfg: ApiConfig, on_signals: bool) -> Result<Running, ApiError
     let decisions = Family::<DecisionLabels, Counter>::default();
     let disagreements = Counter::default();
     let documents = Gauge::<i64, AtomicI64>::default();
-    metrics.register("decisions", "Access decisions by action and outcome", decisions.clone());
+    metrics.register(
+        "decisions",
+        "Access decisions by action and outcome",
+        decisions.clone(),
+    );
     metrics.register(
         "prefilter_disagreements",
         "Search items the access prefilter admitted but the PDP denied (should stay 0)",
         disagreements.clone(),
     );
-    metrics.register("catalog_documents", "Documents in the catalog", documents.clone());
+    metrics.register(
+        "catalog_documents",
+        "Documents in the catalog",
+        documents.clone(),
+    );
     let state = Arc::new(AppState {
         instance: cfg.instance,
         store: store.clone(),
@@ -325,12 +335,20 @@ pub async fn start(cfg: ApiConfig, on_signals: bool) -> Result<Running, ApiError
     });
     state.refresh_catalog().await?;
     let readiness = dive_http::Readiness::default();
-    let app = dive_http::with_operations(router(state.clone(), cfg.max_upload_bytes), readiness.clone(), metrics);
+    let app = dive_http::with_operations(
+        router(state.clone(), cfg.max_upload_bytes),
+        readiness.clone(),
+        metrics,
+    );
     let bound = dive_http::bind(cfg.bind, cert.server_config()?).await?;
     let addr = bound.local_addr();
     readiness.set(true);
 
-    let refresher = tokio::spawn(refresh_loop(state.clone(), cfg.catalog_poll, cfg.audit_retention_days));
+    let refresher = tokio::spawn(refresh_loop(
+        state.clone(),
+        cfg.catalog_poll,
+        cfg.audit_retention_days,
+    ));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let stop = async move {
@@ -371,10 +389,13 @@ async fn refresh_loop(state: Shared, poll: Duration, retention_days: u32) {
         let access = state.access.clone();
         match tokio::task::spawn_blocking(move || access.pdp().reload_if_changed()).await {
             Ok(Ok(Some(v))) => tracing::info!(version = %v, "policy data reloaded"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "policy data reload failed; previous data stays"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "policy data reload failed; previous data stays")
+            }
             _ => {}
         }
-        if retention_days > 0 && last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+        if retention_days > 0 && last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600))
+        {
             last_prune = Some(std::time::Instant::now());
             let before = crate::store::now_ms() - i64::from(retention_days) * 86_400_000;
             match state.store.prune_audit(before).await {
@@ -390,10 +411,12 @@ fn router(state: Shared, max_upload: usize) -> Router {
     Router::new()
         .route(
             "/api/resources",
-            get(handlers::list).post(handlers::upload).layer(DefaultBodyLimit::max(
-                // The file part plus the label and text parts and multipart framing.
-                max_upload.saturating_add(256 * 1024),
-            )),
+            get(handlers::list)
+                .post(handlers::upload)
+                .layer(DefaultBodyLimit::max(
+                    // The file part plus the label and text parts and multipart framing.
+                    max_upload.saturating_add(256 * 1024),
+                )),
         )
         .route("/api/resources/{id}", get(handlers::get_resource))
         .route("/api/resources/{id}/download", get(handlers::download))

@@ -57,7 +57,9 @@ impl Failure {
         let desc = e.to_string().replace(['"', '\\'], "'");
         f.challenge = Some(match e {
             AuthnError::Missing => "Bearer realm=\"dive-api\"".to_string(),
-            _ => format!("Bearer realm=\"dive-api\", error=\"invalid_token\", error_description=\"{desc}\""),
+            _ => format!(
+                "Bearer realm=\"dive-api\", error=\"invalid_token\", error_description=\"{desc}\""
+            ),
         });
         f
     }
@@ -73,7 +75,10 @@ impl Failure {
             )
             .with(
                 "authentication",
-                details.get("authentication").cloned().unwrap_or(Value::Null),
+                details
+                    .get("authentication")
+                    .cloned()
+                    .unwrap_or(Value::Null),
             );
         if let Some(id) = resource_id {
             f = f.with("resourceId", Value::String(id.into()));
@@ -108,9 +113,11 @@ impl From<ApiError> for Failure {
                 "conflict",
                 format!("resource {id:?} already exists"),
             ),
-            ApiError::InvalidResource { .. } => {
-                Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_resource", e.to_string())
-            }
+            ApiError::InvalidResource { .. } => Failure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_resource",
+                e.to_string(),
+            ),
             ApiError::Kas { .. } => Failure::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "kas_unavailable",
@@ -133,7 +140,9 @@ impl From<UploadError> for Failure {
             UploadError::UnsupportedType(_) => {
                 Failure::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_type", msg)
             }
-            UploadError::Label(_) => Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_label", msg),
+            UploadError::Label(_) => {
+                Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_label", msg)
+            }
             UploadError::Incoherent(v) => {
                 Failure::new(StatusCode::UNPROCESSABLE_ENTITY, "incoherent_label", msg)
                     .with("violations", json!(v))

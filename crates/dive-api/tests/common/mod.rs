@@ -55,6 +55,8 @@ pub async fn pg_database(prefix: &str) -> Option<String> {
     conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .await
         .unwrap();
-    let i = admin.rfind('/').expect("DIVE_TEST_PG_URL has a database part");
+    let i = admin
+        .rfind('/')
+        .expect("DIVE_TEST_PG_URL has a database part");
     Some(format!("{}/{name}", &admin[..i]))
 }

@@ -154,10 +154,12 @@ async fn load(
 
 fn subject_of(token: &str) -> anyhow::Result<SubjectAttributes> {
     let payload = token.split('.').nth(1).context("token is not a JWS")?;
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?,
-    )?;
-    Ok(SubjectAttributes::from_claims(&claims, Equivalency::builtin())?)
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?)?;
+    Ok(SubjectAttributes::from_claims(
+        &claims,
+        Equivalency::builtin(),
+    )?)
 }
 
 pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
@@ -167,7 +169,9 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     let usa = CountryCode::new("USA")?;
-    let home = tempfile::Builder::new().prefix("dive-bench-api-").tempdir()?;
+    let home = tempfile::Builder::new()
+        .prefix("dive-bench-api-")
+        .tempdir()?;
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("bench-server")
@@ -201,7 +205,18 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
             (
                 "bench-ts",
                 "TOP SECRET",
-                vec!["FVEY", "NATO", "NATO-COSMIC", "AUKUS", "QUAD", "EUCOM", "PACOM", "CAN-US", "GBR-US", "Alpha"],
+                vec![
+                    "FVEY",
+                    "NATO",
+                    "NATO-COSMIC",
+                    "AUKUS",
+                    "QUAD",
+                    "EUCOM",
+                    "PACOM",
+                    "CAN-US",
+                    "GBR-US",
+                    "Alpha",
+                ],
             ),
         ] {
             dive_idp::users::create(
@@ -251,7 +266,13 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
 
         let cfg = dive_api::ApiConfig::new(usa, home_path.clone(), "https://localhost:8445/kas");
         let api = dive_api::start(cfg, false).await?;
-        anyhow::Ok((idp, api, secret.context("client secret")?, seed_secs, corpus_secs))
+        anyhow::Ok((
+            idp,
+            api,
+            secret.context("client secret")?,
+            seed_secs,
+            corpus_secs,
+        ))
     })?;
 
     // --- logins, then the load (on the client runtime)
@@ -378,7 +399,14 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
                 view.pdp_calls,
             ));
         }
-        anyhow::Ok(((catalog.len(), catalog.decision_classes(false).len(), build_ms), view_ms))
+        anyhow::Ok((
+            (
+                catalog.len(),
+                catalog.decision_classes(false).len(),
+                build_ms,
+            ),
+            view_ms,
+        ))
     })?;
 
     server_rt.block_on(async {
@@ -424,7 +452,10 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
             l.per_second, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, l.requests, l.errors, l.statuses
         )
     };
-    line(&format!("GET with decision, {} connections", a.connections), &get);
+    line(
+        &format!("GET with decision, {} connections", a.connections),
+        &get,
+    );
     line("search, 1 connection", &search1);
     line("search, 8 connections", &search8);
     Ok(ExitCode::SUCCESS)
