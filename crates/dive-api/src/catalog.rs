@@ -158,14 +158,13 @@ impl Classes {
             serde_json::to_string(&label).unwrap_or_default()
         );
         let classes = &mut self.classes;
-        let id = *self.keys.entry(key).or_insert_with(|| {
+        *self.keys.entry(key).or_insert_with(|| {
             classes.push(AccessClass {
                 label,
                 releasability_kept: keep,
             });
             (classes.len() - 1) as u32
-        });
-        id
+        })
     }
 }
 
