@@ -142,13 +142,20 @@ async fn check_secret(
     id: &str,
     secret: &str,
 ) -> Result<Option<Client>, OAuthError> {
+    let matches = |c: &Client| matches!(&c.auth, ClientAuth::Secret { hash } if ct_eq(hash, &sha256_hex(secret)));
     let Some(client) = state.clients.find(&state.db, id).await? else {
         return Ok(None);
     };
-    match &client.auth {
-        ClientAuth::Secret { hash } if ct_eq(hash, &sha256_hex(secret)) => Ok(Some(client)),
-        _ => Ok(None),
+    if matches(&client) {
+        return Ok(Some(client));
     }
+    // The cached record may predate a secret rotation: decide on the database's copy.
+    state.clients.forget(id);
+    Ok(state
+        .clients
+        .find(&state.db, id)
+        .await?
+        .filter(|c| matches(c)))
 }
 
 /// RFC 7523 §3: iss = sub = client_id, aud names us, unexpired, `jti` never seen before.
@@ -172,9 +179,8 @@ async fn check_assertion(
     if claimed_id.is_some_and(|c| c != sub) {
         return Err(fail("sub is not client_id"));
     }
-    let client = state
-        .clients
-        .find(&state.db, sub)
+    // Read fresh: a client's registered keys may have just been rotated.
+    let client = crate::clients::find(&state.db, sub)
         .await?
         .ok_or_else(|| fail("unknown client"))?;
     let ClientAuth::PrivateKeyJwt { jwks } = &client.auth else {

@@ -103,6 +103,12 @@ impl ClientCache {
     /// Bound on memory; only registered clients are cached, so this is rarely reached.
     const MAX: usize = 10_000;
 
+    /// Forget `id`, so the next lookup reads the database (e.g. after its secret did not match:
+    /// a rotated secret must never be refused because of a stale entry).
+    pub fn forget(&self, id: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
     pub async fn find(
         &self,
         db: &Db,
