@@ -285,7 +285,11 @@ pub async fn dry_run(req: &DeployRequest) -> Result<Vec<String>, InstanceError> 
     }
     lines.push("  CONFIGURE  test users (created if missing)".into());
     if stack.seed.is_empty() {
-        lines.push("  SEED       skipped: seeding not enabled".into());
+        lines.push(if cfg.seed.enabled {
+            "  SEED       skipped: the stack has no init job".into()
+        } else {
+            "  SEED       skipped: seeding not enabled (--seed)".into()
+        });
     }
     for name in &stack.seed {
         lines.push(format!(
@@ -461,6 +465,12 @@ pub async fn deploy(
     let cfg = resolve(req)?;
     let paths = InstancePaths::new(&req.home, cfg.code);
     let stack = stacks::load(&req.home, &cfg, &req.bin, &req.stack)?;
+    if req.seed.rerun && stack.seed.is_empty() {
+        return Err(InstanceError::invalid(format!(
+            "{} has no init job to run again",
+            stack.source.display()
+        )));
+    }
     if let Some(services) = up_to_date(store, req, &cfg, &stack).await? {
         return Ok(DeployOutcome::UpToDate {
             last_verify: verify::last(&paths),
@@ -593,12 +603,12 @@ pub async fn deploy(
                     stack.seed.clone()
                 };
                 if only.is_empty() {
-                    s.finish_phase(
-                        p,
-                        StepStatus::Skipped,
-                        Some("seeding not enabled (the hub seeds by default; spokes with --seed)"),
-                    )
-                    .await?;
+                    let why = if cfg.seed.enabled {
+                        "the stack has no init job"
+                    } else {
+                        "seeding not enabled (the hub seeds by default; spokes with --seed)"
+                    };
+                    s.finish_phase(p, StepStatus::Skipped, Some(why)).await?;
                     continue;
                 }
                 if phase == Phase::Seed && req.seed.rerun {

@@ -217,7 +217,7 @@ pub fn run_hub(cmd: HubCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
         HubCommand::Logs(a) => logs(ctx, usa, &a),
         HubCommand::Seed(a) => {
             let args = DeployArgs {
-                stack_file: None,
+                stack_file: last_stack_file(ctx, &load_config(ctx, usa, Role::Hub)?),
                 ports: PortArgs::none(),
                 no_seed: false,
                 seed: true,
@@ -358,7 +358,15 @@ fn request(
 ) -> anyhow::Result<DeployRequest> {
     let bin = std::env::current_exe()
         .map_err(|e| anyhow::anyhow!("cannot find the running dive binary: {e}"))?;
-    let stack = match &a.stack_file {
+    // `up` (like verify, seed and rotate-secrets) keeps to the stack file of the last deployment.
+    let remembered = match (&a.stack_file, mode) {
+        (None, Mode::Up) => dive_instance::config::load(&InstancePaths::new(&ctx.home, code))
+            .ok()
+            .flatten()
+            .and_then(|cfg| last_stack_file(ctx, &cfg)),
+        _ => None,
+    };
+    let stack = match a.stack_file.as_ref().or(remembered.as_ref()) {
         Some(f) => {
             let f = if f.is_absolute() {
                 f.clone()

@@ -86,6 +86,9 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
         )
         .await;
     }
+    if !ctx.planned.iter().any(|s| s.name == "idp") {
+        return;
+    }
     let http2 = http.clone();
     let idp = ctx.cfg.urls.idp.clone();
     rec.check(

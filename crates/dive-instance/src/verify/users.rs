@@ -17,6 +17,8 @@ use super::{Ctx, Outcome, Recorder, UserToken};
 use crate::secrets;
 
 const SCOPE: &str = "openid profile coalition roles";
+/// Test-user logins in flight at once.
+const LOGIN_CONCURRENCY: usize = 2;
 
 pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
     let Some(http) = ctx.http.clone() else {
@@ -83,7 +85,9 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
     ));
     let web = secrets::read(&paths, "web").ok();
 
-    // Logins run concurrently (each costs the IdP a password hash verification).
+    // Logins run two at a time: each costs the IdP a password hash (argon2id, 19 MiB), and more
+    // at once would only raise the IdP's memory high-water mark on a 2-core machine.
+    let permits = Arc::new(tokio::sync::Semaphore::new(LOGIN_CONCURRENCY));
     let mut tasks = tokio::task::JoinSet::new();
     for (user, password) in users.clone() {
         let admin = user.roles.iter().any(|r| r == "admin");
@@ -114,7 +118,9 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
         };
         let http = http.clone();
         let verifier = verifier.clone();
+        let permits = permits.clone();
         tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
             let t0 = Instant::now();
             let r = login_and_verify(&http, &verifier, &user, req).await;
             (user, r, t0.elapsed().as_millis() as u64)
