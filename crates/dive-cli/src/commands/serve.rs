@@ -252,6 +252,7 @@ fn serve_api(ctx: &Context, a: ServeApiArgs) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
 
 /// argon2id allocates 19 MiB per password hash, on whichever blocking thread runs it. With
 /// glibc's dynamic mmap threshold, freeing such a block raises the threshold, so later blocks come
