@@ -146,6 +146,24 @@ impl CoiRegistry {
         self.file.cois.contains_key(tag)
     }
 
+    /// The registry's spelling of `tag`, matched without regard to ASCII case: attribute FQNs
+    /// carry values in one case (OpenTDF lower-cases them), while registry tags keep theirs
+    /// (`NATO`, program `Alpha`). `None` for an unknown tag.
+    pub fn canonical<'a>(&'a self, tag: &str) -> Option<&'a str> {
+        if let Some((k, _)) = self.file.cois.get_key_value(tag) {
+            return Some(k);
+        }
+        self.tags().find(|k| k.eq_ignore_ascii_case(tag))
+    }
+
+    /// `tag` in the registry's spelling when registered, unchanged otherwise.
+    pub fn canonicalize(&self, tag: String) -> String {
+        match self.canonical(&tag) {
+            Some(k) if k != tag => k.to_string(),
+            _ => tag,
+        }
+    }
+
     pub fn tags(&self) -> impl Iterator<Item = &str> {
         self.file.cois.keys().map(String::as_str)
     }
@@ -181,6 +199,17 @@ mod tests {
 
     fn cc(s: &str) -> CountryCode {
         CountryCode::new(s).expect("valid test country")
+    }
+
+    #[test]
+    fn tags_are_matched_to_the_registry_spelling_whatever_their_case() {
+        let r = CoiRegistry::builtin();
+        assert_eq!(r.canonical("ALPHA"), Some("Alpha"));
+        assert_eq!(r.canonical("fvey"), Some("FVEY"));
+        assert_eq!(r.canonical("NATO"), Some("NATO"));
+        assert_eq!(r.canonical("NOT-A-COI"), None);
+        assert_eq!(r.canonicalize("alpha".into()), "Alpha");
+        assert_eq!(r.canonicalize("UNKNOWN".into()), "UNKNOWN");
     }
 
     #[test]

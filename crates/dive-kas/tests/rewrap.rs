@@ -493,3 +493,31 @@ async fn public_keys_in_every_form_and_rotation_keeps_old_files_decryptable() {
     }
     e.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn program_coi_documents_decrypt_for_members_whatever_the_tag_case() {
+    // The registry spells program COIs `Alpha`; the bound policy's attribute FQNs carry another
+    // case. Membership must still be recognised, and a non-member still refused.
+    let e = env().await;
+    add_user(&e.idp, "pat", "SECRET", "USA", &["Alpha"]).await;
+    let pat = e.login("pat").await;
+    let alice = e.login("alice").await;
+    let file = e
+        .encrypt(
+            KeyAlgorithm::Rsa2048,
+            "SECRET//ALPHA//REL TO USA",
+            PLAINTEXT,
+        )
+        .await;
+    let kas = RemoteKas::new(e.http.clone(), &e.kas.url, &pat);
+    assert_eq!(decrypt(&kas, &file).await.unwrap(), PLAINTEXT);
+    let kas = RemoteKas::new(e.http.clone(), &e.kas.url, &alice);
+    assert!(decrypt(&kas, &file).await.is_err(), "alice holds FVEY only");
+    let rows = e.kas.audit.recent(10).await.unwrap();
+    let refused = rows
+        .iter()
+        .find(|r| r.decision != "permit")
+        .expect("a refusal");
+    assert!(refused.reason.contains("Alpha"), "{}", refused.reason);
+    e.stop().await;
+}

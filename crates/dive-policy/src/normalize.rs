@@ -168,12 +168,12 @@ impl Normalizer {
                 "subject clearance {c} does not match the national label {orig} ({lvl})"
             ));
         }
-        let acp_coi = string_array(
+        let acp_coi = self.canonical_cois(string_array(
             get("acpCOI"),
             present,
             "subject.acpCOI must be an array of COI tags",
             errors,
-        );
+        ));
         let organization_type = match get("organizationType").and_then(Value::as_str) {
             Some(t @ ("GOV" | "MIL" | "INDUSTRY")) => Some(t.to_string()),
             _ => None,
@@ -270,12 +270,12 @@ impl Normalizer {
             }
             _ => {}
         }
-        let coi = string_array(
+        let coi = self.canonical_cois(string_array(
             get("COI"),
             present,
             "resource.COI must be an array of COI tags",
             errors,
-        );
+        ));
         let coi_operator = match get("coiOperator") {
             None => Some(CoiOperator::All.as_str().to_string()),
             Some(Value::String(op)) if op.parse::<CoiOperator>().is_ok() => Some(op.clone()),
@@ -322,6 +322,12 @@ impl Normalizer {
             encrypted: m.get("encrypted") == Some(&Value::Bool(true)),
             releasable_to_industry: m.get("releasableToIndustry") == Some(&Value::Bool(true)),
         }
+    }
+
+    /// COI tags in the registry's spelling, so that `ALPHA` read from an attribute FQN and
+    /// `Alpha` held by a subject are the same community.
+    fn canonical_cois(&self, tags: Vec<String>) -> Vec<String> {
+        tags.into_iter().map(|t| self.coi.canonicalize(t)).collect()
     }
 
     /// Facts that relate the subject, the resource and the COI registry.

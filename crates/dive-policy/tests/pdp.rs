@@ -427,3 +427,26 @@ fn raw_input_is_normalised_before_evaluation() {
         g
     );
 }
+
+#[test]
+fn coi_tags_match_the_registry_whatever_their_case() {
+    // Program COIs are spelled `Alpha` in the registry; a label read back from attribute FQNs
+    // carries `ALPHA`. Both must be the same community, on either side.
+    let pdp = Pdp::embedded().expect("pdp");
+    let mut v = workload::typical();
+    v["subject"]["acpCOI"] = json!(["Alpha"]);
+    v["resource"]["COI"] = json!(["ALPHA"]);
+    let n = pdp.normalized_input(Entrypoint::Authz, &Input::from_json(v.clone()));
+    assert_eq!(n["resource"]["COI"], json!(["Alpha"]));
+    let d = pdp.decide(&Input::from_json(v.clone()));
+    assert!(d.allow, "{}", d.reason);
+    v["subject"]["acpCOI"] = json!(["alpha"]);
+    v["resource"]["COI"] = json!(["Alpha"]);
+    let d = pdp.decide(&Input::from_json(v.clone()));
+    assert!(d.allow, "{}", d.reason);
+    // A different program is still missing.
+    v["subject"]["acpCOI"] = json!(["BETA"]);
+    let d = pdp.decide(&Input::from_json(v));
+    assert!(!d.allow);
+    assert!(d.reason.contains("Alpha"), "{}", d.reason);
+}
