@@ -1,6 +1,9 @@
 //! Decision cache: keyed on the whole input document (every attribute the policy reads,
 //! including COI tags, acr/amr and action) plus the policy generation; entries expire by TTL and
 //! the whole cache is dropped when policy or data change.
+//!
+//! The key document is generic: a parsed input (`Value`) for [`crate::Pdp::decide_at`], or the
+//! raw bytes of a Data API request body, so that a repeated request skips JSON parsing.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,34 +15,34 @@ use crate::decision::Decision;
 
 const SHARDS: usize = 16;
 
-struct Entry {
-    input: Value,
+struct Entry<K> {
+    input: K,
     decision: Decision,
     expires: Instant,
     generation: u64,
 }
 
-pub(crate) struct DecisionCache {
-    shards: Vec<Mutex<HashMap<u64, Entry>>>,
+pub(crate) struct DecisionCache<K = Value> {
+    shards: Vec<Mutex<HashMap<u64, Entry<K>>>>,
     per_shard: usize,
 }
 
-impl DecisionCache {
-    pub(crate) fn new(capacity: usize) -> DecisionCache {
+impl<K: PartialEq + Clone> DecisionCache<K> {
+    pub(crate) fn new(capacity: usize) -> DecisionCache<K> {
         DecisionCache {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             per_shard: capacity.div_ceil(SHARDS).max(1),
         }
     }
 
-    fn shard(&self, key: u64) -> &Mutex<HashMap<u64, Entry>> {
+    fn shard(&self, key: u64) -> &Mutex<HashMap<u64, Entry<K>>> {
         &self.shards[(key as usize) % SHARDS]
     }
 
     pub(crate) fn get(
         &self,
         key: u64,
-        input: &Value,
+        input: &K,
         generation: u64,
         now: Instant,
     ) -> Option<Decision> {
@@ -52,7 +55,7 @@ impl DecisionCache {
     pub(crate) fn insert(
         &self,
         key: u64,
-        input: &Value,
+        input: &K,
         decision: &Decision,
         ttl: Duration,
         generation: u64,

@@ -174,6 +174,8 @@ pub struct Pdp {
     sources: Sources,
     loaded: RwLock<Arc<Loaded>>,
     cache: DecisionCache,
+    /// Decisions by the raw bytes of a Data API request body (see [`Pdp::decide_request_body`]).
+    body_cache: DecisionCache<Box<[u8]>>,
     generation: AtomicU64,
     fingerprint: Mutex<u64>,
     cache_enabled: bool,
@@ -189,6 +191,7 @@ impl Pdp {
             sources,
             loaded: RwLock::new(Arc::new(loaded)),
             cache: DecisionCache::new(CACHE_CAPACITY),
+            body_cache: DecisionCache::new(CACHE_CAPACITY),
             generation: AtomicU64::new(1),
             fingerprint: Mutex::new(fingerprint),
             cache_enabled: true,
@@ -311,6 +314,39 @@ impl Pdp {
         decision
     }
 
+    /// Decide from the raw bytes of a request whose input `parse` extracts (the Data API's hot
+    /// path). A byte-identical request decided before, under the same policies and within the
+    /// decision's TTL, costs a hash and a comparison of the bytes: no JSON parsing, no
+    /// normalisation. Otherwise `parse` runs and the decision is made (and cached) as by
+    /// [`Pdp::decide_at`]; a parse error is returned as is and caches nothing.
+    pub fn decide_request_body<E>(
+        &self,
+        entrypoint: Entrypoint,
+        body: &[u8],
+        parse: impl FnOnce(&[u8]) -> Result<Input, E>,
+    ) -> Result<Decision, E> {
+        let cacheable = self.cache_enabled && entrypoint == Entrypoint::Authz;
+        if !cacheable {
+            return Ok(self.decide_at(entrypoint, &parse(body)?));
+        }
+        let key = body_key(body);
+        let generation = self.current().generation;
+        let boxed: Box<[u8]> = body.into();
+        if let Some(d) = self.body_cache.get(key, &boxed, generation, Instant::now()) {
+            return Ok(d);
+        }
+        let input = parse(body)?;
+        let decision = self.decide_at(entrypoint, &input);
+        let loaded = self.current();
+        // Only under the policies the decision was made with: a reload in between drops it.
+        if loaded.generation == generation && decision.policy_version.is_some() {
+            let ttl = ttl_for(&loaded, &input, &decision);
+            self.body_cache
+                .insert(key, &boxed, &decision, ttl, generation);
+        }
+        Ok(decision)
+    }
+
     /// Re-read and recompile policies and data now. On error the policies in force stay.
     pub fn reload(&self) -> Result<String, PolicyError> {
         let fingerprint = self.sources.fingerprint();
@@ -322,6 +358,7 @@ impl Pdp {
             Err(p) => *p.into_inner() = Arc::new(loaded),
         }
         self.cache.clear();
+        self.body_cache.clear();
         if let Ok(mut f) = self.fingerprint.lock() {
             *f = fingerprint;
         }
@@ -481,6 +518,13 @@ fn evaluate(loaded: &Loaded, entrypoint: Entrypoint, input: &Input) -> Result<De
 
 /// Shorter TTLs for higher classifications; never past the moment an embargo lifts when the
 /// decision was taken against the clock.
+fn body_key(body: &[u8]) -> u64 {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut h = DefaultHasher::new();
+    h.write(body);
+    h.finish()
+}
+
 fn ttl_for(loaded: &Loaded, input: &Input, decision: &Decision) -> Duration {
     let rank = decision
         .evaluation_details

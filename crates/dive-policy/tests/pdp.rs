@@ -450,3 +450,55 @@ fn coi_tags_match_the_registry_whatever_their_case() {
     assert!(!d.allow);
     assert!(d.reason.contains("Alpha"), "{}", d.reason);
 }
+
+#[test]
+fn repeated_request_bodies_skip_parsing_until_the_policies_change() {
+    let pdp = Pdp::embedded().expect("pdp");
+    let body = json!({"input": workload::typical()}).to_string();
+    let parses = std::cell::Cell::new(0);
+    let parse = |b: &[u8]| {
+        parses.set(parses.get() + 1);
+        let v: Value = serde_json::from_slice(b).map_err(|e| e.to_string())?;
+        Ok::<_, String>(Input::from_json(v["input"].clone()))
+    };
+    let first = pdp
+        .decide_request_body(Entrypoint::Authz, body.as_bytes(), parse)
+        .unwrap();
+    assert!(first.allow, "{}", first.reason);
+    let again = pdp
+        .decide_request_body(Entrypoint::Authz, body.as_bytes(), parse)
+        .unwrap();
+    assert_eq!(again, first);
+    assert_eq!(
+        parses.get(),
+        1,
+        "a byte-identical request is not parsed again"
+    );
+    // Other bytes (same document, other spacing) are parsed, and decided alike.
+    let spaced = format!(" {body}");
+    let d = pdp
+        .decide_request_body(Entrypoint::Authz, spaced.as_bytes(), parse)
+        .unwrap();
+    assert_eq!(d, first);
+    assert_eq!(parses.get(), 2);
+    // Bad bodies are the parser's error and are never cached.
+    for _ in 0..2 {
+        assert!(
+            pdp.decide_request_body(Entrypoint::Authz, b"{not json", parse)
+                .is_err()
+        );
+    }
+    assert_eq!(parses.get(), 4);
+    // A reload drops what was decided under the old policies.
+    pdp.reload().expect("reload");
+    pdp.decide_request_body(Entrypoint::Authz, body.as_bytes(), parse)
+        .unwrap();
+    assert_eq!(parses.get(), 5);
+    // Entrypoints other than access decisions are never cached.
+    let admin = json!({"input": {}}).to_string();
+    for _ in 0..2 {
+        pdp.decide_request_body(Entrypoint::Admin, admin.as_bytes(), parse)
+            .unwrap();
+    }
+    assert_eq!(parses.get(), 7);
+}
