@@ -2,18 +2,10 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("database {location}: {source}")]
-    Db {
-        location: String,
-        source: sqlx::Error,
-    },
+    #[error(transparent)]
+    Db(#[from] dive_db::DbError),
     #[error("database: {0}")]
     Query(#[from] sqlx::Error),
-    #[error("migrating {location}: {source}")]
-    Migrate {
-        location: String,
-        source: sqlx::migrate::MigrateError,
-    },
     /// A document handed to the store is not acceptable; names the document and the field.
     #[error("resource {id:?}: {field}: {reason}")]
     InvalidResource {

@@ -6,24 +6,20 @@
 //! change in one transaction (re-seeding replaces both atomically, a crash leaves no orphans) and
 //! so that a PostgreSQL deployment keeps everything in one place that several `api` replicas share.
 
-use std::borrow::Cow;
-use std::path::Path;
-use std::time::Duration;
-
 use dive_core::{CountryCode, SecurityLabel};
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Executor, Row, SqlSafeStr};
+pub use dive_db::Backend;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
 use time::OffsetDateTime;
 
 use crate::audit::{AuditEntry, AuditQuery};
 use crate::error::ApiError;
 
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
-
-/// The service's own migrations table, so it can share a PostgreSQL database with other services.
-const MIGRATIONS_TABLE: &str = "api_schema_migrations";
+const SCHEMA: dive_db::Schema = dive_db::Schema {
+    migrations: &[(1, "initial", include_str!("../migrations/0001_initial.sql"))],
+    // Its own migrations table, so it can share a PostgreSQL database with other services.
+    table: "api_schema_migrations",
+};
 
 /// Rows per multi-row INSERT: 23 columns × 200 rows stays well under SQLite's 32,766 and
 /// PostgreSQL's 65,535 bind parameters, and amortises the per-statement cost.
@@ -31,13 +27,6 @@ const BATCH_ROWS: usize = 200;
 
 /// Largest ZTDF the store accepts (the upload limit is usually lower).
 pub const MAX_ZTDF_BYTES: usize = 1 << 30;
-
-/// Which engine the pool talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 /// A document to store: its metadata, its label and its ZTDF.
 ///
@@ -109,25 +98,6 @@ pub struct ResourceStore {
     pool: AnyPool,
     backend: Backend,
     location: String,
-}
-
-fn migrator() -> Migrator {
-    let mut m = Migrator::with_migrations(
-        MIGRATIONS
-            .iter()
-            .map(|(v, d, sql)| {
-                Migration::new(
-                    *v,
-                    Cow::Borrowed(*d),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
-            })
-            .collect(),
-    );
-    m.dangerous_set_table_name(MIGRATIONS_TABLE);
-    m
 }
 
 /// Now, Unix milliseconds.
@@ -346,53 +316,11 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 impl ResourceStore {
     /// Open a `postgres://` URL or a SQLite file path (created 0600 if missing) and migrate.
     pub async fn open(location: &str) -> Result<ResourceStore, ApiError> {
-        sqlx::any::install_default_drivers();
-        let (url, backend) =
-            if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-                (location.to_string(), Backend::Postgres)
-            } else {
-                let path = Path::new(location.strip_prefix("sqlite://").unwrap_or(location));
-                prepare_sqlite_file(path)?;
-                (
-                    format!("sqlite://{}?mode=rwc", path.display()),
-                    Backend::Sqlite,
-                )
-            };
-        // Never echo a PostgreSQL URL: it may carry a password.
-        let described = match backend {
-            Backend::Postgres => "PostgreSQL".to_string(),
-            Backend::Sqlite => location.to_string(),
-        };
-        let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
-            .acquire_timeout(Duration::from_secs(15))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&url)
-            .await
-            .map_err(|source| ApiError::Db {
-                location: described.clone(),
-                source,
-            })?;
-        migrator()
-            .run(&pool)
-            .await
-            .map_err(|source| ApiError::Migrate {
-                location: described.clone(),
-                source,
-            })?;
+        let db = dive_db::open(location, SCHEMA, dive_db::PoolSize::default()).await?;
         Ok(ResourceStore {
-            pool,
-            backend,
-            location: described,
+            pool: db.pool,
+            backend: db.backend,
+            location: db.location,
         })
     }
 
@@ -736,29 +664,6 @@ async fn bump_generation(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<i6
     .fetch_one(&mut **tx)
     .await?
     .try_get("generation")?)
-}
-
-/// Create the SQLite file and its directory with owner-only permissions.
-fn prepare_sqlite_file(path: &Path) -> Result<(), ApiError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| ApiError::Io {
-            action: "create directory",
-            path: parent.display().to_string(),
-            source,
-        })?;
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|source| ApiError::Io {
-            action: "create",
-            path: path.display().to_string(),
-            source,
-        })?;
-    Ok(())
 }
 
 #[cfg(test)]

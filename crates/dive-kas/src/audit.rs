@@ -5,20 +5,14 @@
 //! transaction (group commit), so throughput does not pay one commit per request. If the log
 //! cannot be written the KAS answers 503 and releases nothing (fail closed).
 
-use std::borrow::Cow;
-use std::path::Path;
-use std::time::Duration;
-
-use sqlx::any::AnyPoolOptions;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Executor, Row, SqlSafeStr};
+use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "audit", include_str!("../migrations/0001_audit.sql"))];
-
-/// The KAS's own migrations table, so it can share a PostgreSQL database with other services.
-const MIGRATIONS_TABLE: &str = "kas_schema_migrations";
+const SCHEMA: dive_db::Schema = dive_db::Schema {
+    migrations: &[(1, "audit", include_str!("../migrations/0001_audit.sql"))],
+    // The KAS's own migrations table, so it can share a PostgreSQL database with other services.
+    table: "kas_schema_migrations",
+};
 
 /// Rows written per INSERT statement (18 parameters each).
 const ROWS_PER_STATEMENT: usize = 50;
@@ -27,22 +21,8 @@ const ROWS_PER_COMMIT: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("audit database {location}: {source}")]
-    Open {
-        location: String,
-        source: sqlx::Error,
-    },
-    #[error("migrating audit database {location}: {source}")]
-    Migrate {
-        location: String,
-        source: sqlx::migrate::MigrateError,
-    },
-    #[error("cannot {action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("audit log: {0}")]
+    Open(#[from] dive_db::DbError),
     #[error("audit log write failed: {0}")]
     Write(String),
     #[error("audit log query failed: {0}")]
@@ -90,67 +70,16 @@ pub struct AuditLog {
     pool: AnyPool,
 }
 
-fn migrator() -> Migrator {
-    let mut m = Migrator::with_migrations(
-        MIGRATIONS
-            .iter()
-            .map(|(v, d, sql)| {
-                Migration::new(
-                    *v,
-                    Cow::Borrowed(*d),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
-            })
-            .collect(),
-    );
-    m.dangerous_set_table_name(MIGRATIONS_TABLE);
-    m
-}
-
 impl AuditLog {
     /// Open a `postgres://` URL or a SQLite file path (created 0600), migrate, and start the
     /// writer task (needs a Tokio runtime).
     pub async fn open(location: &str) -> Result<AuditLog, AuditError> {
-        sqlx::any::install_default_drivers();
-        let postgres = location.starts_with("postgres://") || location.starts_with("postgresql://");
-        let (url, described) = if postgres {
-            (location.to_string(), "PostgreSQL".to_string())
-        } else {
-            let path = Path::new(location.strip_prefix("sqlite://").unwrap_or(location));
-            prepare_sqlite_file(path)?;
-            (
-                format!("sqlite://{}?mode=rwc", path.display()),
-                location.to_string(),
-            )
+        // One writer task; readers are operators and tests.
+        let size = dive_db::PoolSize {
+            sqlite: 2,
+            postgres: 4,
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(if postgres { 4 } else { 2 })
-            .acquire_timeout(Duration::from_secs(15))
-            .after_connect(move |conn, _| {
-                Box::pin(async move {
-                    if !postgres {
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&url)
-            .await
-            .map_err(|source| AuditError::Open {
-                location: described.clone(),
-                source,
-            })?;
-        migrator()
-            .run(&pool)
-            .await
-            .map_err(|source| AuditError::Migrate {
-                location: described,
-                source,
-            })?;
+        let pool = dive_db::open(location, SCHEMA, size).await?.pool;
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(writer(pool.clone(), rx));
         Ok(AuditLog { tx, pool })
@@ -284,28 +213,6 @@ async fn write(pool: &AnyPool, batches: &[Batch]) -> Result<(), sqlx::Error> {
         q.execute(&mut *tx).await?;
     }
     tx.commit().await
-}
-
-fn prepare_sqlite_file(path: &Path) -> Result<(), AuditError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| AuditError::Io {
-            action: "create directory",
-            path: parent.display().to_string(),
-            source,
-        })?;
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|source| AuditError::Io {
-            action: "create",
-            path: path.display().to_string(),
-            source,
-        })?;
-    Ok(())
 }
 
 #[cfg(test)]
