@@ -9,6 +9,7 @@ pub mod audit;
 pub mod catalog;
 pub mod corpus;
 pub mod error;
+pub mod federation;
 pub mod kas;
 pub mod search;
 pub mod server;

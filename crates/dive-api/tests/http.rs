@@ -933,3 +933,181 @@ async fn openapi_describes_exactly_the_routes() {
     assert_eq!(v["error"], "not_found");
     e.api.stop().await;
 }
+
+/// POST a federated search as `token` and return (status, body, wall time).
+async fn federated(e: &Env, token: Option<&str>, body: Value) -> (u16, Value, Duration) {
+    let t0 = std::time::Instant::now();
+    let mut r = e
+        .http
+        .post(e.url("/api/resources/federated-search"))
+        .json(&body);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (
+        status,
+        resp.json().await.unwrap_or(Value::Null),
+        t0.elapsed(),
+    )
+}
+
+fn instance<'a>(body: &'a Value, code: &str) -> &'a Value {
+    body["instances"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["instance"] == code))
+        .unwrap_or(&Value::Null)
+}
+
+#[tokio::test]
+async fn federated_search_merges_partners_and_bounds_the_ones_that_fail() {
+    let e = env().await;
+    // A second instance's resource service (FRA) in the same installation, trusting this IdP,
+    // with documents of its own.
+    let fra_policy = e.home.path().join("instances/fra/policy");
+    std::fs::create_dir_all(&fra_policy).unwrap();
+    std::fs::write(
+        fra_policy.join("trusted_issuers.json"),
+        json!({ e.idp.issuer.clone(): {"instance": "USA", "name": "partner IdP"} }).to_string(),
+    )
+    .unwrap();
+    let (_, _, public_pem) = common::kas_keys();
+    let recipient = dive_ztdf::Recipient::new(
+        e.kas_url.clone(),
+        Some("r1".into()),
+        dive_ztdf::KasPublicKey::from_pem(&public_pem).unwrap(),
+    );
+    let fra_db = dive_api::default_database(e.home.path(), cc("FRA"));
+    let fra_store = ResourceStore::open(fra_db.to_str().unwrap()).await.unwrap();
+    let fra_docs =
+        dive_api::corpus::generate(40, 11, cc("FRA"), &recipient, OffsetDateTime::now_utc())
+            .unwrap()
+            .into_iter()
+            .map(|mut d| {
+                d.id = format!("fra-{}", d.id);
+                d
+            })
+            .collect();
+    fra_store.replace_seeded(fra_docs).await.unwrap();
+    fra_store.close().await;
+    let mut cfg = ApiConfig::new(cc("FRA"), e.home.path().to_path_buf(), e.kas_url.clone());
+    // The partner accepts this IdP's tokens as issued (audience of the USA instance).
+    cfg.audience = Some("dive-usa".into());
+    let fra = dive_api::start(cfg, false).await.unwrap();
+
+    // A partner that accepts connections and never answers, and one that is not there at all.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let gone_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let partners = e.home.path().join("instances/usa/federation");
+    std::fs::create_dir_all(&partners).unwrap();
+    std::fs::write(
+        partners.join("partners.json"),
+        json!({"partners": [
+            {"code": "FRA", "apiUrl": format!("https://localhost:{}", fra.addr.port()), "status": "active"},
+            {"code": "DEU", "apiUrl": format!("https://localhost:{gone_port}"), "status": "active"},
+            {"code": "GBR", "apiUrl": format!("https://localhost:{silent_port}"), "status": "suspended"},
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+
+    let sam = e.token("sam").await;
+    let (status, body) = e.get(Some(&sam), "/api/resources?limit=100").await;
+    assert_eq!(status, 200, "{body}");
+    let own_total = body["total"].as_u64().unwrap();
+
+    let (status, body, _) = federated(&e, Some(&sam), json!({"limit": 100})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["partial"], true, "DEU did not answer: {body}");
+    assert_eq!(instance(&body, "USA")["status"], "ok");
+    assert_eq!(instance(&body, "FRA")["status"], "ok", "{body}");
+    assert_eq!(instance(&body, "DEU")["status"], "error");
+    assert!(
+        instance(&body, "GBR").is_null(),
+        "suspended partners are not asked"
+    );
+    let fra_total = instance(&body, "FRA")["total"].as_u64().unwrap();
+    assert!(
+        fra_total > 0,
+        "sam (SECRET, NATO) may read some FRA documents"
+    );
+    assert_eq!(body["total"].as_u64().unwrap(), own_total + fra_total);
+    let items = body["items"].as_array().unwrap();
+    assert!(items.iter().any(|i| i["instance"] == "FRA"));
+    assert!(items.iter().any(|i| i["instance"] == "USA"));
+    let ids: std::collections::HashSet<&str> =
+        items.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), items.len(), "no duplicates");
+    // Each partner applied its own policy to the caller: an UNCLASSIFIED user sees less there.
+    let ursula = e.token("ursula").await;
+    let (_, low, _) = federated(&e, Some(&ursula), json!({"limit": 100})).await;
+    assert!(instance(&low, "FRA")["total"].as_u64().unwrap() < fra_total);
+    assert!(
+        low["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["label"]["classification"] == "UNCLASSIFIED"),
+        "{low}"
+    );
+
+    // DEU failed three times (sam, ursula, this one): its breaker opens and it is no longer asked.
+    let (_, body, _) = federated(&e, Some(&sam), json!({})).await;
+    assert_eq!(instance(&body, "DEU")["breaker"], "open", "{body}");
+    let (_, body, _) = federated(&e, Some(&sam), json!({})).await;
+    assert_eq!(instance(&body, "DEU")["status"], "breaker_open", "{body}");
+    assert_eq!(instance(&body, "FRA")["breaker"], "closed");
+
+    // A partner that never answers costs its timeout, not more.
+    std::fs::write(
+        partners.join("partners.json"),
+        json!({"partners": [
+            {"code": "FRA", "apiUrl": format!("https://localhost:{}", fra.addr.port()), "status": "active"},
+            {"code": "GBR", "apiUrl": format!("https://localhost:{silent_port}"), "status": "active"},
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let (status, body, took) = federated(&e, Some(&sam), json!({"timeoutMs": 400, "q": ""})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(instance(&body, "GBR")["status"], "timeout", "{body}");
+    assert_eq!(instance(&body, "FRA")["status"], "ok");
+    assert!(instance(&body, "DEU").is_null());
+    assert!(took < Duration::from_millis(3000), "{took:?}");
+    drop(silent);
+
+    // A broken partners file: no partner is asked, and the answer says why.
+    std::fs::write(partners.join("partners.json"), "{not json").unwrap();
+    let (status, body, _) = federated(&e, Some(&sam), json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["partial"], true);
+    assert!(
+        body["federationError"]
+            .as_str()
+            .unwrap()
+            .contains("partners.json")
+    );
+    assert_eq!(body["instances"].as_array().unwrap().len(), 1);
+
+    // Bad requests name what is wrong; no token, no search.
+    for (bad, what) in [
+        (json!({"cursor": "abc"}), "cursor"),
+        (json!({"timeoutMs": 1}), "timeoutMs"),
+        (json!({"classification": "BOGUS"}), "classification"),
+        (json!({"q": {"x": 1}}), "q"),
+        (json!([1]), "JSON object"),
+    ] {
+        let (status, body, _) = federated(&e, Some(&sam), bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body.to_string().contains(what), "{bad}: {body}");
+    }
+    let (status, _, _) = federated(&e, None, json!({})).await;
+    assert_eq!(status, 401);
+    fra.stop().await;
+    e.api.stop().await;
+}

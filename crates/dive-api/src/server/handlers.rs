@@ -72,16 +72,16 @@ struct WithDecision<'a> {
 }
 
 /// What one audit record says, besides who.
-struct Outcome<'a> {
-    action: &'a str,
-    resource: Option<&'a str>,
-    allow: bool,
-    reason: &'a str,
-    policy_version: Option<&'a str>,
-    detail: Option<String>,
+pub(super) struct Outcome<'a> {
+    pub action: &'a str,
+    pub resource: Option<&'a str>,
+    pub allow: bool,
+    pub reason: &'a str,
+    pub policy_version: Option<&'a str>,
+    pub detail: Option<String>,
 }
 
-async fn record(s: &Shared, who: Option<&Principal>, o: Outcome<'_>, started: Instant) {
+pub(super) async fn record(s: &Shared, who: Option<&Principal>, o: Outcome<'_>, started: Instant) {
     s.decisions
         .get_or_create(&DecisionLabels {
             action: o.action.to_string(),
@@ -128,7 +128,7 @@ async fn record_decision(
 
 /// Authenticate the bearer token; a refusal is audited and answered 401 (503 if tokens cannot
 /// be checked right now).
-async fn authenticate(
+pub(super) async fn authenticate(
     s: &Shared,
     headers: &HeaderMap,
     action: &str,
@@ -177,9 +177,35 @@ pub async fn list(
     let who = authenticate(&s, &headers, "search", None, started).await?;
     let raw = raw.unwrap_or_default();
     let query = SearchQuery::parse(&raw)?;
+    let (body, listed, total, version) = local_search(&s, &who, query).await?;
+    let reason = format!("listed {listed} of {total} accessible matching documents");
+    record(
+        &s,
+        Some(&who),
+        Outcome {
+            action: "search",
+            resource: None,
+            allow: true,
+            reason: &reason,
+            policy_version: Some(&version),
+            detail: (!raw.is_empty()).then(|| raw.chars().take(512).collect()),
+        },
+        started,
+    )
+    .await;
+    Ok(Json(body).into_response())
+}
+
+/// Search this instance's documents as `who`: the page body of `GET /api/resources`, the
+/// number of items on it, the accessible total and the policy version that decided.
+pub(super) async fn local_search(
+    s: &Shared,
+    who: &Principal,
+    query: SearchQuery,
+) -> Result<(Value, usize, usize, String), Failure> {
     let subject = who.attributes.clone();
     let state = s.clone();
-    let (body, listed, total, version) = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let catalog = state.catalog();
         let view = state.access.view(&subject, &catalog);
         let facts = state.access.facts();
@@ -205,23 +231,7 @@ pub async fn list(
         (body, page.items.len(), page.total, view.policy_version.clone())
     })
     .await
-    .map_err(blocking_failed)?;
-    let reason = format!("listed {listed} of {total} accessible matching documents");
-    record(
-        &s,
-        Some(&who),
-        Outcome {
-            action: "search",
-            resource: None,
-            allow: true,
-            reason: &reason,
-            policy_version: Some(&version),
-            detail: (!raw.is_empty()).then(|| raw.chars().take(512).collect()),
-        },
-        started,
-    )
-    .await;
-    Ok(Json(body).into_response())
+    .map_err(blocking_failed)
 }
 
 /// Look a document up and decide `action` on it; deny and unknown ids are audited answers.

@@ -1,5 +1,6 @@
 //! The HTTPS service: configuration, state, router, start-up and background refresh.
 
+mod federated;
 mod handlers;
 mod reply;
 
@@ -34,6 +35,7 @@ pub use reply::Failure;
 pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/resources"),
     ("POST", "/api/resources"),
+    ("POST", "/api/resources/federated-search"),
     ("GET", "/api/resources/{id}"),
     ("GET", "/api/resources/{id}/download"),
     ("GET", "/api/audit"),
@@ -72,6 +74,12 @@ pub struct ApiConfig {
     /// Revocation list credentials; default `$DIVE_HOME/instances/<code>/secrets/api-client.json`
     /// when that file exists.
     pub revocation_credentials: Option<PathBuf>,
+    /// Federation partners for federated search; default
+    /// `$DIVE_HOME/instances/<code>/federation/partners.json` (absent: no partners).
+    pub partners_file: Option<PathBuf>,
+    /// Consecutive failures that open a partner's circuit breaker, and how long it stays open.
+    pub breaker_threshold: u32,
+    pub breaker_cooldown: Duration,
 }
 
 impl ApiConfig {
@@ -88,6 +96,9 @@ impl ApiConfig {
             catalog_poll: Duration::from_secs(1),
             audit_retention_days: 90,
             revocation_credentials: None,
+            partners_file: None,
+            breaker_threshold: 3,
+            breaker_cooldown: Duration::from_secs(30),
         }
     }
 
@@ -128,6 +139,10 @@ pub(crate) struct AppState {
     pub kas: KasKeys,
     pub authn: Authenticator,
     pub max_upload_bytes: usize,
+    /// HTTPS client trusting the installation CA (KAS, partners).
+    pub http: reqwest::Client,
+    pub partners: crate::federation::Partners,
+    pub breakers: crate::federation::Breakers,
     pub decisions: Family<DecisionLabels, Counter>,
     pub disagreements: Counter,
     pub documents: Gauge<i64, AtomicI64>,
@@ -325,9 +340,16 @@ pub async fn start(cfg: ApiConfig, on_signals: bool) -> Result<Running, ApiError
         reload: tokio::sync::Mutex::new(()),
         access,
         audit,
-        kas: KasKeys::new(&cfg.kas_url, http),
+        kas: KasKeys::new(&cfg.kas_url, http.clone()),
         authn,
         max_upload_bytes: cfg.max_upload_bytes,
+        http,
+        partners: crate::federation::Partners::new(
+            cfg.partners_file
+                .clone()
+                .unwrap_or_else(|| cfg.instance_dir().join("federation").join("partners.json")),
+        ),
+        breakers: crate::federation::Breakers::new(cfg.breaker_threshold, cfg.breaker_cooldown),
         decisions,
         disagreements,
         documents,
@@ -417,6 +439,10 @@ fn router(state: Shared, max_upload: usize) -> Router {
                     // The file part plus the label and text parts and multipart framing.
                     max_upload.saturating_add(256 * 1024),
                 )),
+        )
+        .route(
+            "/api/resources/federated-search",
+            axum::routing::post(federated::federated_search),
         )
         .route("/api/resources/{id}", get(handlers::get_resource))
         .route("/api/resources/{id}/download", get(handlers::download))
