@@ -972,6 +972,7 @@ async fn federated_search_merges_partners_and_bounds_the_ones_that_fail() {
         json!({ e.idp.issuer.clone(): {"instance": "USA", "name": "partner IdP"} }).to_string(),
     )
     .unwrap();
+    // A partner accepts USA's tokens as issued for USA's services (audience `dive-usa`).
     let (_, _, public_pem) = common::kas_keys();
     let recipient = dive_ztdf::Recipient::new(
         e.kas_url.clone(),
@@ -991,9 +992,7 @@ async fn federated_search_merges_partners_and_bounds_the_ones_that_fail() {
             .collect();
     fra_store.replace_seeded(fra_docs).await.unwrap();
     fra_store.close().await;
-    let mut cfg = ApiConfig::new(cc("FRA"), e.home.path().to_path_buf(), e.kas_url.clone());
-    // The partner accepts this IdP's tokens as issued (audience of the USA instance).
-    cfg.audience = Some("dive-usa".into());
+    let cfg = ApiConfig::new(cc("FRA"), e.home.path().to_path_buf(), e.kas_url.clone());
     let fra = dive_api::start(cfg, false).await.unwrap();
 
     // A partner that accepts connections and never answers, and one that is not there at all.

@@ -1,7 +1,7 @@
 //! The trusted issuers: the keys of the PDP data's `trusted_issuers.json`, re-read when the file
 //! changes so that federation changes apply without a restart.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -18,8 +18,11 @@ pub struct TrustedIssuers {
     state: RwLock<State>,
 }
 
+/// Trusted issuer URL → the instance it belongs to (when the file says).
+pub type IssuerMap = BTreeMap<String, Option<String>>;
+
 struct State {
-    issuers: Arc<BTreeSet<String>>,
+    issuers: Arc<IssuerMap>,
     modified: Option<SystemTime>,
     checked: Instant,
 }
@@ -38,12 +41,17 @@ impl TrustedIssuers {
     }
 
     pub fn contains(&self, issuer: &str) -> bool {
-        self.current().contains(issuer)
+        self.current().contains_key(issuer)
+    }
+
+    /// The instance a trusted issuer belongs to (its `instance` member), if it names one.
+    pub fn instance_of(&self, issuer: &str) -> Option<String> {
+        self.current().get(issuer).cloned().flatten()
     }
 
     /// The set now, re-reading the file if it changed. A file that became unreadable or
     /// malformed empties the set: fail closed until it is fixed.
-    pub fn current(&self) -> Arc<BTreeSet<String>> {
+    pub fn current(&self) -> Arc<IssuerMap> {
         {
             let s = self.state.read().unwrap_or_else(|p| p.into_inner());
             if s.checked.elapsed() < RECHECK {
@@ -69,7 +77,7 @@ impl TrustedIssuers {
             }
             Err(e) => {
                 tracing::error!("{e}; trusting no issuer until it is fixed");
-                s.issuers = Arc::new(BTreeSet::new());
+                s.issuers = Arc::new(IssuerMap::new());
                 s.modified = None;
             }
         }
@@ -77,7 +85,7 @@ impl TrustedIssuers {
     }
 }
 
-fn read(path: &Path) -> Result<(BTreeSet<String>, Option<SystemTime>), AuthnError> {
+fn read(path: &Path) -> Result<(IssuerMap, Option<SystemTime>), AuthnError> {
     let err = |why: String| AuthnError::TrustedIssuersFile {
         path: path.display().to_string(),
         why,
@@ -88,12 +96,16 @@ fn read(path: &Path) -> Result<(BTreeSet<String>, Option<SystemTime>), AuthnErro
     let map = doc
         .as_object()
         .ok_or_else(|| err("expected an object keyed by issuer URL".to_string()))?;
-    let mut out = BTreeSet::new();
-    for issuer in map.keys() {
+    let mut out = IssuerMap::new();
+    for (issuer, def) in map {
         if !issuer.starts_with("https://") {
             return Err(err(format!("issuer {issuer:?} is not an https:// URL")));
         }
-        out.insert(issuer.clone());
+        let instance = def
+            .get("instance")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        out.insert(issuer.clone(), instance);
     }
     Ok((out, modified))
 }

@@ -49,6 +49,11 @@ pub struct AuthnConfig {
     pub audience: Option<String>,
     /// Only access tokens (`typ: at+jwt`, RFC 9068) are accepted unless this is false.
     pub require_access_token_type: bool,
+    /// This service's instance, when it accepts federated tokens: a token from a trusted issuer
+    /// of another instance (a federation partner) must then carry that partner's own audience
+    /// (`dive-<partner>`, what its IdP issues for its services) instead of [`Self::audience`].
+    /// Federated search and cross-instance decryption forward a user's home token this way.
+    pub federated_instance: Option<String>,
 }
 
 impl AuthnConfig {
@@ -60,6 +65,7 @@ impl AuthnConfig {
             leeway_secs: 30,
             audience: None,
             require_access_token_type: true,
+            federated_instance: None,
         }
     }
 
@@ -71,6 +77,22 @@ impl AuthnConfig {
     pub fn with_audience(mut self, audience: impl Into<String>) -> AuthnConfig {
         self.audience = Some(audience.into());
         self
+    }
+
+    /// Accept partners' tokens with their own audience (see [`Self::federated_instance`]).
+    pub fn accepting_partner_tokens(mut self, own_instance: impl Into<String>) -> AuthnConfig {
+        self.federated_instance = Some(own_instance.into());
+        self
+    }
+
+    /// The audience a token from `issuer` (of instance `instance`) must carry.
+    fn audience_for(&self, instance: Option<&str>) -> Option<String> {
+        match (&self.federated_instance, instance) {
+            (Some(own), Some(i)) if !i.eq_ignore_ascii_case(own) => {
+                Some(format!("dive-{}", i.to_ascii_lowercase()))
+            }
+            _ => self.audience.clone(),
+        }
     }
 }
 
@@ -131,7 +153,7 @@ impl Authenticator {
 
     /// The issuers trusted right now.
     pub fn trusted_issuers(&self) -> Vec<String> {
-        self.inner.issuers.current().iter().cloned().collect()
+        self.inner.issuers.current().keys().cloned().collect()
     }
 
     /// Authenticate an `Authorization` header value (`Bearer …`).
@@ -237,8 +259,9 @@ impl Authenticator {
         let cfg = &self.inner.config;
         let mut validation = Validation::new(issuer);
         validation.leeway = cfg.leeway_secs;
-        if let Some(aud) = &cfg.audience {
-            validation = validation.with_audience(aud.clone());
+        let instance = self.inner.issuers.instance_of(issuer);
+        if let Some(aud) = cfg.audience_for(instance.as_deref()) {
+            validation = validation.with_audience(aud);
         }
         if cfg.require_access_token_type {
             validation = validation.with_typ("at+jwt");
@@ -299,4 +322,20 @@ async fn discover_jwks_uri(http: &reqwest::Client, issuer: &str) -> Result<Strin
         .and_then(Value::as_str)
         .map(str::to_string)
         .ok_or_else(|| unavailable("no jwks_uri".to_string()))
+}
+
+#[cfg(test)]
+mod audience_tests {
+    use super::*;
+
+    #[test]
+    fn partner_tokens_carry_the_partner_audience_only_when_accepted() {
+        let http = reqwest::Client::new();
+        let cfg = AuthnConfig::new(http, "/nonexistent").with_audience("dive-fra");
+        assert_eq!(cfg.audience_for(Some("USA")).as_deref(), Some("dive-fra"));
+        let cfg = cfg.accepting_partner_tokens("FRA");
+        assert_eq!(cfg.audience_for(Some("USA")).as_deref(), Some("dive-usa"));
+        assert_eq!(cfg.audience_for(Some("FRA")).as_deref(), Some("dive-fra"));
+        assert_eq!(cfg.audience_for(None).as_deref(), Some("dive-fra"));
+    }
 }

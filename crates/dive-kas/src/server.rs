@@ -229,7 +229,9 @@ pub async fn start(cfg: KasConfig, on_signals: bool) -> Result<Running, KasError
     })?);
     let http = dive_http::https_client(&pki)?;
     let issuers_file = trusted_issuers_file(&cfg, data_dir.as_ref())?;
-    let mut authn_cfg = AuthnConfig::new(http, &issuers_file).with_audience(cfg.audience());
+    let mut authn_cfg = AuthnConfig::new(http, &issuers_file)
+        .with_audience(cfg.audience())
+        .accepting_partner_tokens(cfg.instance.as_str());
     authn_cfg.leeway_secs = cfg.leeway_secs;
     let secrets = cfg.client_secrets_file();
     if secrets.exists() {

@@ -287,11 +287,13 @@ pub async fn start(cfg: ApiConfig, on_signals: bool) -> Result<Running, ApiError
     })?);
     let access = Arc::new(Access::new(pdp.clone())?);
     let (issuers_path, issuers_tmp) = issuers_file(data_dir.as_deref(), &pdp)?;
-    let mut authn_cfg = AuthnConfig::new(http.clone(), issuers_path).with_audience(
-        cfg.audience
-            .clone()
-            .unwrap_or_else(|| format!("dive-{}", cfg.instance.as_str().to_lowercase())),
-    );
+    let mut authn_cfg = AuthnConfig::new(http.clone(), issuers_path)
+        .with_audience(
+            cfg.audience
+                .clone()
+                .unwrap_or_else(|| format!("dive-{}", cfg.instance.as_str().to_lowercase())),
+        )
+        .accepting_partner_tokens(cfg.instance.as_str());
     let creds = cfg
         .revocation_credentials
         .clone()
