@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use dive_core::CountryCode;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 /// Per-partner time limit when the request names none.
@@ -23,31 +23,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(2000);
 pub const MIN_TIMEOUT: Duration = Duration::from_millis(50);
 pub const MAX_TIMEOUT: Duration = Duration::from_millis(10_000);
 
-/// A link's lifecycle state, as the federation registry records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LinkStatus {
-    Pending,
-    Active,
-    Suspended,
-    Revoked,
-}
-
-/// One partner instance's resource service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Partner {
-    pub code: CountryCode,
-    /// Base URL of its resource service, e.g. `https://localhost:8551`.
-    pub api_url: String,
-    pub status: LinkStatus,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PartnersFile {
-    partners: Vec<Partner>,
-}
+pub use dive_core::federation::{LinkStatus, Partner, PartnersFile};
 
 /// The partners listed, or why the file cannot be used.
 pub type PartnerList = Arc<Result<Vec<Partner>, String>>;
@@ -90,27 +66,9 @@ impl Partners {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(format!("{}: {e}", self.file.display())),
         };
-        let file: PartnersFile =
-            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", self.file.display()))?;
-        let mut seen = HashSet::new();
-        for p in &file.partners {
-            if !seen.insert(p.code) {
-                return Err(format!(
-                    "{}: partner {} is listed twice",
-                    self.file.display(),
-                    p.code
-                ));
-            }
-            if !p.api_url.starts_with("https://") {
-                return Err(format!(
-                    "{}: partner {}: apiUrl {:?} must be an https:// URL",
-                    self.file.display(),
-                    p.code,
-                    p.api_url
-                ));
-            }
-        }
-        Ok(file.partners)
+        PartnersFile::from_json(&text)
+            .map(|f| f.partners)
+            .map_err(|e| format!("{}: {e}", self.file.display()))
     }
 }
 

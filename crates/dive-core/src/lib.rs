@@ -10,6 +10,7 @@ pub mod coi;
 pub mod country;
 pub mod equivalency;
 pub mod error;
+pub mod federation;
 pub mod label;
 pub mod normalize;
 

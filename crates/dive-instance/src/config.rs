@@ -206,6 +206,14 @@ impl InstancePaths {
     pub fn idp_db(&self) -> PathBuf {
         self.dir.join("idp.db")
     }
+    /// Federation partners for federated search (`dive federation link` writes it).
+    pub fn partners_file(&self) -> PathBuf {
+        self.dir.join("federation").join("partners.json")
+    }
+    /// The federation registry of a hub (its links).
+    pub fn federation_db(&self) -> PathBuf {
+        self.dir.join("federation.db")
+    }
     /// The result of the last verification.
     pub fn last_verify(&self) -> PathBuf {
         self.dir.join("last-verify.json")
@@ -287,11 +295,7 @@ pub fn check_port_clashes(home: &Path, cfg: &InstanceConfig) -> Result<(), Insta
 
 /// Write `bytes` to `path` through a temporary file and a rename, unless the file already holds
 /// exactly these bytes. Returns whether the file changed.
-pub(crate) fn write_if_changed(
-    path: &Path,
-    bytes: &[u8],
-    mode: u32,
-) -> Result<bool, InstanceError> {
+pub fn write_if_changed(path: &Path, bytes: &[u8], mode: u32) -> Result<bool, InstanceError> {
     if std::fs::read(path).is_ok_and(|old| old == bytes) {
         return Ok(false);
     }

@@ -11,6 +11,7 @@ pub mod bench_api;
 pub mod bench_instance;
 pub mod bench_kas;
 pub mod bench_pdp;
+pub mod federation;
 pub mod history;
 pub mod idp;
 pub mod instance;
@@ -37,6 +38,9 @@ pub enum Command {
     /// Spoke instances (any other ISO 3166-1 alpha-3 code): deploy, up, down, status, verify, logs.
     #[command(subcommand)]
     Spoke(instance::SpokeCommand),
+    /// Federation between the hub and its spokes: link, unlink, suspend, resume, revoke, status.
+    #[command(subcommand)]
+    Federation(federation::FederationCommand),
     /// Compose-format stacks of local processes: plan, up, status, logs, ps, down.
     #[command(subcommand)]
     Stack(stack::StackCommand),
@@ -79,6 +83,7 @@ pub fn run(command: Command, ctx: &Context) -> anyhow::Result<ExitCode> {
         }
         Command::Hub(cmd) => instance::run_hub(cmd, ctx),
         Command::Spoke(cmd) => instance::run_spoke(cmd, ctx),
+        Command::Federation(cmd) => federation::run(cmd, ctx),
         Command::Stack(cmd) => stack::run(cmd, ctx),
         Command::History(a) => history::run(ctx, &a),
         Command::Metrics => metrics::run(ctx),

@@ -1,0 +1,146 @@
+//! `dive federation link|unlink|suspend|resume|revoke CODE` and `dive federation status`: the
+//! hub's links with its spokes (see `docs/federation.md`).
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use dive_core::federation::LinkStatus;
+use dive_federation::{FederationError, Outcome, Pair};
+
+use super::instance::spoke_code;
+use super::stack_runtime::runtime;
+use crate::context::Context;
+use crate::exit::bad_input;
+
+#[derive(Debug, Subcommand)]
+pub enum FederationCommand {
+    /// Link a spoke with the hub both ways (idempotent; re-applies an active link's trust).
+    Link(LinkArgs),
+    /// Remove a link: trust withdrawn on both sides, the registry entry deleted (history kept).
+    Unlink(LinkArgs),
+    /// Suspend an active link at once: each side stops trusting the other's tokens.
+    Suspend(LinkArgs),
+    /// Resume a suspended link.
+    Resume(LinkArgs),
+    /// Revoke a link for good (linking again later starts a new link).
+    Revoke(LinkArgs),
+    /// Every link of the hub, what each side's files say now, and its history.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LinkArgs {
+    /// The spoke's ISO 3166-1 alpha-3 code, e.g. FRA.
+    pub code: String,
+    /// Why (recorded in the link's history).
+    #[arg(long, default_value = "operator request")]
+    pub reason: String,
+}
+
+pub fn run(cmd: FederationCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    let (args, op) = match cmd {
+        FederationCommand::Status { json } => return status(ctx, json),
+        FederationCommand::Link(a) => (a, None),
+        FederationCommand::Unlink(a) => (a, Some(None)),
+        FederationCommand::Suspend(a) => (a, Some(Some(LinkStatus::Suspended))),
+        FederationCommand::Resume(a) => (a, Some(Some(LinkStatus::Active))),
+        FederationCommand::Revoke(a) => (a, Some(Some(LinkStatus::Revoked))),
+    };
+    let code = spoke_code(&args.code)?;
+    let pair = Pair::load(&ctx.home, code).map_err(classify)?;
+    if ctx.dry_run {
+        println!(
+            "would {} the link between {} and {code} (files under {})",
+            match op {
+                None => "create or re-apply",
+                Some(None) => "remove",
+                Some(Some(LinkStatus::Suspended)) => "suspend",
+                Some(Some(LinkStatus::Active)) => "resume",
+                Some(Some(_)) => "revoke",
+            },
+            pair.hub.code,
+            ctx.home.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let outcome = rt
+        .block_on(async {
+            match op {
+                None => dive_federation::link(&pair, &args.reason).await,
+                Some(None) => dive_federation::unlink(&pair, &args.reason).await,
+                Some(Some(to)) => dive_federation::set_status(&pair, to, &args.reason).await,
+            }
+        })
+        .map_err(classify)?;
+    print_outcome(&pair, &outcome);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_outcome(pair: &Pair, o: &Outcome) {
+    match o.status {
+        Some(s) => println!("{} ⇄ {}: {s}", pair.hub.code, o.partner),
+        None => println!("{} ⇄ {}: unlinked", pair.hub.code, o.partner),
+    }
+    if o.changed.is_empty() {
+        println!("  both sides already in line; nothing changed");
+    }
+    for f in &o.changed {
+        println!("  updated {f}");
+    }
+}
+
+fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
+    let report = runtime()?
+        .block_on(dive_federation::status(&ctx.home))
+        .map_err(classify)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if report.is_empty() {
+        println!("no federation links (link a spoke: dive federation link CODE)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<8} {:<10} {:<13} {:<13} {:<25} changes",
+        "partner", "status", "hub trusts", "spoke trusts", "since"
+    );
+    for r in &report {
+        let since = time::OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(r.link.updated_at_ms) * 1_000_000,
+        )
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default();
+        println!(
+            "{:<8} {:<10} {:<13} {:<13} {:<25} {}",
+            r.link.partner.as_str(),
+            r.link.status.as_str(),
+            yes_no(r.hub_trusts_spoke),
+            yes_no(r.spoke_trusts_hub),
+            since,
+            r.history.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn classify(e: FederationError) -> anyhow::Error {
+    if e.is_bad_input() {
+        bad_input(e.to_string())
+    } else {
+        anyhow::Error::new(e)
+    }
+}

@@ -1,0 +1,188 @@
+//! Linking a hub and a spoke of one installation: both sides' files, the registry's lifecycle
+//! and history, idempotency, and refusals.
+
+use std::path::Path;
+
+use dive_core::CountryCode;
+use dive_core::federation::{LinkStatus, PartnersFile};
+use dive_federation::{FederationError, Pair};
+use dive_instance::{InstanceConfig, InstancePaths, Role};
+use serde_json::Value;
+
+fn cc(s: &str) -> CountryCode {
+    CountryCode::new(s).unwrap()
+}
+
+/// An initialised instance: its configuration and policy data, as INIT writes them.
+fn instance(home: &Path, code: &str, role: Role) -> InstanceConfig {
+    let cfg = InstanceConfig::new(cc(code), role);
+    let paths = InstancePaths::new(home, cfg.code);
+    dive_instance::config::save(&paths, &cfg).unwrap();
+    dive_instance::policy::ensure(&paths, &cfg).unwrap();
+    cfg
+}
+
+fn json(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+/// (trusts the other's issuer, lists it in the federation matrix, partners-file status).
+fn side(
+    home: &Path,
+    me: &InstanceConfig,
+    other: &InstanceConfig,
+) -> (bool, bool, Option<LinkStatus>) {
+    let paths = InstancePaths::new(home, me.code);
+    let issuers = json(&paths.policy_dir().join("trusted_issuers.json"));
+    let trusts = issuers[&other.urls.issuer]["instance"] == other.code.as_str();
+    let fed = json(&paths.policy_dir().join("federation.json"));
+    let listed = fed[me.code.as_str()]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c == other.code.as_str());
+    let partners = std::fs::read_to_string(paths.partners_file())
+        .map(|t| PartnersFile::from_json(&t).unwrap())
+        .unwrap_or_default();
+    let status = partners
+        .partners
+        .iter()
+        .find(|p| p.code == other.code)
+        .map(|p| {
+            assert_eq!(p.api_url, other.urls.api);
+            p.status
+        });
+    // Its own issuer is never touched.
+    assert_eq!(issuers[&me.urls.issuer]["instance"], me.code.as_str());
+    (trusts, listed, status)
+}
+
+#[tokio::test]
+async fn link_suspend_resume_revoke_relink_and_unlink_act_on_both_sides() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let usa = instance(home, "USA", Role::Hub);
+    let fra = instance(home, "FRA", Role::Spoke);
+    let deu = instance(home, "DEU", Role::Spoke);
+    let pair = Pair::load(home, cc("FRA")).unwrap();
+
+    let out = dive_federation::link(&pair, "test").await.unwrap();
+    assert_eq!(out.status, Some(LinkStatus::Active));
+    assert!(!out.changed.is_empty());
+    assert_eq!(
+        side(home, &usa, &fra),
+        (true, true, Some(LinkStatus::Active))
+    );
+    assert_eq!(
+        side(home, &fra, &usa),
+        (true, true, Some(LinkStatus::Active))
+    );
+    // DEU is not involved.
+    assert_eq!(side(home, &usa, &deu), (false, false, None));
+
+    // Again: nothing to change, nothing recorded.
+    let again = dive_federation::link(&pair, "test").await.unwrap();
+    assert!(again.changed.is_empty(), "{:?}", again.changed);
+
+    dive_federation::set_status(&pair, LinkStatus::Suspended, "exercise paused")
+        .await
+        .unwrap();
+    assert_eq!(
+        side(home, &usa, &fra),
+        (false, false, Some(LinkStatus::Suspended))
+    );
+    assert_eq!(
+        side(home, &fra, &usa),
+        (false, false, Some(LinkStatus::Suspended))
+    );
+    // Linking a suspended partner does not resume it behind the operator's back.
+    let relink = dive_federation::link(&pair, "test").await.unwrap();
+    assert_eq!(relink.status, Some(LinkStatus::Suspended));
+    dive_federation::set_status(&pair, LinkStatus::Active, "resumed")
+        .await
+        .unwrap();
+    assert_eq!(
+        side(home, &fra, &usa),
+        (true, true, Some(LinkStatus::Active))
+    );
+
+    dive_federation::set_status(&pair, LinkStatus::Revoked, "compromised")
+        .await
+        .unwrap();
+    assert_eq!(
+        side(home, &usa, &fra),
+        (false, false, Some(LinkStatus::Revoked))
+    );
+    let err = dive_federation::set_status(&pair, LinkStatus::Active, "oops")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FederationError::Transition { .. }), "{err}");
+    assert!(err.is_bad_input());
+    assert!(err.to_string().contains("revoked"), "{err}");
+
+    // A new link after revocation starts over, and the history tells the whole story.
+    dive_federation::link(&pair, "new agreement").await.unwrap();
+    assert_eq!(
+        side(home, &fra, &usa),
+        (true, true, Some(LinkStatus::Active))
+    );
+    let report = dive_federation::status(home).await.unwrap();
+    assert_eq!(report.len(), 1);
+    assert!(report[0].hub_trusts_spoke && report[0].spoke_trusts_hub);
+    let steps: Vec<String> = report[0]
+        .history
+        .iter()
+        .map(|c| format!("{}>{}", c.from.map_or("-", |s| s.as_str()), c.to))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "->pending",
+            "pending>active",
+            "active>suspended",
+            "suspended>active",
+            "active>revoked",
+            "revoked>pending",
+            "pending>active"
+        ]
+    );
+
+    dive_federation::unlink(&pair, "ended").await.unwrap();
+    assert_eq!(side(home, &usa, &fra), (false, false, None));
+    assert_eq!(side(home, &fra, &usa), (false, false, None));
+    assert!(dive_federation::status(home).await.unwrap().is_empty());
+    // Unlinking again is a no-op.
+    assert!(
+        dive_federation::unlink(&pair, "ended")
+            .await
+            .unwrap()
+            .changed
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn refusals_name_what_is_wrong() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    let e = Pair::load(home, cc("FRA")).err().unwrap();
+    assert!(e.to_string().contains("no hub"), "{e}");
+    instance(home, "USA", Role::Hub);
+    let e = Pair::load(home, cc("FRA")).err().unwrap();
+    assert!(e.to_string().contains("dive spoke deploy FRA"), "{e}");
+    let e = Pair::load(home, cc("USA")).err().unwrap();
+    assert!(e.to_string().contains("is the hub"), "{e}");
+    instance(home, "FRA", Role::Spoke);
+    let pair = Pair::load(home, cc("FRA")).unwrap();
+    let e = dive_federation::set_status(&pair, LinkStatus::Suspended, "x")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("dive federation link FRA"), "{e}");
+    // A broken policy file on one side is reported with its path, and nothing is trusted.
+    let p = InstancePaths::new(home, cc("FRA"))
+        .policy_dir()
+        .join("trusted_issuers.json");
+    std::fs::write(&p, "{broken").unwrap();
+    let e = dive_federation::link(&pair, "x").await.unwrap_err();
+    assert!(e.to_string().contains("trusted_issuers.json"), "{e}");
+}
