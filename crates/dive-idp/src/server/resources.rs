@@ -91,7 +91,7 @@ pub(crate) async fn subject_revoked_since(
 }
 
 /// A valid, unrevoked access token's claims.
-async fn check_access_token(state: &Shared, token: &str) -> Option<Map<String, Value>> {
+pub(crate) async fn check_access_token(state: &Shared, token: &str) -> Option<Map<String, Value>> {
     let v = dive_jose::Validation::new(&state.issuer)
         .with_audience(&state.audience)
         .with_typ(ACCESS_TYP);
