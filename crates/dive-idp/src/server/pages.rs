@@ -163,7 +163,7 @@ pub fn error(status: StatusCode, title: &str, message: &str) -> Response {
     page(
         status,
         title,
-        &format!("<p class=\"error\">{}</p>", esc(message)),
+        &format!("<p class=\"error\" role=\"alert\">{}</p>", esc(message)),
     )
 }
 
