@@ -682,3 +682,278 @@ async fn hostile_upstream_id_tokens_are_refused() {
     let _ = stop_tx.send(());
     let _ = server.await;
 }
+
+async fn cc_token(e: &Env, id: &str, secret: &str, scope: &str) -> (u16, Value) {
+    let r = e
+        .http
+        .post(format!("{}/token", e.usa.issuer))
+        .basic_auth(id, Some(secret))
+        .form(&[("grant_type", "client_credentials"), ("scope", scope)])
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn call(
+    e: &Env,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value, Option<String>) {
+    let mut rb = e
+        .http
+        .request(method, format!("{}{path}", e.usa.issuer));
+    if let Some(t) = token {
+        rb = rb.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    let status = r.status().as_u16();
+    let challenge = r
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (status, r.json().await.unwrap_or(Value::Null), challenge)
+}
+
+#[tokio::test]
+async fn admin_api_needs_an_admin_token_and_validates_input() {
+    use reqwest::Method;
+    let e = Env::new().await;
+    let mk = |id: &str| NewClient {
+        client_id: id.to_string(),
+        auth: NewClientAuth::GenerateSecret,
+        redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
+        grant_types: vec![GrantType::ClientCredentials],
+    };
+    let (_, admin_secret) = dive_idp::clients::create(&e.usa.db, &mk("fed-admin"))
+        .await
+        .unwrap();
+    let admin_secret = admin_secret.unwrap();
+    dive_idp::clients::set_scopes(&e.usa.db, "fed-admin", &["admin".to_string()])
+        .await
+        .unwrap();
+    let (_, plain_secret) = dive_idp::clients::create(&e.usa.db, &mk("plain"))
+        .await
+        .unwrap();
+    let plain_secret = plain_secret.unwrap();
+    // A public client cannot hold the admin scope.
+    assert!(matches!(
+        dive_idp::clients::set_scopes(&e.usa.db, "portal", &["admin".to_string()]).await,
+        Err(dive_idp::IdpError::Invalid { field: "scopes", .. })
+    ));
+
+    // Only a client registered for it obtains the scope.
+    let (s, body) = cc_token(&e, "plain", &plain_secret, "admin").await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("invalid_scope")));
+    let (s, body) = cc_token(&e, "fed-admin", &admin_secret, "admin").await;
+    assert_eq!(s, 200, "{body}");
+    let admin = body["access_token"].as_str().unwrap().to_string();
+    let (_, body) = cc_token(&e, "fed-admin", &admin_secret, "").await;
+    let no_scope = body["access_token"].as_str().unwrap().to_string();
+    let (_, body) = cc_token(&e, "plain", &plain_secret, "roles").await;
+    let plain = body["access_token"].as_str().unwrap().to_string();
+
+    // Missing, malformed, foreign and non-admin tokens are refused.
+    let (s, body, challenge) = call(&e, Method::GET, "/admin/upstreams", None, None).await;
+    assert_eq!(s, 401);
+    assert_eq!(body["error"], "invalid_token");
+    assert!(challenge.unwrap().starts_with("Bearer"));
+    let (s, _, _) = call(&e, Method::GET, "/admin/upstreams", Some("garbage"), None).await;
+    assert_eq!(s, 401);
+    let foreign = SigningKey::generate("x", Alg::RS256)
+        .unwrap()
+        .sign(
+            "at+jwt",
+            &json!({"iss": e.usa.issuer, "aud": "dive-usa", "sub": "fed-admin",
+                    "client_id": "fed-admin", "scope": "admin", "jti": "j",
+                    "iat": dive_jose::now(), "exp": dive_jose::now() + 300}),
+        )
+        .unwrap();
+    let (s, _, _) = call(&e, Method::GET, "/admin/upstreams", Some(&foreign), None).await;
+    assert_eq!(s, 401, "a token not signed by this IdP");
+    for t in [&no_scope, &plain] {
+        let (s, body, _) = call(&e, Method::GET, "/admin/clients", Some(t), None).await;
+        assert_eq!(s, 403);
+        assert_eq!(body["error"], "insufficient_scope");
+    }
+    // A user's token (even an admin user's) is not an admin API token.
+    let (user_tokens, _) = login_helper::broker_login(&e.http, &{
+        dive_idp::upstreams::create(&e.usa.db, e.upstream("fra-idp"))
+            .await
+            .unwrap();
+        e.broker("fra-idp", "claire", true)
+    })
+    .await
+    .unwrap();
+    let (s, _, _) = call(
+        &e,
+        Method::GET,
+        "/admin/upstreams",
+        user_tokens["access_token"].as_str(),
+        None,
+    )
+    .await;
+    assert_eq!(s, 403);
+
+    // Upstreams: create, read (never the secret), conflict, validation naming the field.
+    let spec = json!({
+        "alias": "deu-idp", "issuer": "https://idp.deu.example", "client_id": "dive-usa",
+        "client_secret": "a-secret-agreed-with-DEU-0123456789", "country": "DEU",
+        "claim_mapping": {"clearance": "nationalClearance"}
+    });
+    let (s, body, _) = call(&e, Method::POST, "/admin/upstreams", Some(&admin), Some(spec.clone())).await;
+    assert_eq!(s, 201, "{body}");
+    assert_eq!(body["alias"], "deu-idp");
+    assert_eq!(body["display_name"], "DEU");
+    assert_eq!(body["enabled"], true);
+    assert_eq!(body["client_secret_set"], true);
+    assert_eq!(body["claim_mapping"]["clearance"], "nationalClearance");
+    assert_eq!(body["claim_mapping"]["uniqueID"], "uniqueID");
+    assert!(body.get("client_secret").is_none());
+    let (s, body, _) = call(&e, Method::GET, "/admin/upstreams", Some(&admin), None).await;
+    assert_eq!(s, 200);
+    assert!(!body.to_string().contains("agreed-with-DEU"), "secret leaked: {body}");
+    let aliases: Vec<&str> = body["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["alias"].as_str().unwrap())
+        .collect();
+    assert_eq!(aliases, vec!["deu-idp", "fra-idp"]);
+    let (s, body, _) = call(&e, Method::POST, "/admin/upstreams", Some(&admin), Some(spec.clone())).await;
+    assert_eq!((s, body["error"].as_str()), (409, Some("conflict")));
+    for (bad, field) in [
+        (json!({"issuer": "http://idp.deu.example"}), "issuer"),
+        (json!({"alias": "DEU IdP"}), "alias"),
+        (json!({"scopes": ["profile"]}), "scopes"),
+        (json!({"ca_pem": "not a certificate"}), "ca_pem"),
+        (json!({"country": "Germany"}), "country"),
+        (json!({"client_secret": ""}), "client_secret"),
+        (json!({"claim_mapping": {"clearence": "x"}}), "clearence"),
+        (json!({"colour": "blue"}), "colour"),
+    ] {
+        let mut body = spec.clone();
+        body["alias"] = json!("xyz-idp");
+        for (k, v) in bad.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (s, resp, _) = call(&e, Method::POST, "/admin/upstreams", Some(&admin), Some(body)).await;
+        assert_eq!(s, 400, "{field}: {resp}");
+        assert_eq!(resp["error"], "invalid_request");
+        assert_eq!(resp["field"], field, "{resp}");
+    }
+    let mut missing = spec.clone();
+    missing.as_object_mut().unwrap().remove("issuer");
+    missing["alias"] = json!("xyz-idp");
+    let (s, resp, _) = call(&e, Method::POST, "/admin/upstreams", Some(&admin), Some(missing)).await;
+    assert_eq!((s, resp["field"].as_str()), (400, Some("issuer")));
+    // Nothing was stored by the refused requests.
+    let (s, _, _) = call(&e, Method::GET, "/admin/upstreams/xyz-idp", Some(&admin), None).await;
+    assert_eq!(s, 404);
+
+    // PATCH (partial), PUT (idempotent create-or-replace), DELETE.
+    let (s, body, _) = call(
+        &e,
+        Method::PATCH,
+        "/admin/upstreams/deu-idp",
+        Some(&admin),
+        Some(json!({"enabled": false, "display_name": "Germany"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["enabled"], false);
+    assert_eq!(body["issuer"], "https://idp.deu.example");
+    let stored = dive_idp::upstreams::find(&e.usa.db, "deu-idp").await.unwrap().unwrap();
+    assert_eq!(stored.client_secret, "a-secret-agreed-with-DEU-0123456789");
+    let (s, body, _) = call(
+        &e,
+        Method::PUT,
+        "/admin/upstreams/gbr-idp",
+        Some(&admin),
+        Some(json!({"issuer": "https://idp.gbr.example", "client_id": "dive-usa",
+                    "client_secret": "gbr-secret"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    let (s, body, _) = call(
+        &e,
+        Method::PUT,
+        "/admin/upstreams/gbr-idp",
+        Some(&admin),
+        Some(json!({"issuer": "https://login.gbr.example", "client_id": "dive-usa",
+                    "client_secret": "gbr-secret-2"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["issuer"], "https://login.gbr.example");
+    let (s, body, _) = call(
+        &e,
+        Method::PUT,
+        "/admin/upstreams/gbr-idp",
+        Some(&admin),
+        Some(json!({"alias": "fra-idp", "issuer": "https://x.example", "client_id": "a",
+                    "client_secret": "b"})),
+    )
+    .await;
+    assert_eq!((s, body["field"].as_str()), (400, Some("alias")));
+    let (s, _, _) = call(&e, Method::DELETE, "/admin/upstreams/gbr-idp", Some(&admin), None).await;
+    assert_eq!(s, 204);
+    let (s, body, _) = call(&e, Method::DELETE, "/admin/upstreams/gbr-idp", Some(&admin), None).await;
+    assert_eq!((s, body["error"].as_str()), (404, Some("not_found")));
+
+    // Clients: the generated secret is returned once and works; validation names the field.
+    let (s, body, _) = call(
+        &e,
+        Method::POST,
+        "/admin/clients",
+        Some(&admin),
+        Some(json!({"client_id": "dive-deu-broker",
+                    "redirect_uris": ["https://idp.deu.example/broker/usa-idp/callback"]})),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    let secret = body["client_secret"].as_str().unwrap().to_string();
+    assert_eq!(body["grant_types"], json!(["authorization_code", "refresh_token"]));
+    let (s, body, _) = call(&e, Method::GET, "/admin/clients/dive-deu-broker", Some(&admin), None).await;
+    assert_eq!(s, 200);
+    assert!(!body.to_string().contains(&secret));
+    let (s, body, _) = call(
+        &e,
+        Method::POST,
+        "/admin/clients",
+        Some(&admin),
+        Some(json!({"client_id": "svc", "grant_types": ["client_credentials"]})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let svc_secret = body["client_secret"].as_str().unwrap().to_string();
+    assert_eq!(cc_token(&e, "svc", &svc_secret, "").await.0, 200);
+    for (bad, field) in [
+        (json!({"client_id": "c1", "redirect_uris": ["http://evil.example/cb"]}), "redirect_uri"),
+        (json!({"client_id": "bad id"}), "client_id"),
+        (json!({"client_id": "c2", "kind": "secretive"}), "kind"),
+        (json!({"client_id": "c3", "grant_types": ["password"]}), "grant_types"),
+        (json!({"client_id": "c4", "scopes": ["root"]}), "scopes"),
+        (json!({"client_id": "c5", "client_secret": "short"}), "client_secret"),
+        (json!({"client_id": "c6", "redirect_uris": ["https://a.example/cb"], "scopes": ["admin"]}), "scopes"),
+    ] {
+        let (s, resp, _) = call(&e, Method::POST, "/admin/clients", Some(&admin), Some(bad)).await;
+        assert_eq!(s, 400, "{field}: {resp}");
+        assert_eq!(resp["field"], field, "{resp}");
+    }
+    let (s, _, _) = call(&e, Method::DELETE, "/admin/clients/svc", Some(&admin), None).await;
+    assert_eq!(s, 204);
+    assert_eq!(cc_token(&e, "svc", &svc_secret, "").await.0, 401);
+
+    // Removing the admin client ends its access at once, before its token expires.
+    dive_idp::clients::remove(&e.usa.db, "fed-admin").await.unwrap();
+    let (s, _, _) = call(&e, Method::GET, "/admin/clients", Some(&admin), None).await;
+    assert_eq!(s, 403);
+}
