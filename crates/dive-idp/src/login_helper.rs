@@ -196,8 +196,14 @@ pub async fn authorize(
         ])
         .send()
         .await?;
-    let (resp, enrolled, recovery) =
-        second_factor(http, &req.issuer, resp, &csrf_cookie, req.totp_secret.as_deref()).await?;
+    let (resp, enrolled, recovery) = second_factor(
+        http,
+        &req.issuer,
+        resp,
+        &csrf_cookie,
+        req.totp_secret.as_deref(),
+    )
+    .await?;
     let status = resp.status().as_u16();
     if status != 303 {
         return Err(LoginError::Unexpected {
@@ -286,9 +292,10 @@ async fn second_factor(
             detail: page_message(&html),
         });
     };
-    let (Some(request_id), Some(csrf)) =
-        (hidden_value(&html, "request_id"), hidden_value(&html, "csrf"))
-    else {
+    let (Some(request_id), Some(csrf)) = (
+        hidden_value(&html, "request_id"),
+        hidden_value(&html, "csrf"),
+    ) else {
         return Err(LoginError::Unexpected {
             step: "otp",
             status: 200,
@@ -427,7 +434,9 @@ pub async fn broker_start(
 ) -> Result<BrokerStart, LoginError> {
     let mut login = req.login.clone();
     if req.use_hint {
-        login.extra.push(("idp_hint".to_string(), req.alias.clone()));
+        login
+            .extra
+            .push(("idp_hint".to_string(), req.alias.clone()));
     }
     let (url, verifier, state, nonce) = authorization_url(&login);
     let resp = http.get(&url).send().await?;

@@ -239,7 +239,11 @@ async fn brokered_login_carries_upstream_claims_and_resyncs() {
         .await;
     assert_eq!(at["clearance"], "TRÈS SECRET DÉFENSE");
     assert_eq!(at["acpCOI"], json!(["NATO", "FRA-US"]));
-    assert_eq!(at["preferred_username"], json!(username), "same local account");
+    assert_eq!(
+        at["preferred_username"],
+        json!(username),
+        "same local account"
+    );
     let local = dive_idp::users::find_by_username(&e.usa.db, &username)
         .await
         .unwrap()
@@ -287,10 +291,9 @@ async fn local_mfa_asked_when_upstream_did_not_assert_it() {
         ..Default::default()
     });
     dive_idp::upstreams::create(&e.usa.db, spec).await.unwrap();
-    let (tokens, out) =
-        login_helper::broker_login(&e.http, &e.broker("fra-nomfa", "pierre", true))
-            .await
-            .unwrap();
+    let (tokens, out) = login_helper::broker_login(&e.http, &e.broker("fra-nomfa", "pierre", true))
+        .await
+        .unwrap();
     assert!(out.local_second_factor, "USA asked for its own factor");
     let local_totp = out
         .outcome
@@ -303,7 +306,10 @@ async fn local_mfa_asked_when_upstream_did_not_assert_it() {
         .await;
     assert_eq!(at["acr"], "2");
     let amr = strings(&at["amr"]);
-    assert!(amr.contains(&"otp".to_string()) && amr.contains(&"pwd".to_string()), "{amr:?}");
+    assert!(
+        amr.contains(&"otp".to_string()) && amr.contains(&"pwd".to_string()),
+        "{amr:?}"
+    );
 
     // Next login: the code is asked (no enrolment).
     let mut again = e.broker("fra-nomfa", "pierre", true);
@@ -314,10 +320,9 @@ async fn local_mfa_asked_when_upstream_did_not_assert_it() {
     assert!(out.outcome.enrolled_totp_secret.is_none());
 
     // An UNCLASSIFIED user needs no second factor: acr 1, the upstream's amr.
-    let (tokens, out) =
-        login_helper::broker_login(&e.http, &e.broker("fra-nomfa", "claire", true))
-            .await
-            .unwrap();
+    let (tokens, out) = login_helper::broker_login(&e.http, &e.broker("fra-nomfa", "claire", true))
+        .await
+        .unwrap();
     assert!(!out.local_second_factor);
     let at = e
         .usa_claims(tokens["access_token"].as_str().unwrap(), "dive-usa")
@@ -426,7 +431,10 @@ async fn bad_state_replay_upstream_errors_and_disabled_upstreams_are_refused() {
     let loc = r.headers()["location"].to_str().unwrap().to_string();
     assert!(loc.starts_with(APP), "{loc}");
     assert_eq!(query_param(&loc, "error").as_deref(), Some("access_denied"));
-    assert_eq!(query_param(&loc, "state").as_deref(), Some(start.state.as_str()));
+    assert_eq!(
+        query_param(&loc, "state").as_deref(),
+        Some(start.state.as_str())
+    );
     assert!(query_param(&loc, "code").is_none());
 
     // A mix-up: the callback names another issuer.
@@ -451,20 +459,18 @@ async fn bad_state_replay_upstream_errors_and_disabled_upstreams_are_refused() {
         .text()
         .await
         .unwrap();
-    assert!(offered.contains("/broker/fra-off/login"), "offered while enabled");
+    assert!(
+        offered.contains("/broker/fra-off/login"),
+        "offered while enabled"
+    );
     assert!(offered.contains("Log in with FRA"));
     let in_flight = login_helper::broker_start(&e.http, &e.broker("fra-off", "claire", true))
         .await
         .unwrap();
-    let (callback, _) = login_helper::upstream_login(
-        &e.http,
-        &in_flight.upstream_url,
-        "claire",
-        PASSWORD,
-        None,
-    )
-    .await
-    .unwrap();
+    let (callback, _) =
+        login_helper::upstream_login(&e.http, &in_flight.upstream_url, "claire", PASSWORD, None)
+            .await
+            .unwrap();
     dive_idp::upstreams::set_enabled(&e.usa.db, "fra-off", false)
         .await
         .unwrap();
@@ -477,7 +483,10 @@ async fn bad_state_replay_upstream_errors_and_disabled_upstreams_are_refused() {
         .text()
         .await
         .unwrap();
-    assert!(!page.contains("/broker/fra-off/login"), "disabled upstream offered");
+    assert!(
+        !page.contains("/broker/fra-off/login"),
+        "disabled upstream offered"
+    );
     assert!(page.contains("/broker/fra-idp/login"));
     match login_helper::broker_start(&e.http, &e.broker("fra-off", "claire", true)).await {
         Err(LoginError::Denied { error, description }) => {
@@ -553,8 +562,10 @@ async fn h_authorize(
         .append_pair("code", "evil-code")
         .append_pair("state", &q["state"]);
     let mut r = StatusCode::SEE_OTHER.into_response();
-    r.headers_mut()
-        .insert(header::LOCATION, HeaderValue::from_str(to.as_str()).unwrap());
+    r.headers_mut().insert(
+        header::LOCATION,
+        HeaderValue::from_str(to.as_str()).unwrap(),
+    );
     r
 }
 
@@ -655,7 +666,9 @@ async fn hostile_upstream_id_tokens_are_refused() {
     };
     // The harness itself works: a well-formed token from this upstream is accepted, and its
     // comma-joined acpCOI and lower-case organizationType are normalised.
-    let (tokens, _) = attempt(Mode::Good).await.expect("a valid token is accepted");
+    let (tokens, _) = attempt(Mode::Good)
+        .await
+        .expect("a valid token is accepted");
     let at = e
         .usa_claims(tokens["access_token"].as_str().unwrap(), "dive-usa")
         .await;
@@ -702,9 +715,7 @@ async fn call(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value, Option<String>) {
-    let mut rb = e
-        .http
-        .request(method, format!("{}{path}", e.usa.issuer));
+    let mut rb = e.http.request(method, format!("{}{path}", e.usa.issuer));
     if let Some(t) = token {
         rb = rb.bearer_auth(t);
     }
@@ -746,7 +757,10 @@ async fn admin_api_needs_an_admin_token_and_validates_input() {
     // A public client cannot hold the admin scope.
     assert!(matches!(
         dive_idp::clients::set_scopes(&e.usa.db, "portal", &["admin".to_string()]).await,
-        Err(dive_idp::IdpError::Invalid { field: "scopes", .. })
+        Err(dive_idp::IdpError::Invalid {
+            field: "scopes",
+            ..
+        })
     ));
 
     // Only a client registered for it obtains the scope.
@@ -808,7 +822,14 @@ async fn admin_api_needs_an_admin_token_and_validates_input() {
         "client_secret": "a-secret-agreed-with-DEU-0123456789", "country": "DEU",
         "claim_mapping": {"clearance": "nationalClearance"}
     });
-    let (s, body, _) = call(&e, Method::POST, "/admin/upstreams", Some(&admin), Some(spec.clone())).await;
+    let (s, body, _) = call(
+        &e,
+        Method::POST,
+        "/admin/upstreams",
+        Some(&admin),
+        Some(spec.clone()),
+    )
+    .await;
     assert_eq!(s, 201, "{body}");
     assert_eq!(body["alias"], "deu-idp");
     assert_eq!(body["display_name"], "DEU");
@@ -819,7 +840,10 @@ async fn admin_api_needs_an_admin_token_and_validates_input() {
     assert!(body.get("client_secret").is_none());
     let (s, body, _) = call(&e, Method::GET, "/admin/upstreams", Some(&admin), None).await;
     assert_eq!(s, 200);
-    assert!(!body.to_string().contains("agreed-with-DEU"), "secret leaked: {body}");
+    assert!(
+        !body.to_string().contains("agreed-with-DEU"),
+        "secret leaked: {body}"
+    );
     let aliases: Vec<&str> = body["upstreams"]
         .as_array()
         .unwrap()
@@ -827,7 +851,14 @@ async fn admin_api_needs_an_admin_token_and_validates_input() {
         .map(|u| u["alias"].as_str().unwrap())
         .collect();
     assert_eq!(aliases, vec!["deu-idp", "fra-idp"]);
-    let (s, body, _) = call(&e, Method::POST, "/admin/upstreams", Some(&admin), Some(spec.clone())).await;
+    let (s, body, _) = call(
+        &e,
+        Method::POST,
+        "/admin/upstreams",
+        Some(&admin),
+        Some(spec.clone()),
+    )
+    .await;
     assert_eq!((s, body["error"].as_str()), (409, Some("conflict")));
     for (bad, field) in [
         (json!({"issuer": "http://idp.deu.example"}), "issuer"),
@@ -844,7 +875,14 @@ async fn admin_api_needs_an_admin_token_and_validates_input() {
         for (k, v) in bad.as_object().unwrap() {
             body[k] = v.clone();
         }
-        let (s, resp, _) = call(&e, Method::POST, "/admin/upstreams", Some(&admin), Some(body)).await;
+        let (s, resp, _) = call(
+            &e,
+            Method::POST,
+            "/admin/upstreams",
+            Some(&admin),
+            Some(body),
+        )
+        .await;
         assert_eq!(s, 400, "{field}: {resp}");
         assert_eq!(resp["error"], "invalid_request");
         assert_eq!(resp["field"], field, "{resp}");
@@ -852,10 +890,24 @@ async fn admin_api_needs_an_admin_token_and_validates_input() {
     let mut missing = spec.clone();
     missing.as_object_mut().unwrap().remove("issuer");
     missing["alias"] = json!("xyz-idp");
-    let (s, resp, _) = call(&e, Method::POST, "/admin/upstreams", Some(&admin), Some(missing)).await;
+    let (s, resp, _) = call(
+        &e,
+        Method::POST,
+        "/admin/upstreams",
+        Some(&admin),
+        Some(missing),
+    )
+    .await;
     assert_eq!((s, resp["field"].as_str()), (400, Some("issuer")));
     // Nothing was stored by the refused requests.
-    let (s, _, _) = call(&e, Method::GET, "/admin/upstreams/xyz-idp", Some(&admin), None).await;
+    let (s, _, _) = call(
+        &e,
+        Method::GET,
+        "/admin/upstreams/xyz-idp",
+        Some(&admin),
+        None,
+    )
+    .await;
     assert_eq!(s, 404);
 
     // PATCH (partial), PUT (idempotent create-or-replace), DELETE.
@@ -870,15 +922,20 @@ async fn admin_api_needs_an_admin_token_and_validates_input() {
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["enabled"], false);
     assert_eq!(body["issuer"], "https://idp.deu.example");
-    let stored = dive_idp::upstreams::find(&e.usa.db, "deu-idp").await.unwrap().unwrap();
+    let stored = dive_idp::upstreams::find(&e.usa.db, "deu-idp")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.client_secret, "a-secret-agreed-with-DEU-0123456789");
     let (s, body, _) = call(
         &e,
         Method::PUT,
         "/admin/upstreams/gbr-idp",
         Some(&admin),
-        Some(json!({"issuer": "https://idp.gbr.example", "client_id": "dive-usa",
-                    "client_secret": "gbr-secret"})),
+        Some(
+            json!({"issuer": "https://idp.gbr.example", "client_id": "dive-usa",
+                    "client_secret": "gbr-secret"}),
+        ),
     )
     .await;
     assert_eq!(s, 201, "{body}");
@@ -887,8 +944,10 @@ async fn admin_api_needs_an_admin_token_and_validates_input() {
         Method::PUT,
         "/admin/upstreams/gbr-idp",
         Some(&admin),
-        Some(json!({"issuer": "https://login.gbr.example", "client_id": "dive-usa",
-                    "client_secret": "gbr-secret-2"})),
+        Some(
+            json!({"issuer": "https://login.gbr.example", "client_id": "dive-usa",
+                    "client_secret": "gbr-secret-2"}),
+        ),
     )
     .await;
     assert_eq!(s, 200, "{body}");
@@ -898,14 +957,30 @@ async fn admin_api_needs_an_admin_token_and_validates_input() {
         Method::PUT,
         "/admin/upstreams/gbr-idp",
         Some(&admin),
-        Some(json!({"alias": "fra-idp", "issuer": "https://x.example", "client_id": "a",
-                    "client_secret": "b"})),
+        Some(
+            json!({"alias": "fra-idp", "issuer": "https://x.example", "client_id": "a",
+                    "client_secret": "b"}),
+        ),
     )
     .await;
     assert_eq!((s, body["field"].as_str()), (400, Some("alias")));
-    let (s, _, _) = call(&e, Method::DELETE, "/admin/upstreams/gbr-idp", Some(&admin), None).await;
+    let (s, _, _) = call(
+        &e,
+        Method::DELETE,
+        "/admin/upstreams/gbr-idp",
+        Some(&admin),
+        None,
+    )
+    .await;
     assert_eq!(s, 204);
-    let (s, body, _) = call(&e, Method::DELETE, "/admin/upstreams/gbr-idp", Some(&admin), None).await;
+    let (s, body, _) = call(
+        &e,
+        Method::DELETE,
+        "/admin/upstreams/gbr-idp",
+        Some(&admin),
+        None,
+    )
+    .await;
     assert_eq!((s, body["error"].as_str()), (404, Some("not_found")));
 
     // Clients: the generated secret is returned once and works; validation names the field.
@@ -920,8 +995,18 @@ async fn admin_api_needs_an_admin_token_and_validates_input() {
     .await;
     assert_eq!(s, 201, "{body}");
     let secret = body["client_secret"].as_str().unwrap().to_string();
-    assert_eq!(body["grant_types"], json!(["authorization_code", "refresh_token"]));
-    let (s, body, _) = call(&e, Method::GET, "/admin/clients/dive-deu-broker", Some(&admin), None).await;
+    assert_eq!(
+        body["grant_types"],
+        json!(["authorization_code", "refresh_token"])
+    );
+    let (s, body, _) = call(
+        &e,
+        Method::GET,
+        "/admin/clients/dive-deu-broker",
+        Some(&admin),
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
     assert!(!body.to_string().contains(&secret));
     let (s, body, _) = call(
@@ -936,13 +1021,25 @@ async fn admin_api_needs_an_admin_token_and_validates_input() {
     let svc_secret = body["client_secret"].as_str().unwrap().to_string();
     assert_eq!(cc_token(&e, "svc", &svc_secret, "").await.0, 200);
     for (bad, field) in [
-        (json!({"client_id": "c1", "redirect_uris": ["http://evil.example/cb"]}), "redirect_uri"),
+        (
+            json!({"client_id": "c1", "redirect_uris": ["http://evil.example/cb"]}),
+            "redirect_uri",
+        ),
         (json!({"client_id": "bad id"}), "client_id"),
         (json!({"client_id": "c2", "kind": "secretive"}), "kind"),
-        (json!({"client_id": "c3", "grant_types": ["password"]}), "grant_types"),
+        (
+            json!({"client_id": "c3", "grant_types": ["password"]}),
+            "grant_types",
+        ),
         (json!({"client_id": "c4", "scopes": ["root"]}), "scopes"),
-        (json!({"client_id": "c5", "client_secret": "short"}), "client_secret"),
-        (json!({"client_id": "c6", "redirect_uris": ["https://a.example/cb"], "scopes": ["admin"]}), "scopes"),
+        (
+            json!({"client_id": "c5", "client_secret": "short"}),
+            "client_secret",
+        ),
+        (
+            json!({"client_id": "c6", "redirect_uris": ["https://a.example/cb"], "scopes": ["admin"]}),
+            "scopes",
+        ),
     ] {
         let (s, resp, _) = call(&e, Method::POST, "/admin/clients", Some(&admin), Some(bad)).await;
         assert_eq!(s, 400, "{field}: {resp}");
@@ -953,7 +1050,9 @@ async fn admin_api_needs_an_admin_token_and_validates_input() {
     assert_eq!(cc_token(&e, "svc", &svc_secret, "").await.0, 401);
 
     // Removing the admin client ends its access at once, before its token expires.
-    dive_idp::clients::remove(&e.usa.db, "fed-admin").await.unwrap();
+    dive_idp::clients::remove(&e.usa.db, "fed-admin")
+        .await
+        .unwrap();
     let (s, _, _) = call(&e, Method::GET, "/admin/clients", Some(&admin), None).await;
     assert_eq!(s, 403);
 }

@@ -68,7 +68,7 @@ fn from_idp(e: IdpError) -> Response {
 }
 
 /// Parse a JSON body; serde's message names the unknown, missing or mistyped field.
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
     serde_json::from_slice(body).map_err(|e| {
         let msg = e.to_string();
         let field = msg
@@ -77,14 +77,14 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
             .filter(|_| msg.contains("field"))
             .unwrap_or("body")
             .to_string();
-        json_response(
+        Box::new(json_response(
             StatusCode::BAD_REQUEST,
             json!({
                 "error": "invalid_request",
                 "field": field,
                 "error_description": format!("request body: {msg}"),
             }),
-        )
+        ))
     })
 }
 
@@ -173,7 +173,7 @@ pub async fn create_upstream(
     let who = admin!(state, headers);
     let spec: UpstreamSpec = match parse(&body) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match upstreams::create(&state.db, spec).await {
         Ok(u) => {
@@ -207,7 +207,7 @@ pub async fn put_upstream(
     let who = admin!(state, headers);
     let mut raw: Value = match parse(&body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Some(obj) = raw.as_object_mut() {
         match obj.get("alias").and_then(Value::as_str) {
@@ -224,7 +224,7 @@ pub async fn put_upstream(
     }
     let spec: UpstreamSpec = match parse(raw.to_string().as_bytes()) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match upstreams::put(&state.db, spec).await {
         Ok((u, created)) => {
@@ -249,7 +249,7 @@ pub async fn patch_upstream(
     let who = admin!(state, headers);
     let patch: UpstreamPatch = match parse(&body) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match upstreams::update(&state.db, &alias, patch).await {
         Ok(u) => {
@@ -324,7 +324,7 @@ pub async fn create_client(
     let who = admin!(state, headers);
     let spec: ClientSpec = match parse(&body) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let auth = match (
         spec.kind.as_deref().unwrap_or("confidential"),
