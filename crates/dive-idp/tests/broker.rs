@@ -507,6 +507,42 @@ async fn bad_state_replay_upstream_errors_and_disabled_upstreams_are_refused() {
         }
         other => panic!("expected access_denied, got {other:?}"),
     }
+    // Keycloak's kc_idp_hint works too: straight to the upstream.
+    let mut kc = req.login.clone();
+    kc.extra
+        .push(("kc_idp_hint".to_string(), "fra-idp".to_string()));
+    let r = e
+        .http
+        .get(login_helper::authorization_url(&kc).0)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        to.starts_with(&format!("{}/authorize?", e.fra.issuer)),
+        "{to}"
+    );
+    assert_eq!(
+        query_param(&to, "client_id").as_deref(),
+        Some(BROKER_CLIENT)
+    );
+    assert_eq!(
+        query_param(&to, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    assert!(query_param(&to, "nonce").is_some_and(|n| n.len() >= 32));
+    // Refused brokered logins are counted.
+    let metrics = e
+        .http
+        .get(format!("{}/metrics", e.usa.issuer))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("outcome=\"broker_failure\""), "{metrics}");
     // An unknown hint.
     assert!(matches!(
         login_helper::broker_start(&e.http, &e.broker("nowhere", "claire", true)).await,

@@ -290,6 +290,7 @@ pub async fn callback(
         Err(r) => return r,
     };
     let deny = |d: String| {
+        state.count_login("broker_failure");
         tracing::warn!(%alias, reason = %d, "brokered login refused");
         redirect_error(&state, &st.pending, "access_denied", &d)
     };
