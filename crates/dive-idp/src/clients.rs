@@ -122,67 +122,71 @@ fn validate_redirect(uri: &str) -> Result<(), IdpError> {
     }
 }
 
-/// Register a client. Returns it with the generated secret, if one was generated.
-pub async fn create(db: &Db, new: &NewClient) -> Result<(Client, Option<String>), IdpError> {
-    let id = &new.client_id;
-    if id.is_empty()
-        || id.len() > 128
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
-    {
-        return Err(IdpError::invalid("client_id", format!("{id:?}")));
-    }
-    for uri in new
-        .redirect_uris
-        .iter()
-        .chain(&new.post_logout_redirect_uris)
-    {
-        validate_redirect(uri)?;
-    }
-    if new.grant_types.contains(&GrantType::AuthorizationCode) && new.redirect_uris.is_empty() {
-        return Err(IdpError::invalid(
-            "redirect_uris",
-            "the authorization_code grant needs at least one redirect URI",
-        ));
-    }
-    let (secret, secret_hash, jwks) = match &new.auth {
-        NewClientAuth::Public => {
-            if new.grant_types.contains(&GrantType::ClientCredentials) {
-                return Err(IdpError::invalid(
+impl NewClient {
+    /// Check the client id, redirect URIs, grants and credentials; names the first bad field.
+    pub fn validate(&self) -> Result<(), IdpError> {
+        let id = &self.client_id;
+        if id.is_empty()
+            || id.len() > 128
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        {
+            return Err(IdpError::invalid("client_id", format!("{id:?}")));
+        }
+        for uri in self
+            .redirect_uris
+            .iter()
+            .chain(&self.post_logout_redirect_uris)
+        {
+            validate_redirect(uri)?;
+        }
+        if self.grant_types.contains(&GrantType::AuthorizationCode) && self.redirect_uris.is_empty()
+        {
+            return Err(IdpError::invalid(
+                "redirect_uris",
+                "the authorization_code grant needs at least one redirect URI",
+            ));
+        }
+        match &self.auth {
+            NewClientAuth::Public if self.grant_types.contains(&GrantType::ClientCredentials) => {
+                Err(IdpError::invalid(
                     "grant_types",
                     "a public client cannot use client_credentials",
-                ));
+                ))
             }
-            (None, None, None)
+            NewClientAuth::Secret(s) if s.len() < 32 => Err(IdpError::invalid(
+                "client_secret",
+                "must be at least 32 characters",
+            )),
+            NewClientAuth::PrivateKeyJwt(jwks) if dive_jose::KeySet::from_jwks(jwks).is_empty() => {
+                Err(IdpError::invalid(
+                    "jwks",
+                    "no usable RS256 or ES256 signing key",
+                ))
+            }
+            _ => Ok(()),
         }
+    }
+}
+
+/// Register a client. Returns it with the generated secret, if one was generated.
+pub async fn create(db: &Db, new: &NewClient) -> Result<(Client, Option<String>), IdpError> {
+    new.validate()?;
+    let id = &new.client_id;
+    let (secret, secret_hash, jwks) = match &new.auth {
+        NewClientAuth::Public => (None, None, None),
         NewClientAuth::GenerateSecret => {
             let s = random_token(32);
             let h = sha256_hex(&s);
             (Some(s), Some(h), None)
         }
-        NewClientAuth::Secret(s) => {
-            if s.len() < 32 {
-                return Err(IdpError::invalid(
-                    "client_secret",
-                    "must be at least 32 characters",
-                ));
-            }
-            (None, Some(sha256_hex(s)), None)
-        }
-        NewClientAuth::PrivateKeyJwt(jwks) => {
-            if dive_jose::KeySet::from_jwks(jwks).is_empty() {
-                return Err(IdpError::invalid(
-                    "jwks",
-                    "no usable RS256 or ES256 signing key",
-                ));
-            }
-            (
-                None,
-                None,
-                Some(serde_json::to_string(jwks).unwrap_or_default()),
-            )
-        }
+        NewClientAuth::Secret(s) => (None, Some(sha256_hex(s)), None),
+        NewClientAuth::PrivateKeyJwt(jwks) => (
+            None,
+            None,
+            Some(serde_json::to_string(jwks).unwrap_or_default()),
+        ),
     };
     if find(db, id).await?.is_some() {
         return Err(IdpError::Exists(format!("client {id}")));

@@ -1081,6 +1081,58 @@ async fn admin_api_needs_an_admin_token_and_validates_input() {
         assert_eq!(s, 400, "{field}: {resp}");
         assert_eq!(resp["field"], field, "{resp}");
     }
+    // PUT with an agreed secret: created, then replaced idempotently (same secret works).
+    let agreed = "agreed-secret-with-the-partner-0123456789";
+    let put = json!({"client_secret": agreed,
+                     "redirect_uris": ["https://idp.gbr.example/broker/usa-idp/callback"]});
+    let (s, body, _) = call(
+        &e,
+        Method::PUT,
+        "/admin/clients/dive-gbr",
+        Some(&admin),
+        Some(put.clone()),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    assert!(
+        body.get("client_secret").is_none(),
+        "an agreed secret is not echoed"
+    );
+    let (s, _, _) = call(
+        &e,
+        Method::PUT,
+        "/admin/clients/dive-gbr",
+        Some(&admin),
+        Some(put),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let stored = dive_idp::clients::find(&e.usa.db, "dive-gbr")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.auth,
+        dive_idp::clients::ClientAuth::Secret {
+            hash: dive_idp::util::sha256_hex(agreed)
+        }
+    );
+    let (s, body, _) = call(
+        &e,
+        Method::PUT,
+        "/admin/clients/dive-gbr",
+        Some(&admin),
+        Some(json!({"redirect_uris": ["ftp://x/cb"]})),
+    )
+    .await;
+    assert_eq!((s, body["field"].as_str()), (400, Some("redirect_uri")));
+    assert!(
+        dive_idp::clients::find(&e.usa.db, "dive-gbr")
+            .await
+            .unwrap()
+            .is_some(),
+        "a refused replacement keeps the old client"
+    );
     let (s, _, _) = call(&e, Method::DELETE, "/admin/clients/svc", Some(&admin), None).await;
     assert_eq!(s, 204);
     assert_eq!(cc_token(&e, "svc", &svc_secret, "").await.0, 401);

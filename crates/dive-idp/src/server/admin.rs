@@ -316,6 +316,107 @@ pub async fn get_client(
     }
 }
 
+/// Turn a request into a validated registration and its privileged scopes.
+fn build_client(spec: ClientSpec) -> Result<(NewClient, Vec<String>), IdpError> {
+    let auth = match (
+        spec.kind.as_deref().unwrap_or("confidential"),
+        spec.client_secret,
+    ) {
+        ("confidential", None) => NewClientAuth::GenerateSecret,
+        ("confidential", Some(s)) => NewClientAuth::Secret(s),
+        ("public", None) => NewClientAuth::Public,
+        ("public", Some(_)) => {
+            return Err(IdpError::invalid(
+                "client_secret",
+                "a public client has no secret",
+            ));
+        }
+        (k, _) => {
+            return Err(IdpError::invalid(
+                "kind",
+                format!("{k:?}: expected \"confidential\" or \"public\""),
+            ));
+        }
+    };
+    let grant_types = match spec.grant_types {
+        Some(list) => {
+            let mut out = Vec::new();
+            for g in &list {
+                out.push(GrantType::parse(g).ok_or_else(|| {
+                    IdpError::invalid(
+                        "grant_types",
+                        format!(
+                            "unknown grant {g:?} (authorization_code, refresh_token, client_credentials)"
+                        ),
+                    )
+                })?);
+            }
+            out
+        }
+        None if spec.redirect_uris.is_empty() => vec![GrantType::ClientCredentials],
+        None => vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+    };
+    if grant_types.is_empty() {
+        return Err(IdpError::invalid("grant_types", "at least one grant"));
+    }
+    if let Some(bad) = spec
+        .scopes
+        .iter()
+        .find(|s| !crate::clients::PRIVILEGED_SCOPES.contains(&s.as_str()))
+    {
+        return Err(IdpError::invalid(
+            "scopes",
+            format!("unknown scope {bad:?}"),
+        ));
+    }
+    if !spec.scopes.is_empty()
+        && (matches!(auth, NewClientAuth::Public)
+            || !grant_types.contains(&GrantType::ClientCredentials))
+    {
+        return Err(IdpError::invalid(
+            "scopes",
+            "privileged scopes need a confidential client with the client_credentials grant",
+        ));
+    }
+    let new = NewClient {
+        client_id: spec.client_id,
+        auth,
+        redirect_uris: spec.redirect_uris,
+        post_logout_redirect_uris: spec.post_logout_redirect_uris,
+        grant_types,
+    };
+    new.validate()?;
+    Ok((new, spec.scopes))
+}
+
+/// Register a validated client; the answer carries a generated secret, once.
+async fn register(
+    state: &Shared,
+    who: &str,
+    new: NewClient,
+    scopes: Vec<String>,
+    replace: bool,
+) -> Result<(Value, bool), IdpError> {
+    let existed = crate::clients::find(&state.db, &new.client_id)
+        .await?
+        .is_some();
+    if existed && replace {
+        crate::clients::remove(&state.db, &new.client_id).await?;
+    }
+    let (mut client, secret) = crate::clients::create(&state.db, &new).await?;
+    if !scopes.is_empty() {
+        client = crate::clients::set_scopes(&state.db, &client.client_id, &scopes).await?;
+    }
+    state.clients.forget(&client.client_id);
+    tracing::info!(admin = %who, client = %client.client_id, replaced = existed, "client registered");
+    let mut out = json!(client);
+    if let Some(s) = secret {
+        // Shown once: only its hash is stored.
+        out["client_secret"] = json!(s);
+    }
+    Ok((out, existed))
+}
+
 pub async fn create_client(
     State(state): State<Shared>,
     headers: HeaderMap,
@@ -326,96 +427,55 @@ pub async fn create_client(
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let auth = match (
-        spec.kind.as_deref().unwrap_or("confidential"),
-        spec.client_secret,
-    ) {
-        ("confidential", None) => NewClientAuth::GenerateSecret,
-        ("confidential", Some(s)) => NewClientAuth::Secret(s),
-        ("public", None) => NewClientAuth::Public,
-        ("public", Some(_)) => {
-            return from_idp(IdpError::invalid(
-                "client_secret",
-                "a public client has no secret",
-            ));
-        }
-        (k, _) => {
-            return from_idp(IdpError::invalid(
-                "kind",
-                format!("{k:?}: expected \"confidential\" or \"public\""),
-            ));
-        }
-    };
-    let grant_types = match spec.grant_types {
-        Some(list) => {
-            let mut out = Vec::new();
-            for g in &list {
-                match GrantType::parse(g) {
-                    Some(g) => out.push(g),
-                    None => {
-                        return from_idp(IdpError::invalid(
-                            "grant_types",
-                            format!(
-                                "unknown grant {g:?} (authorization_code, refresh_token, client_credentials)"
-                            ),
-                        ));
-                    }
-                }
-            }
-            out
-        }
-        None if spec.redirect_uris.is_empty() => vec![GrantType::ClientCredentials],
-        None => vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
-    };
-    if grant_types.is_empty() {
-        return from_idp(IdpError::invalid("grant_types", "at least one grant"));
-    }
-    // Check the scopes before creating anything, so a bad request leaves nothing behind.
-    if let Some(bad) = spec
-        .scopes
-        .iter()
-        .find(|s| !crate::clients::PRIVILEGED_SCOPES.contains(&s.as_str()))
-    {
-        return from_idp(IdpError::invalid(
-            "scopes",
-            format!("unknown scope {bad:?}"),
-        ));
-    }
-    if !spec.scopes.is_empty()
-        && (matches!(auth, NewClientAuth::Public)
-            || !grant_types.contains(&GrantType::ClientCredentials))
-    {
-        return from_idp(IdpError::invalid(
-            "scopes",
-            "privileged scopes need a confidential client with the client_credentials grant",
-        ));
-    }
-    let new = NewClient {
-        client_id: spec.client_id.clone(),
-        auth,
-        redirect_uris: spec.redirect_uris,
-        post_logout_redirect_uris: spec.post_logout_redirect_uris,
-        grant_types,
-    };
-    let (mut client, secret) = match crate::clients::create(&state.db, &new).await {
-        Ok(c) => c,
+    let (new, scopes) = match build_client(spec) {
+        Ok(v) => v,
         Err(e) => return from_idp(e),
     };
-    if !spec.scopes.is_empty() {
-        client = match crate::clients::set_scopes(&state.db, &client.client_id, &spec.scopes).await
-        {
-            Ok(c) => c,
-            Err(e) => return from_idp(e),
-        };
+    match register(&state, &who, new, scopes, false).await {
+        Ok((out, _)) => json_response(StatusCode::CREATED, out),
+        Err(e) => from_idp(e),
     }
-    state.clients.forget(&client.client_id);
-    tracing::info!(admin = %who, client = %client.client_id, "client added");
-    let mut out = json!(client);
-    if let Some(s) = secret {
-        // Shown once: only its hash is stored.
-        out["client_secret"] = json!(s);
+}
+
+/// PUT: register or replace (idempotent with an agreed `client_secret`; a generated one is new
+/// each time). The client id comes from the path; a body `client_id` must agree.
+pub async fn put_client(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let who = admin!(state, headers);
+    let mut raw: Value = match parse(&body) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    if let Some(obj) = raw.as_object_mut() {
+        match obj.get("client_id").and_then(Value::as_str) {
+            Some(c) if c != id => {
+                return from_idp(IdpError::invalid(
+                    "client_id",
+                    format!("body says {c:?} but the path says {id:?}"),
+                ));
+            }
+            _ => {
+                obj.insert("client_id".into(), json!(id));
+            }
+        }
     }
-    json_response(StatusCode::CREATED, out)
+    let spec: ClientSpec = match parse(raw.to_string().as_bytes()) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let (new, scopes) = match build_client(spec) {
+        Ok(v) => v,
+        Err(e) => return from_idp(e),
+    };
+    match register(&state, &who, new, scopes, true).await {
+        Ok((out, true)) => json_response(StatusCode::OK, out),
+        Ok((out, false)) => json_response(StatusCode::CREATED, out),
+        Err(e) => from_idp(e),
+    }
 }
 
 pub async fn delete_client(

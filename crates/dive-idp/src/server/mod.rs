@@ -297,7 +297,9 @@ fn router(state: Shared) -> Router {
         )
         .route(
             "/admin/clients/{client_id}",
-            get(admin::get_client).delete(admin::delete_client),
+            get(admin::get_client)
+                .put(admin::put_client)
+                .delete(admin::delete_client),
         )
         .with_state(state)
 }
