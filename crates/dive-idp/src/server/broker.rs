@@ -432,6 +432,20 @@ async fn redeem(
     Ok(claims)
 }
 
+/// A claim by name, or by a dotted path into nested objects (Keycloak puts roles in
+/// `realm_access.roles`) when no claim has the dotted name itself.
+fn claim_at<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    if let Some(v) = claims.get(name) {
+        return Some(v);
+    }
+    let mut parts = name.split('.');
+    let mut v = claims.get(parts.next()?)?;
+    for p in parts {
+        v = v.as_object()?.get(p)?;
+    }
+    Some(v)
+}
+
 /// The upstream's claims under local names, normalised: a comma-joined `acpCOI` string (an old
 /// Keycloak mapper defect) becomes an array, `organizationType` upper case, a numeric `acr` a
 /// string. Then dive-core checks the national clearance label against the country's table.
@@ -447,7 +461,7 @@ fn map_claims(
         .to_string();
     let mut local = Map::new();
     for (name, upstream_name) in up.claim_mapping.pairs() {
-        if let Some(v) = claims.get(upstream_name) {
+        if let Some(v) = claim_at(claims, upstream_name) {
             local.insert(name.to_string(), v.clone());
         }
     }
@@ -489,6 +503,23 @@ fn map_claims(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claims_by_name_or_dotted_path() {
+        let c = serde_json::json!({"realm_access": {"roles": ["user"]}, "a.b": 1, "a": {"b": 2}});
+        let c = c.as_object().unwrap();
+        assert_eq!(
+            claim_at(c, "realm_access.roles"),
+            Some(&serde_json::json!(["user"]))
+        );
+        assert_eq!(
+            claim_at(c, "a.b"),
+            Some(&serde_json::json!(1)),
+            "exact name first"
+        );
+        assert_eq!(claim_at(c, "realm_access.groups"), None);
+        assert_eq!(claim_at(c, "missing"), None);
+    }
 
     #[test]
     fn mfa_needs_both_a_second_method_and_acr_two() {
