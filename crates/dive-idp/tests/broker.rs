@@ -561,6 +561,10 @@ enum Mode {
     WrongIssuer,
     Expired,
     NoIdToken,
+    /// The ID token has only the protocol claims; UserInfo has the coalition claims.
+    ClaimsAtUserinfo,
+    /// As above, but UserInfo speaks for another subject.
+    UserinfoOtherSub,
 }
 
 struct Hostile {
@@ -579,6 +583,7 @@ async fn h_discovery(State(h): State<Arc<Hostile>>) -> Response {
         "authorization_endpoint": format!("{i}/authorize"),
         "token_endpoint": format!("{i}/token"),
         "jwks_uri": format!("{i}/jwks"),
+        "userinfo_endpoint": format!("{i}/userinfo"),
     }))
     .into_response()
 }
@@ -605,6 +610,32 @@ async fn h_authorize(
     r
 }
 
+const COALITION: &[&str] = &[
+    "uniqueID",
+    "clearance",
+    "countryOfAffiliation",
+    "acpCOI",
+    "organizationType",
+];
+
+fn mallory() -> Value {
+    json!({
+        "sub": "mallory", "uniqueID": "mallory@evil", "clearance": "SECRET DÉFENSE",
+        "countryOfAffiliation": "FRA", "acpCOI": "NATO,FRA-US", "organizationType": "mil",
+    })
+}
+
+async fn h_userinfo(State(h): State<Arc<Hostile>>, headers: axum::http::HeaderMap) -> Response {
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer x") {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let mut info = mallory();
+    if *h.mode.lock().unwrap() == Mode::UserinfoOtherSub {
+        info["sub"] = json!("someone-else");
+    }
+    axum::Json(info).into_response()
+}
+
 async fn h_token(State(h): State<Arc<Hostile>>) -> Response {
     let mode = *h.mode.lock().unwrap();
     let iss = h.issuer.lock().unwrap().clone();
@@ -620,6 +651,11 @@ async fn h_token(State(h): State<Arc<Hostile>>) -> Response {
         Mode::WrongNonce => claims["nonce"] = json!("guess"),
         Mode::WrongIssuer => claims["iss"] = json!("https://fra.idp.example"),
         Mode::Expired => claims["exp"] = json!(now - 3600),
+        Mode::ClaimsAtUserinfo | Mode::UserinfoOtherSub => {
+            for c in COALITION {
+                claims.as_object_mut().unwrap().remove(*c);
+            }
+        }
         _ => {}
     }
     let id_token = match mode {
@@ -663,6 +699,7 @@ async fn hostile_upstream_id_tokens_are_refused() {
         .route("/jwks", axum::routing::get(h_jwks))
         .route("/authorize", axum::routing::get(h_authorize))
         .route("/token", axum::routing::post(h_token))
+        .route("/userinfo", axum::routing::get(h_userinfo))
         .with_state(h.clone());
     let bound = dive_http::bind(
         std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -711,7 +748,17 @@ async fn hostile_upstream_id_tokens_are_refused() {
     assert_eq!(at["acpCOI"], json!(["NATO", "FRA-US"]));
     assert_eq!(at["organizationType"], "MIL");
     assert_eq!(at["home_issuer"], json!(issuer));
+    // Claims only at UserInfo (Keycloak without ID-token mappers): merged.
+    let (tokens, _) = attempt(Mode::ClaimsAtUserinfo)
+        .await
+        .expect("claims from userinfo");
+    let at = e
+        .usa_claims(tokens["access_token"].as_str().unwrap(), "dive-usa")
+        .await;
+    assert_eq!(at["clearance"], mallory()["clearance"]);
+    assert_eq!(at["uniqueID"], "mallory@evil");
     for (mode, why) in [
+        (Mode::UserinfoOtherSub, "userinfo sub"),
         (Mode::Forged, "signature"),
         (Mode::Unsigned, "algorithm"),
         (Mode::WrongAudience, "audience"),

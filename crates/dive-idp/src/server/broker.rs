@@ -34,6 +34,7 @@ pub(crate) struct Resolved {
     http: reqwest::Client,
     authorization_endpoint: String,
     token_endpoint: String,
+    userinfo_endpoint: Option<String>,
     verifier: JwksVerifier,
 }
 
@@ -48,6 +49,8 @@ struct Discovery {
     authorization_endpoint: String,
     token_endpoint: String,
     jwks_uri: String,
+    #[serde(default)]
+    userinfo_endpoint: Option<String>,
 }
 
 fn https_url(field: &str, v: &str) -> Result<(), String> {
@@ -96,6 +99,9 @@ async fn resolve(state: &Shared, up: &Upstream) -> Result<Arc<Resolved>, String>
     https_url("authorization_endpoint", &d.authorization_endpoint)?;
     https_url("token_endpoint", &d.token_endpoint)?;
     https_url("jwks_uri", &d.jwks_uri)?;
+    if let Some(u) = &d.userinfo_endpoint {
+        https_url("userinfo_endpoint", u)?;
+    }
     let verifier = JwksVerifier::new(
         d.jwks_uri,
         http.clone(),
@@ -107,6 +113,7 @@ async fn resolve(state: &Shared, up: &Upstream) -> Result<Arc<Resolved>, String>
         http,
         authorization_endpoint: d.authorization_endpoint,
         token_endpoint: d.token_endpoint,
+        userinfo_endpoint: d.userinfo_endpoint,
         verifier,
     });
     state
@@ -368,7 +375,9 @@ fn asserted_mfa(acr: Option<&str>, amr: &[String]) -> bool {
 }
 
 /// Exchange the code (client_secret_basic, PKCE) and validate the ID token: signature with the
-/// upstream's JWKS, `iss`, `aud`, `exp`, `nonce`, `azp`.
+/// upstream's JWKS, `iss`, `aud`, `exp`, `nonce`, `azp`. When the ID token lacks a mapped
+/// identity claim (some IdPs, e.g. Keycloak without ID-token mappers, release them only at
+/// UserInfo), the UserInfo response fills in what the ID token does not say.
 async fn redeem(
     state: &Shared,
     up: &Upstream,
@@ -428,6 +437,48 @@ async fn redeem(
         }
         None if several => return Err("invalid ID token: several audiences and no azp".into()),
         _ => {}
+    }
+    let m = &up.claim_mapping;
+    let complete = [&m.unique_id, &m.clearance, &m.country_of_affiliation]
+        .iter()
+        .all(|name| claim_at(&claims, name).is_some());
+    match (
+        complete,
+        &resolved.userinfo_endpoint,
+        body["access_token"].as_str(),
+    ) {
+        (false, Some(endpoint), Some(at)) => userinfo(resolved, endpoint, at, claims).await,
+        _ => Ok(claims),
+    }
+}
+
+/// Merge the UserInfo claims into the ID token's (the ID token wins). OIDC Core §5.3.2: the
+/// UserInfo `sub` must be the ID token's, or the response is refused.
+async fn userinfo(
+    resolved: &Resolved,
+    endpoint: &str,
+    access_token: &str,
+    mut claims: Map<String, Value>,
+) -> Result<Map<String, Value>, String> {
+    let resp = resolved
+        .http
+        .get(endpoint)
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .map_err(|e| format!("userinfo request failed: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!("userinfo answered {}", resp.status()));
+    }
+    let info: Map<String, Value> = resp
+        .json()
+        .await
+        .map_err(|e| format!("userinfo is not a JSON object: {e}"))?;
+    if info.get("sub") != claims.get("sub") {
+        return Err("userinfo sub differs from the ID token's".to_string());
+    }
+    for (k, v) in info {
+        claims.entry(k).or_insert(v);
     }
     Ok(claims)
 }
