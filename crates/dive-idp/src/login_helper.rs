@@ -76,6 +76,13 @@ fn cookies(resp: &reqwest::Response) -> Vec<String> {
         .collect()
 }
 
+/// Whether `name=value` is the IdP's cookie `base` (named per instance: `base_<code>`).
+fn is_cookie(cookie: &str, base: &str) -> bool {
+    cookie
+        .split_once('=')
+        .is_some_and(|(name, _)| name == base || name.starts_with(&format!("{base}_")))
+}
+
 /// The alert shown on a page, or its beginning.
 fn page_message(html: &str) -> String {
     html.split("role=\"alert\">")
@@ -172,7 +179,7 @@ pub async fn authorize(
     }
     let csrf_cookie = cookies(&resp)
         .into_iter()
-        .find(|c| c.starts_with("dive_idp_csrf="));
+        .find(|c| is_cookie(c, "dive_idp_csrf"));
     let html = resp.text().await?;
     let (Some(request_id), Some(csrf), Some(csrf_cookie)) = (
         hidden_value(&html, "request_id"),
@@ -214,7 +221,7 @@ pub async fn authorize(
     }
     let session_cookie = cookies(&resp)
         .into_iter()
-        .find(|c| c.starts_with("dive_idp_session="));
+        .find(|c| is_cookie(c, "dive_idp_session"));
     let location = resp
         .headers()
         .get(reqwest::header::LOCATION)
@@ -443,7 +450,7 @@ pub async fn broker_start(
     let status = resp.status().as_u16();
     let csrf_cookie = cookies(&resp)
         .into_iter()
-        .find(|c| c.starts_with("dive_idp_csrf="));
+        .find(|c| is_cookie(c, "dive_idp_csrf"));
     let resp = if req.use_hint {
         resp
     } else {
@@ -511,7 +518,7 @@ pub async fn upstream_login(
     }
     let csrf_cookie = cookies(&resp)
         .into_iter()
-        .find(|c| c.starts_with("dive_idp_csrf="));
+        .find(|c| is_cookie(c, "dive_idp_csrf"));
     let html = resp.text().await?;
     let (Some(request_id), Some(csrf), Some(csrf_cookie)) = (
         hidden_value(&html, "request_id"),
@@ -574,7 +581,7 @@ pub async fn broker_finish(
     }
     let session_cookie = cookies(&resp)
         .into_iter()
-        .find(|c| c.starts_with("dive_idp_session="));
+        .find(|c| is_cookie(c, "dive_idp_session"));
     let pairs = parse_redirect(&location(&resp))?;
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let outcome = LoginOutcome {

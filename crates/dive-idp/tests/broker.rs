@@ -367,6 +367,12 @@ async fn bad_state_replay_upstream_errors_and_disabled_upstreams_are_refused() {
 
     // A callback with a state USA never issued: error page, no code.
     let start = login_helper::broker_start(&e.http, &req).await.unwrap();
+    // Per-instance cookie names: FRA's login cookie on the same host cannot overwrite USA's.
+    assert!(
+        start.csrf_cookie.starts_with("dive_idp_csrf_usa="),
+        "{}",
+        start.csrf_cookie
+    );
     let (callback, _) =
         login_helper::upstream_login(&e.http, &start.upstream_url, "claire", PASSWORD, None)
             .await

@@ -17,6 +17,13 @@ use crate::util::{now, random_token, sha256_hex};
 
 pub const SESSION_COOKIE: &str = "dive_idp_session";
 pub const CSRF_COOKIE: &str = "dive_idp_csrf";
+
+/// A cookie's name for this instance (`dive_idp_csrf_usa`): browsers do not separate cookies by
+/// port, so instances on one host (a local hub and spokes brokering each other) would otherwise
+/// overwrite each other's login and session cookies in the middle of a brokered login.
+pub(crate) fn cookie_name(state: &Shared, base: &str) -> String {
+    format!("{base}_{}", state.instance.as_str().to_lowercase())
+}
 /// How long a user has to complete the login pages.
 const REQUEST_TTL: i64 = 600;
 
@@ -286,7 +293,7 @@ async fn handle(state: &Shared, headers: &HeaderMap, p: AuthParams) -> Response 
             .await
         }
     };
-    set_cookie(&mut r, CSRF_COOKIE, &csrf, REQUEST_TTL);
+    set_cookie(&mut r, &cookie_name(state, CSRF_COOKIE), &csrf, REQUEST_TTL);
     r
 }
 
@@ -327,7 +334,7 @@ pub(crate) struct Session {
 }
 
 pub(crate) async fn current_session(state: &Shared, headers: &HeaderMap) -> Option<Session> {
-    let id = cookie(headers, SESSION_COOKIE)?;
+    let id = cookie(headers, &cookie_name(state, SESSION_COOKIE))?;
     let row = sqlx::query(
         "SELECT user_id, auth_time, amr, acr FROM idp_sessions WHERE id_hash = $1 AND expires_at > $2",
     )
@@ -389,7 +396,12 @@ async fn issue_code(
     }
     let mut r = redirect_to(state, &pending.redirect_uri, &params);
     if let Some(sid) = new_session_cookie {
-        set_cookie(&mut r, SESSION_COOKIE, sid, SESSION_MAX);
+        set_cookie(
+            &mut r,
+            &cookie_name(state, SESSION_COOKIE),
+            sid,
+            SESSION_MAX,
+        );
     }
     r
 }
@@ -431,7 +443,8 @@ pub(super) async fn load_stage(
     .map_err(|e| super::OAuthError::from(e).into_response())?
     .ok_or_else(expired)?;
     let stored_csrf: String = row.try_get("csrf").map_err(|_| expired())?;
-    let cookie_ok = cookie(headers, CSRF_COOKIE).is_some_and(|c| crate::util::ct_eq(&c, csrf));
+    let cookie_ok = cookie(headers, &cookie_name(state, CSRF_COOKIE))
+        .is_some_and(|c| crate::util::ct_eq(&c, csrf));
     if !crate::util::ct_eq(&stored_csrf, csrf) || !cookie_ok {
         return Err(pages::error(
             StatusCode::FORBIDDEN,

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sqlx::Row;
 
-use super::authorize::{CSRF_COOKIE, Pending, cookie, load_stage, redirect_error};
+use super::authorize::{CSRF_COOKIE, Pending, cookie, cookie_name, load_stage, redirect_error};
 use super::{Shared, pages};
 use crate::upstreams::Upstream;
 use crate::util::{ct_eq, now, pkce_s256, random_token, sha256_hex};
@@ -289,7 +289,7 @@ pub async fn callback(
     }
     // The state is bound to the request, the request to this browser by its CSRF cookie: a
     // response injected into another browser is refused.
-    let Some(browser) = cookie(&headers, CSRF_COOKIE) else {
+    let Some(browser) = cookie(&headers, &cookie_name(&state, CSRF_COOKIE)) else {
         return refused("This browser did not start this sign-in (no login cookie); start again.");
     };
     let st = match load_stage(&state, &headers, &request_id, &browser, "password").await {

@@ -391,7 +391,7 @@ pub async fn logout(
     };
     if let Ok(v) = HeaderValue::from_str(&format!(
         "{}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0",
-        super::authorize::SESSION_COOKIE
+        super::authorize::cookie_name(&state, super::authorize::SESSION_COOKIE)
     )) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }
