@@ -388,18 +388,24 @@ async fn bad_state_replay_upstream_errors_and_disabled_upstreams_are_refused() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     assert!(r.headers().get("location").is_none());
-    // The callback in another browser (without the CSRF cookie that started it): refused.
+    // The callback in another browser (without the CSRF cookie that started it, or with
+    // another one): refused, without using up the state.
     let r = e.http.get(&callback).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
-    // The genuine callback still works once (the failed attempts above did not consume it?
-    // The cookie-less attempt did: state is single use, whatever happens next).
-    let err = login_helper::broker_finish(&e.http, &start, &callback, None)
+    let other = login_helper::broker_start(&e.http, &req).await.unwrap();
+    let r = e
+        .http
+        .get(&callback)
+        .header(header::COOKIE.as_str(), &other.csrf_cookie)
+        .send()
         .await
-        .unwrap_err();
-    assert!(
-        matches!(err, LoginError::Unexpected { status: 400, .. }),
-        "{err:?}"
-    );
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    // The genuine browser then completes the login.
+    let done = login_helper::broker_finish(&e.http, &start, &callback, None)
+        .await
+        .unwrap();
+    assert!(!done.outcome.code.is_empty());
 
     // Replay: a completed callback used a second time.
     let start = login_helper::broker_start(&e.http, &req).await.unwrap();

@@ -255,24 +255,24 @@ pub async fn callback(
             "The identity provider's response has no state; start again from the application.",
         );
     };
-    // Single use: the row is deleted by the request that finds it, so a replayed callback
-    // finds nothing.
+    let hash = sha256_hex(sent_state);
     let row = sqlx::query(
-        "DELETE FROM idp_broker_states WHERE state_hash = $1 AND alias = $2 \
-         RETURNING request_id, nonce, code_verifier, expires_at",
+        "SELECT request_id, nonce, code_verifier, expires_at FROM idp_broker_states \
+         WHERE state_hash = $1 AND alias = $2",
     )
-    .bind(sha256_hex(sent_state))
+    .bind(&hash)
     .bind(&alias)
     .fetch_optional(&state.db.pool)
     .await;
+    let used = || {
+        tracing::warn!(%alias, "broker callback with unknown or used state");
+        refused(
+            "This sign-in response is unknown, expired or was already used; start again from the application.",
+        )
+    };
     let row = match row {
         Ok(Some(r)) => r,
-        Ok(None) => {
-            tracing::warn!(%alias, "broker callback with unknown or used state");
-            return refused(
-                "This sign-in response is unknown, expired or was already used; start again from the application.",
-            );
-        }
+        Ok(None) => return used(),
         Err(e) => return super::OAuthError::from(e).into_response(),
     };
     let (request_id, nonce, verifier, expires_at) = match (
@@ -282,13 +282,13 @@ pub async fn callback(
         row.try_get::<i64, _>("expires_at"),
     ) {
         (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
-        _ => return refused("This sign-in response is unknown; start again."),
+        _ => return used(),
     };
     if expires_at < now() {
         return refused("This sign-in took too long; start again from the application.");
     }
     // The state is bound to the request, the request to this browser by its CSRF cookie: a
-    // response injected into another browser is refused.
+    // response delivered to another browser is refused (and does not use up the state).
     let Some(browser) = cookie(&headers, &cookie_name(&state, CSRF_COOKIE)) else {
         return refused("This browser did not start this sign-in (no login cookie); start again.");
     };
@@ -296,6 +296,17 @@ pub async fn callback(
         Ok(s) => s,
         Err(r) => return r,
     };
+    // Single use: only the request that deletes the row goes on, so a replayed (or concurrent)
+    // callback is refused.
+    match sqlx::query("DELETE FROM idp_broker_states WHERE state_hash = $1")
+        .bind(&hash)
+        .execute(&state.db.pool)
+        .await
+    {
+        Ok(r) if r.rows_affected() == 1 => {}
+        Ok(_) => return used(),
+        Err(e) => return super::OAuthError::from(e).into_response(),
+    }
     let deny = |d: String| {
         state.count_login("broker_failure");
         tracing::warn!(%alias, reason = %d, "brokered login refused");
