@@ -59,7 +59,16 @@ pub struct Client {
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
     pub grant_types: Vec<GrantType>,
+    /// Privileged scopes the client may ask for with client_credentials (e.g. [`ADMIN_SCOPE`]).
+    pub scopes: Vec<String>,
 }
+
+/// The scope of the admin API (`/admin/...`): granted only to confidential clients registered
+/// with it, through client_credentials.
+pub const ADMIN_SCOPE: &str = "admin";
+
+/// Privileged scopes a client can be registered with.
+pub const PRIVILEGED_SCOPES: &[&str] = &[ADMIN_SCOPE];
 
 impl Client {
     pub fn is_public(&self) -> bool {
@@ -113,67 +122,71 @@ fn validate_redirect(uri: &str) -> Result<(), IdpError> {
     }
 }
 
-/// Register a client. Returns it with the generated secret, if one was generated.
-pub async fn create(db: &Db, new: &NewClient) -> Result<(Client, Option<String>), IdpError> {
-    let id = &new.client_id;
-    if id.is_empty()
-        || id.len() > 128
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
-    {
-        return Err(IdpError::invalid("client_id", format!("{id:?}")));
-    }
-    for uri in new
-        .redirect_uris
-        .iter()
-        .chain(&new.post_logout_redirect_uris)
-    {
-        validate_redirect(uri)?;
-    }
-    if new.grant_types.contains(&GrantType::AuthorizationCode) && new.redirect_uris.is_empty() {
-        return Err(IdpError::invalid(
-            "redirect_uris",
-            "the authorization_code grant needs at least one redirect URI",
-        ));
-    }
-    let (secret, secret_hash, jwks) = match &new.auth {
-        NewClientAuth::Public => {
-            if new.grant_types.contains(&GrantType::ClientCredentials) {
-                return Err(IdpError::invalid(
+impl NewClient {
+    /// Check the client id, redirect URIs, grants and credentials; names the first bad field.
+    pub fn validate(&self) -> Result<(), IdpError> {
+        let id = &self.client_id;
+        if id.is_empty()
+            || id.len() > 128
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        {
+            return Err(IdpError::invalid("client_id", format!("{id:?}")));
+        }
+        for uri in self
+            .redirect_uris
+            .iter()
+            .chain(&self.post_logout_redirect_uris)
+        {
+            validate_redirect(uri)?;
+        }
+        if self.grant_types.contains(&GrantType::AuthorizationCode) && self.redirect_uris.is_empty()
+        {
+            return Err(IdpError::invalid(
+                "redirect_uris",
+                "the authorization_code grant needs at least one redirect URI",
+            ));
+        }
+        match &self.auth {
+            NewClientAuth::Public if self.grant_types.contains(&GrantType::ClientCredentials) => {
+                Err(IdpError::invalid(
                     "grant_types",
                     "a public client cannot use client_credentials",
-                ));
+                ))
             }
-            (None, None, None)
+            NewClientAuth::Secret(s) if s.len() < 32 => Err(IdpError::invalid(
+                "client_secret",
+                "must be at least 32 characters",
+            )),
+            NewClientAuth::PrivateKeyJwt(jwks) if dive_jose::KeySet::from_jwks(jwks).is_empty() => {
+                Err(IdpError::invalid(
+                    "jwks",
+                    "no usable RS256 or ES256 signing key",
+                ))
+            }
+            _ => Ok(()),
         }
+    }
+}
+
+/// Register a client. Returns it with the generated secret, if one was generated.
+pub async fn create(db: &Db, new: &NewClient) -> Result<(Client, Option<String>), IdpError> {
+    new.validate()?;
+    let id = &new.client_id;
+    let (secret, secret_hash, jwks) = match &new.auth {
+        NewClientAuth::Public => (None, None, None),
         NewClientAuth::GenerateSecret => {
             let s = random_token(32);
             let h = sha256_hex(&s);
             (Some(s), Some(h), None)
         }
-        NewClientAuth::Secret(s) => {
-            if s.len() < 32 {
-                return Err(IdpError::invalid(
-                    "client_secret",
-                    "must be at least 32 characters",
-                ));
-            }
-            (None, Some(sha256_hex(s)), None)
-        }
-        NewClientAuth::PrivateKeyJwt(jwks) => {
-            if dive_jose::KeySet::from_jwks(jwks).is_empty() {
-                return Err(IdpError::invalid(
-                    "jwks",
-                    "no usable RS256 or ES256 signing key",
-                ));
-            }
-            (
-                None,
-                None,
-                Some(serde_json::to_string(jwks).unwrap_or_default()),
-            )
-        }
+        NewClientAuth::Secret(s) => (None, Some(sha256_hex(s)), None),
+        NewClientAuth::PrivateKeyJwt(jwks) => (
+            None,
+            None,
+            Some(serde_json::to_string(jwks).unwrap_or_default()),
+        ),
     };
     if find(db, id).await?.is_some() {
         return Err(IdpError::Exists(format!("client {id}")));
@@ -222,13 +235,15 @@ fn from_row(row: &AnyRow) -> Result<Client, IdpError> {
         )
         .map_err(|_| corrupt("post_logout_redirect_uris"))?,
         grant_types: grants.iter().filter_map(|g| GrantType::parse(g)).collect(),
+        scopes: serde_json::from_str(&row.try_get::<String, _>("scopes")?)
+            .map_err(|_| corrupt("scopes"))?,
     })
 }
 
 pub async fn find(db: &Db, client_id: &str) -> Result<Option<Client>, IdpError> {
     let row = sqlx::query(
         "SELECT client_id, secret_hash, jwks, redirect_uris, post_logout_redirect_uris, \
-         grant_types FROM idp_clients WHERE client_id = $1",
+         grant_types, scopes FROM idp_clients WHERE client_id = $1",
     )
     .bind(client_id)
     .fetch_optional(&db.pool)
@@ -239,11 +254,44 @@ pub async fn find(db: &Db, client_id: &str) -> Result<Option<Client>, IdpError> 
 pub async fn list(db: &Db) -> Result<Vec<Client>, IdpError> {
     let rows = sqlx::query(
         "SELECT client_id, secret_hash, jwks, redirect_uris, post_logout_redirect_uris, \
-         grant_types FROM idp_clients ORDER BY client_id",
+         grant_types, scopes FROM idp_clients ORDER BY client_id",
     )
     .fetch_all(&db.pool)
     .await?;
     rows.iter().map(from_row).collect()
+}
+
+/// Set the privileged scopes of a confidential client that may use client_credentials.
+pub async fn set_scopes(db: &Db, client_id: &str, scopes: &[String]) -> Result<Client, IdpError> {
+    let client = find(db, client_id)
+        .await?
+        .ok_or_else(|| IdpError::NotFound(format!("client {client_id}")))?;
+    if let Some(bad) = scopes
+        .iter()
+        .find(|s| !PRIVILEGED_SCOPES.contains(&s.as_str()))
+    {
+        return Err(IdpError::invalid(
+            "scopes",
+            format!(
+                "unknown scope {bad:?} (known: {})",
+                PRIVILEGED_SCOPES.join(", ")
+            ),
+        ));
+    }
+    if !scopes.is_empty() && (client.is_public() || !client.allows(GrantType::ClientCredentials)) {
+        return Err(IdpError::invalid(
+            "scopes",
+            "privileged scopes need a confidential client with the client_credentials grant",
+        ));
+    }
+    sqlx::query("UPDATE idp_clients SET scopes = $1 WHERE client_id = $2")
+        .bind(serde_json::to_string(scopes).unwrap_or_default())
+        .bind(client_id)
+        .execute(&db.pool)
+        .await?;
+    find(db, client_id)
+        .await?
+        .ok_or_else(|| IdpError::NotFound(format!("client {client_id}")))
 }
 
 pub async fn remove(db: &Db, client_id: &str) -> Result<(), IdpError> {

@@ -1,7 +1,8 @@
 //! The instance's OpenID Provider (`dive serve idp --instance CODE`): discovery, JWKS with
 //! rotation, the authorization code flow with PKCE and a server-rendered login (password, TOTP),
 //! refresh-token rotation with reuse detection, client credentials, userinfo, introspection,
-//! revocation, RP-initiated logout, and coalition claims validated with dive-core.
+//! revocation, RP-initiated logout, coalition claims validated with dive-core, brokering of
+//! upstream OpenID Providers, and an admin API for federation.
 
 pub mod bruteforce;
 pub mod clients;
@@ -14,6 +15,7 @@ pub mod server;
 pub mod store;
 pub mod tokens;
 pub mod totp;
+pub mod upstreams;
 pub mod users;
 pub mod util;
 

@@ -76,6 +76,13 @@ fn cookies(resp: &reqwest::Response) -> Vec<String> {
         .collect()
 }
 
+/// Whether `name=value` is the IdP's cookie `base` (named per instance: `base_<code>`).
+fn is_cookie(cookie: &str, base: &str) -> bool {
+    cookie
+        .split_once('=')
+        .is_some_and(|(name, _)| name == base || name.starts_with(&format!("{base}_")))
+}
+
 /// The alert shown on a page, or its beginning.
 fn page_message(html: &str) -> String {
     html.split("role=\"alert\">")
@@ -172,7 +179,7 @@ pub async fn authorize(
     }
     let csrf_cookie = cookies(&resp)
         .into_iter()
-        .find(|c| c.starts_with("dive_idp_csrf="));
+        .find(|c| is_cookie(c, "dive_idp_csrf"));
     let html = resp.text().await?;
     let (Some(request_id), Some(csrf), Some(csrf_cookie)) = (
         hidden_value(&html, "request_id"),
@@ -185,79 +192,25 @@ pub async fn authorize(
             detail: html.chars().take(300).collect(),
         });
     };
-    let form = [
-        ("request_id", request_id.as_str()),
-        ("csrf", csrf.as_str()),
-        ("username", req.username.as_str()),
-        ("password", req.password.as_str()),
-    ];
-    let mut resp = http
+    let resp = http
         .post(format!("{}/login", req.issuer))
         .header(reqwest::header::COOKIE, &csrf_cookie)
-        .form(&form)
+        .form(&[
+            ("request_id", request_id.as_str()),
+            ("csrf", csrf.as_str()),
+            ("username", req.username.as_str()),
+            ("password", req.password.as_str()),
+        ])
         .send()
         .await?;
-    let mut enrolled = None;
-    let mut recovery = Vec::new();
-    if resp.status().as_u16() == 200 {
-        let html = resp.text().await?;
-        let (action, secret) = if html.contains("action=\"/login/enrol\"") {
-            let secret = html
-                .split("data-secret=\"")
-                .nth(1)
-                .and_then(|s| s.split('"').next())
-                .map(unescape)
-                .unwrap_or_default();
-            recovery = html
-                .split("<code class=\"recovery\">")
-                .skip(1)
-                .filter_map(|s| s.split('<').next().map(unescape))
-                .collect();
-            enrolled = Some(secret.clone());
-            ("/login/enrol", secret)
-        } else if html.contains("action=\"/login/otp\"") {
-            let secret = req
-                .totp_secret
-                .clone()
-                .ok_or_else(|| LoginError::Unexpected {
-                    step: "otp",
-                    status: 200,
-                    detail: "the IdP asks for a TOTP code but no secret was given".to_string(),
-                })?;
-            ("/login/otp", secret)
-        } else {
-            return Err(LoginError::Unexpected {
-                step: "login",
-                status: 200,
-                detail: html.chars().take(300).collect(),
-            });
-        };
-        // The current step may already be used (replay protection): then use the next one.
-        let mut last = None;
-        for offset in [0, 30] {
-            let code = crate::totp::code_at(&secret, now() + offset).unwrap_or_default();
-            let r = http
-                .post(format!("{}{action}", req.issuer))
-                .header(reqwest::header::COOKIE, &csrf_cookie)
-                .form(&[
-                    ("request_id", request_id.as_str()),
-                    ("csrf", csrf.as_str()),
-                    ("code", code.as_str()),
-                ])
-                .send()
-                .await?;
-            if r.status().as_u16() == 303 {
-                last = Some(r);
-                break;
-            }
-            last = Some(r);
-        }
-        resp = last.ok_or_else(|| LoginError::Unexpected {
-            step: "otp",
-            status: 0,
-            detail: String::new(),
-        })?;
-    }
+    let (resp, enrolled, recovery) = second_factor(
+        http,
+        &req.issuer,
+        resp,
+        &csrf_cookie,
+        req.totp_secret.as_deref(),
+    )
+    .await?;
     let status = resp.status().as_u16();
     if status != 303 {
         return Err(LoginError::Unexpected {
@@ -268,7 +221,7 @@ pub async fn authorize(
     }
     let session_cookie = cookies(&resp)
         .into_iter()
-        .find(|c| c.starts_with("dive_idp_session="));
+        .find(|c| is_cookie(c, "dive_idp_session"));
     let location = resp
         .headers()
         .get(reqwest::header::LOCATION)
@@ -298,6 +251,90 @@ pub async fn authorize(
             })
         }
     })
+}
+
+/// When `resp` is the second-factor page (200: TOTP code or enrolment), answer it with a code
+/// from `totp_secret` (or the secret shown for enrolment) and return the IdP's next response,
+/// the newly enrolled secret and recovery codes. Any other response is returned as is.
+async fn second_factor(
+    http: &reqwest::Client,
+    issuer: &str,
+    resp: reqwest::Response,
+    csrf_cookie: &str,
+    totp_secret: Option<&str>,
+) -> Result<(reqwest::Response, Option<String>, Vec<String>), LoginError> {
+    if resp.status().as_u16() != 200 {
+        return Ok((resp, None, Vec::new()));
+    }
+    let html = resp.text().await?;
+    let mut enrolled = None;
+    let mut recovery = Vec::new();
+    let (action, secret) = if html.contains("action=\"/login/enrol\"") {
+        let secret = html
+            .split("data-secret=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .map(unescape)
+            .unwrap_or_default();
+        recovery = html
+            .split("<code class=\"recovery\">")
+            .skip(1)
+            .filter_map(|s| s.split('<').next().map(unescape))
+            .collect();
+        enrolled = Some(secret.clone());
+        ("/login/enrol", secret)
+    } else if html.contains("action=\"/login/otp\"") {
+        let secret = totp_secret
+            .map(str::to_string)
+            .ok_or_else(|| LoginError::Unexpected {
+                step: "otp",
+                status: 200,
+                detail: "the IdP asks for a TOTP code but no secret was given".to_string(),
+            })?;
+        ("/login/otp", secret)
+    } else {
+        return Err(LoginError::Unexpected {
+            step: "login",
+            status: 200,
+            detail: page_message(&html),
+        });
+    };
+    let (Some(request_id), Some(csrf)) = (
+        hidden_value(&html, "request_id"),
+        hidden_value(&html, "csrf"),
+    ) else {
+        return Err(LoginError::Unexpected {
+            step: "otp",
+            status: 200,
+            detail: "the second-factor page has no request_id/csrf".to_string(),
+        });
+    };
+    // The current step may already be used (replay protection): then use the next one.
+    let mut last = None;
+    for offset in [0, 30] {
+        let code = crate::totp::code_at(&secret, now() + offset).unwrap_or_default();
+        let r = http
+            .post(format!("{issuer}{action}"))
+            .header(reqwest::header::COOKIE, csrf_cookie)
+            .form(&[
+                ("request_id", request_id.as_str()),
+                ("csrf", csrf.as_str()),
+                ("code", code.as_str()),
+            ])
+            .send()
+            .await?;
+        let done = r.status().as_u16() == 303;
+        last = Some(r);
+        if done {
+            break;
+        }
+    }
+    let resp = last.ok_or_else(|| LoginError::Unexpected {
+        step: "otp",
+        status: 0,
+        detail: String::new(),
+    })?;
+    Ok((resp, enrolled, recovery))
 }
 
 /// Exchange a code at the token endpoint (client_secret_basic when a secret is given).
@@ -338,5 +375,257 @@ pub async fn login(
 ) -> Result<(Value, LoginOutcome), LoginError> {
     let outcome = authorize(http, req).await?;
     let tokens = exchange(http, req, &outcome).await?;
+    Ok((tokens, outcome))
+}
+
+/// A brokered login: the user logs in at this IdP (`login.issuer`, the downstream) through the
+/// upstream IdP `alias`.
+#[derive(Debug, Clone)]
+pub struct BrokerRequest {
+    /// The downstream client's authorization request. `username`, `password` and
+    /// `totp_secret` are the user's credentials at the upstream.
+    pub login: LoginRequest,
+    /// The upstream's alias at the downstream.
+    pub alias: String,
+    /// Send `idp_hint=<alias>` (skip the choice) instead of pressing the login page's button.
+    pub use_hint: bool,
+    /// The user's TOTP secret at the downstream, when enrolled there (local second factor).
+    pub local_totp_secret: Option<String>,
+}
+
+/// The first leg: the downstream's redirect to the upstream.
+#[derive(Debug, Clone)]
+pub struct BrokerStart {
+    /// The upstream authorization URL the downstream redirected to.
+    pub upstream_url: String,
+    /// `name=value` of the downstream's CSRF cookie, which binds the callback to this browser.
+    pub csrf_cookie: String,
+    pub code_verifier: String,
+    pub state: String,
+    pub nonce: String,
+}
+
+/// A completed brokered login at the downstream.
+#[derive(Debug, Clone)]
+pub struct BrokerOutcome {
+    /// The downstream's code and session; `enrolled_totp_secret` is a local enrolment done now.
+    pub outcome: LoginOutcome,
+    /// The secret enrolled at the upstream during this login, if any.
+    pub upstream_enrolled_totp_secret: Option<String>,
+    /// Whether the downstream asked for its own second factor.
+    pub local_second_factor: bool,
+}
+
+fn location(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn origin(url: &str) -> Result<String, LoginError> {
+    let u = url::Url::parse(url).map_err(|e| LoginError::Unexpected {
+        step: "redirect",
+        status: 303,
+        detail: format!("{url}: {e}"),
+    })?;
+    Ok(u.origin().ascii_serialization())
+}
+
+/// Start at the downstream: `/authorize` with `idp_hint`, or the login page's button. Returns
+/// where the downstream sends the browser. An error redirect to the client is `Denied`.
+pub async fn broker_start(
+    http: &reqwest::Client,
+    req: &BrokerRequest,
+) -> Result<BrokerStart, LoginError> {
+    let mut login = req.login.clone();
+    if req.use_hint {
+        login
+            .extra
+            .push(("idp_hint".to_string(), req.alias.clone()));
+    }
+    let (url, verifier, state, nonce) = authorization_url(&login);
+    let resp = http.get(&url).send().await?;
+    let status = resp.status().as_u16();
+    let csrf_cookie = cookies(&resp)
+        .into_iter()
+        .find(|c| is_cookie(c, "dive_idp_csrf"));
+    let resp = if req.use_hint {
+        resp
+    } else {
+        let html = resp.text().await?;
+        let action = format!("action=\"/broker/{}/login\"", req.alias);
+        let form = html.find(&action).map(|i| &html[i..]).unwrap_or_default();
+        let (Some(request_id), Some(csrf), Some(cookie)) = (
+            hidden_value(form, "request_id"),
+            hidden_value(form, "csrf"),
+            csrf_cookie.as_ref(),
+        ) else {
+            return Err(LoginError::Unexpected {
+                step: "broker choice",
+                status,
+                detail: format!("the login page offers no identity provider {}", req.alias),
+            });
+        };
+        http.post(format!("{}/broker/{}/login", req.login.issuer, req.alias))
+            .header(reqwest::header::COOKIE, cookie)
+            .form(&[("request_id", request_id), ("csrf", csrf)])
+            .send()
+            .await?
+    };
+    let status = resp.status().as_u16();
+    if status != 303 {
+        return Err(LoginError::Unexpected {
+            step: "broker start",
+            status,
+            detail: page_message(&resp.text().await?),
+        });
+    }
+    let upstream_url = location(&resp);
+    if upstream_url.starts_with(&req.login.redirect_uri) {
+        parse_redirect(&upstream_url)?;
+    }
+    let csrf_cookie = csrf_cookie.ok_or_else(|| LoginError::Unexpected {
+        step: "broker start",
+        status,
+        detail: "the downstream set no CSRF cookie".to_string(),
+    })?;
+    Ok(BrokerStart {
+        upstream_url,
+        csrf_cookie,
+        code_verifier: verifier,
+        state,
+        nonce,
+    })
+}
+
+/// Log in at the upstream (its real pages: password, then TOTP or enrolment) and return the
+/// callback URL it redirects to, with the secret enrolled there now, if any.
+pub async fn upstream_login(
+    http: &reqwest::Client,
+    upstream_url: &str,
+    username: &str,
+    password: &str,
+    totp_secret: Option<&str>,
+) -> Result<(String, Option<String>), LoginError> {
+    let base = origin(upstream_url)?;
+    let resp = http.get(upstream_url).send().await?;
+    let status = resp.status().as_u16();
+    if status == 303 {
+        // The upstream answered at once (an SSO session, or an error for the downstream).
+        return Ok((location(&resp), None));
+    }
+    let csrf_cookie = cookies(&resp)
+        .into_iter()
+        .find(|c| is_cookie(c, "dive_idp_csrf"));
+    let html = resp.text().await?;
+    let (Some(request_id), Some(csrf), Some(csrf_cookie)) = (
+        hidden_value(&html, "request_id"),
+        hidden_value(&html, "csrf"),
+        csrf_cookie,
+    ) else {
+        return Err(LoginError::Unexpected {
+            step: "upstream authorize",
+            status,
+            detail: page_message(&html),
+        });
+    };
+    let resp = http
+        .post(format!("{base}/login"))
+        .header(reqwest::header::COOKIE, &csrf_cookie)
+        .form(&[
+            ("request_id", request_id.as_str()),
+            ("csrf", csrf.as_str()),
+            ("username", username),
+            ("password", password),
+        ])
+        .send()
+        .await?;
+    let (resp, enrolled, _) = second_factor(http, &base, resp, &csrf_cookie, totp_secret).await?;
+    let status = resp.status().as_u16();
+    if status != 303 {
+        return Err(LoginError::Unexpected {
+            step: "upstream login",
+            status,
+            detail: page_message(&resp.text().await?),
+        });
+    }
+    Ok((location(&resp), enrolled))
+}
+
+/// Deliver the upstream's callback to the downstream (with its CSRF cookie), answer a local
+/// second factor if asked, and return the downstream's code.
+pub async fn broker_finish(
+    http: &reqwest::Client,
+    start: &BrokerStart,
+    callback_url: &str,
+    local_totp_secret: Option<&str>,
+) -> Result<BrokerOutcome, LoginError> {
+    let base = origin(callback_url)?;
+    let resp = http
+        .get(callback_url)
+        .header(reqwest::header::COOKIE, &start.csrf_cookie)
+        .send()
+        .await?;
+    let local_second_factor = resp.status().as_u16() == 200;
+    let (resp, enrolled, recovery) =
+        second_factor(http, &base, resp, &start.csrf_cookie, local_totp_secret).await?;
+    let status = resp.status().as_u16();
+    if status != 303 {
+        return Err(LoginError::Unexpected {
+            step: "broker callback",
+            status,
+            detail: page_message(&resp.text().await?),
+        });
+    }
+    let session_cookie = cookies(&resp)
+        .into_iter()
+        .find(|c| is_cookie(c, "dive_idp_session"));
+    let pairs = parse_redirect(&location(&resp))?;
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let outcome = LoginOutcome {
+        code: get("code").unwrap_or_default(),
+        code_verifier: start.code_verifier.clone(),
+        state: get("state").unwrap_or_default(),
+        nonce: start.nonce.clone(),
+        enrolled_totp_secret: enrolled,
+        recovery_codes: recovery,
+        session_cookie,
+        iss: get("iss"),
+    };
+    if outcome.state != start.state {
+        return Err(LoginError::Unexpected {
+            step: "redirect",
+            status: 303,
+            detail: "state does not match".to_string(),
+        });
+    }
+    Ok(BrokerOutcome {
+        outcome,
+        upstream_enrolled_totp_secret: None,
+        local_second_factor,
+    })
+}
+
+/// The whole brokered login: downstream start, upstream pages, callback (and local second
+/// factor), then the code exchange at the downstream. Returns the downstream's token response.
+pub async fn broker_login(
+    http: &reqwest::Client,
+    req: &BrokerRequest,
+) -> Result<(Value, BrokerOutcome), LoginError> {
+    let start = broker_start(http, req).await?;
+    let (callback, upstream_enrolled) = upstream_login(
+        http,
+        &start.upstream_url,
+        &req.login.username,
+        &req.login.password,
+        req.login.totp_secret.as_deref(),
+    )
+    .await?;
+    let mut outcome =
+        broker_finish(http, &start, &callback, req.local_totp_secret.as_deref()).await?;
+    outcome.upstream_enrolled_totp_secret = upstream_enrolled;
+    let tokens = exchange(http, &req.login, &outcome.outcome).await?;
     Ok((tokens, outcome))
 }

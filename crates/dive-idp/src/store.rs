@@ -11,8 +11,14 @@ use sqlx::{Executor, SqlSafeStr};
 
 use crate::error::IdpError;
 
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/0001_initial.sql")),
+    (
+        2,
+        "brokering",
+        include_str!("../migrations/0002_brokering.sql"),
+    ),
+];
 
 /// The IdP's own migrations table, so it can share a PostgreSQL database with other services.
 const MIGRATIONS_TABLE: &str = "idp_schema_migrations";

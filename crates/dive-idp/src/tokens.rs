@@ -30,6 +30,8 @@ pub const COALITION_CLAIMS: &[&str] = &[
     "countryOfAffiliation",
     "acpCOI",
     "organizationType",
+    "home_issuer",
+    "idp",
 ];
 
 /// Everything a code or refresh token stands for.
@@ -74,6 +76,13 @@ pub fn user_claims(user: &User, scope: &[String]) -> Map<String, Value> {
             "organizationType".into(),
             json!(org_str(user.organization_type)),
         );
+        // Brokered users: where they came from (their home IdP and the upstream alias here).
+        if let Some(home) = &user.home_issuer {
+            m.insert("home_issuer".into(), json!(home));
+        }
+        if let Some(alias) = &user.upstream_alias {
+            m.insert("idp".into(), json!(alias));
+        }
     }
     if has("roles") {
         m.insert("roles".into(), json!(user.roles));

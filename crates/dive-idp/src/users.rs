@@ -28,6 +28,12 @@ pub struct User {
     pub totp_secret: Option<String>,
     #[serde(skip)]
     pub totp_last_step: i64,
+    /// For a federated user: the alias of the upstream IdP it logs in through.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_alias: Option<String>,
+    /// For a federated user: the issuer of its home IdP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub home_issuer: Option<String>,
 }
 
 impl User {
@@ -93,7 +99,7 @@ impl NewUser {
 }
 
 const COLUMNS: &str = "id, username, password_hash, unique_id, clearance, country, coi, \
-     organization_type, roles, enabled, totp_secret, totp_last_step";
+     organization_type, roles, enabled, totp_secret, totp_last_step, upstream_alias, home_issuer";
 
 fn from_row(row: &AnyRow) -> Result<User, IdpError> {
     let corrupt = |what: &str| IdpError::Corrupt(format!("user row: {what}"));
@@ -114,6 +120,8 @@ fn from_row(row: &AnyRow) -> Result<User, IdpError> {
         enabled: row.try_get::<i64, _>("enabled")? != 0,
         totp_secret: row.try_get("totp_secret")?,
         totp_last_step: row.try_get("totp_last_step")?,
+        upstream_alias: row.try_get("upstream_alias")?,
+        home_issuer: row.try_get("home_issuer")?,
     })
 }
 
@@ -156,6 +164,65 @@ pub async fn create(db: &Db, new: &NewUser) -> Result<User, IdpError> {
     find_by_id(db, &id)
         .await?
         .ok_or_else(|| IdpError::NotFound(format!("user {}", new.username)))
+}
+
+/// The password hash of federated users: not a PHC string, so no password ever verifies.
+const NO_PASSWORD: &str = "!federated";
+
+/// Create or re-sync (on every brokered login) the local account of a user of upstream `alias`:
+/// username `<alias>:<upstream sub>`, no password, attributes as the upstream asserted them
+/// (already normalised and checked through dive-core by the caller). A locally disabled account
+/// stays disabled.
+pub async fn upsert_federated(
+    db: &Db,
+    alias: &str,
+    upstream_sub: &str,
+    home_issuer: &str,
+    attrs: &dive_core::SubjectAttributes,
+) -> Result<User, IdpError> {
+    if upstream_sub.is_empty()
+        || upstream_sub.len() > 200
+        || upstream_sub.chars().any(char::is_control)
+    {
+        return Err(IdpError::invalid(
+            "sub",
+            "the upstream subject must be 1-200 characters without control characters",
+        ));
+    }
+    let registry = CoiRegistry::builtin();
+    for tag in &attrs.acp_coi {
+        if !registry.contains(tag) {
+            return Err(IdpError::invalid("acpCOI", format!("unknown COI {tag:?}")));
+        }
+    }
+    let username = format!("{alias}:{upstream_sub}");
+    let coi = serde_json::to_string(&attrs.acp_coi).unwrap_or_default();
+    let roles = serde_json::to_string(&attrs.roles).unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO idp_users (id, username, password_hash, unique_id, clearance, country, coi, \
+         organization_type, roles, enabled, totp_secret, totp_last_step, created_at, \
+         upstream_alias, home_issuer) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, NULL, 0, $10, $11, $12) \
+         ON CONFLICT (username) DO UPDATE SET unique_id = $4, clearance = $5, country = $6, \
+         coi = $7, organization_type = $8, roles = $9, upstream_alias = $11, home_issuer = $12",
+    )
+    .bind(random_token(16))
+    .bind(&username)
+    .bind(NO_PASSWORD)
+    .bind(&attrs.unique_id)
+    .bind(&attrs.clearance_original)
+    .bind(attrs.country_of_affiliation.as_str())
+    .bind(coi)
+    .bind(org_str(attrs.organization_type))
+    .bind(roles)
+    .bind(now())
+    .bind(alias)
+    .bind(home_issuer)
+    .execute(&db.pool)
+    .await?;
+    find_by_username(db, &username)
+        .await?
+        .ok_or_else(|| IdpError::NotFound(format!("user {username}")))
 }
 
 pub async fn find_by_username(db: &Db, username: &str) -> Result<Option<User>, IdpError> {

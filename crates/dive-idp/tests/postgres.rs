@@ -1,5 +1,6 @@
 //! The IdP on PostgreSQL (a fresh database at `DIVE_TEST_PG_URL`, default
-//! `postgres://postgres@127.0.0.1:5432/test`): code flow, refresh rotation and reuse detection.
+//! `postgres://postgres@127.0.0.1:5432/test`): code flow, refresh rotation and reuse detection,
+//! brokering (federated user upsert, single-use broker state).
 //! Skipped, with a message, when no server answers.
 
 use std::time::Duration;
@@ -106,6 +107,95 @@ async fn code_flow_and_refresh_reuse_on_postgres() {
     let r1 = tokens["refresh_token"].as_str().unwrap().to_string();
     assert_eq!(refresh(r1.clone()).await, 200);
     assert_eq!(refresh(r1).await, 400, "reuse detected");
+
+    // Brokering with the PostgreSQL IdP as the downstream: an upstream FRA IdP (SQLite, same
+    // installation CA), a federated user created then re-synced, a replayed callback refused.
+    let fra = dive_idp::start(
+        dive_idp::IdpConfig::new(CountryCode::new("FRA").unwrap(), home.path().into()),
+        false,
+    )
+    .await
+    .unwrap();
+    let (_, broker_secret) = dive_idp::clients::create(
+        &fra.db,
+        &NewClient {
+            client_id: "dive-deu".into(),
+            auth: NewClientAuth::GenerateSecret,
+            redirect_uris: vec![format!("{}/broker/fra-idp/callback", idp.issuer)],
+            post_logout_redirect_uris: vec![],
+            grant_types: vec![GrantType::AuthorizationCode],
+        },
+    )
+    .await
+    .unwrap();
+    dive_idp::users::create(
+        &fra.db,
+        &NewUser {
+            username: "claire".into(),
+            password: "Correct-Horse-Battery-42!".into(),
+            unique_id: None,
+            clearance: "NON CLASSIFIÉ".into(),
+            country: CountryCode::new("FRA").unwrap(),
+            coi: vec![],
+            organization_type: OrganizationType::Gov,
+            roles: vec![],
+        },
+    )
+    .await
+    .unwrap();
+    dive_idp::upstreams::create(
+        &idp.db,
+        dive_idp::upstreams::UpstreamSpec {
+            alias: "fra-idp".into(),
+            issuer: fra.issuer.clone(),
+            client_id: "dive-deu".into(),
+            client_secret: broker_secret.unwrap(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let broker = login_helper::BrokerRequest {
+        login: LoginRequest {
+            username: "claire".into(),
+            ..req.clone()
+        },
+        alias: "fra-idp".into(),
+        use_hint: true,
+        local_totp_secret: None,
+    };
+    for _ in 0..2 {
+        let (tokens, out) = login_helper::broker_login(&http, &broker).await.unwrap();
+        assert!(tokens["access_token"].is_string());
+        assert!(!out.local_second_factor);
+    }
+    let users = dive_idp::users::list(&idp.db).await.unwrap();
+    let fed: Vec<_> = users
+        .iter()
+        .filter(|u| u.upstream_alias.as_deref() == Some("fra-idp"))
+        .collect();
+    assert_eq!(fed.len(), 1, "one federated account, re-synced");
+    assert_eq!(fed[0].clearance, "NON CLASSIFIÉ");
+    let start = login_helper::broker_start(&http, &broker).await.unwrap();
+    let (callback, _) = login_helper::upstream_login(
+        &http,
+        &start.upstream_url,
+        "claire",
+        "Correct-Horse-Battery-42!",
+        None,
+    )
+    .await
+    .unwrap();
+    login_helper::broker_finish(&http, &start, &callback, None)
+        .await
+        .unwrap();
+    assert!(
+        login_helper::broker_finish(&http, &start, &callback, None)
+            .await
+            .is_err(),
+        "replayed callback"
+    );
+    fra.stop().await;
     idp.stop().await;
     drop(conn.close().await);
     let mut conn = AnyConnection::connect(&admin).await.unwrap();

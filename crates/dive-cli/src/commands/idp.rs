@@ -1,4 +1,5 @@
-//! `dive idp users|clients`: manage the identity provider's users and clients.
+//! `dive idp users|clients|upstreams`: manage the identity provider's users, clients and
+//! upstream identity providers (brokering).
 
 use std::process::ExitCode;
 
@@ -17,6 +18,71 @@ pub enum IdpCommand {
     /// OAuth clients of an instance.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Upstream identity providers the instance's IdP brokers (partner IdPs).
+    #[command(subcommand)]
+    Upstreams(UpstreamsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UpstreamsCommand {
+    /// Add an upstream OpenID Provider. Its client secret (the secret of the client this IdP
+    /// holds at the upstream) is read from DIVE_IDP_UPSTREAM_SECRET, never from a flag.
+    Add {
+        #[command(flatten)]
+        target: Target,
+        /// Alias, e.g. fra-idp (lower case; used in /broker/<alias>/callback and idp_hint).
+        alias: String,
+        /// The upstream's issuer URL (https; its discovery document is read from there).
+        #[arg(long)]
+        issuer: String,
+        /// The client id this IdP holds at the upstream.
+        #[arg(long)]
+        client_id: String,
+        /// What the login page's button says (default: the alias's first part, upper case).
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Scopes to ask for (default: openid profile coalition roles).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// The only countryOfAffiliation the upstream may assert (ISO alpha-3).
+        #[arg(long)]
+        country: Option<String>,
+        /// A PEM file with the CA certificate(s) of the upstream's HTTPS (a partner's
+        /// installation CA).
+        #[arg(long)]
+        ca_pem: Option<std::path::PathBuf>,
+        /// Claim mapping LOCAL=UPSTREAM (repeat), e.g. clearance=nationalClearance.
+        #[arg(long = "claim", value_name = "LOCAL=UPSTREAM")]
+        claims: Vec<String>,
+        /// Add it disabled (not offered, refused).
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// List upstreams (never their secrets).
+    List {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enable an upstream.
+    Enable {
+        #[command(flatten)]
+        target: Target,
+        alias: String,
+    },
+    /// Disable an upstream: no longer offered, logins through it refused.
+    Disable {
+        #[command(flatten)]
+        target: Target,
+        alias: String,
+    },
+    /// Remove an upstream.
+    Remove {
+        #[command(flatten)]
+        target: Target,
+        alias: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +177,10 @@ pub enum ClientsCommand {
         /// Also allow client_credentials (confidential clients only).
         #[arg(long)]
         client_credentials: bool,
+        /// Let the client obtain the `admin` scope (the IdP's admin API) through
+        /// client_credentials.
+        #[arg(long, requires = "client_credentials")]
+        admin: bool,
     },
     /// List clients (never secrets).
     List {
@@ -151,6 +221,7 @@ pub fn run(command: IdpCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
         match command {
             IdpCommand::Users(c) => users(ctx, c).await,
             IdpCommand::Clients(c) => clients(ctx, c).await,
+            IdpCommand::Upstreams(c) => upstreams(ctx, c).await,
         }
     })?;
     Ok(ExitCode::SUCCESS)
@@ -255,6 +326,7 @@ async fn clients(ctx: &Context, c: ClientsCommand) -> anyhow::Result<()> {
             redirect_uri,
             post_logout_redirect_uri,
             client_credentials,
+            admin,
         } => {
             let (_, db) = open(ctx, &target).await?;
             let mut grants = Vec::new();
@@ -281,7 +353,18 @@ async fn clients(ctx: &Context, c: ClientsCommand) -> anyhow::Result<()> {
                 grant_types: grants,
             };
             let (_, secret) = dive_idp::clients::create(&db, &new).await.map_err(bad)?;
-            println!("added client {client_id}");
+            if admin {
+                let scopes = [dive_idp::clients::ADMIN_SCOPE.to_string()];
+                if let Err(e) = dive_idp::clients::set_scopes(&db, &client_id, &scopes).await {
+                    // Leave nothing half-registered.
+                    let _ = dive_idp::clients::remove(&db, &client_id).await;
+                    return Err(bad(e));
+                }
+            }
+            println!(
+                "added client {client_id}{}",
+                if admin { " (admin)" } else { "" }
+            );
             if let Some(s) = secret {
                 println!("client secret (shown once): {s}");
             }
@@ -314,6 +397,123 @@ async fn clients(ctx: &Context, c: ClientsCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(bad)?;
             println!("removed client {client_id}");
+        }
+    }
+    Ok(())
+}
+
+/// `LOCAL=UPSTREAM` pairs onto the default mapping; an unknown local name is a usage error.
+fn claim_mapping(pairs: &[String]) -> anyhow::Result<Option<dive_idp::upstreams::ClaimMapping>> {
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let mut map = serde_json::to_value(dive_idp::upstreams::ClaimMapping::default())?;
+    for p in pairs {
+        let Some((local, upstream)) = p.split_once('=') else {
+            return Err(crate::exit::bad_input(format!(
+                "--claim {p:?}: expected LOCAL=UPSTREAM, e.g. clearance=nationalClearance"
+            )));
+        };
+        if map.get(local).is_none() {
+            return Err(crate::exit::bad_input(format!(
+                "--claim {p:?}: unknown local claim {local:?} (uniqueID, clearance, \
+                 countryOfAffiliation, acpCOI, organizationType, roles, acr, amr)"
+            )));
+        }
+        map[local] = serde_json::Value::String(upstream.to_string());
+    }
+    Ok(Some(serde_json::from_value(map)?))
+}
+
+async fn upstreams(ctx: &Context, c: UpstreamsCommand) -> anyhow::Result<()> {
+    match c {
+        UpstreamsCommand::Add {
+            target,
+            alias,
+            issuer,
+            client_id,
+            display_name,
+            scopes,
+            country,
+            ca_pem,
+            claims,
+            disabled,
+        } => {
+            let client_secret = match std::env::var("DIVE_IDP_UPSTREAM_SECRET") {
+                Ok(s) if !s.is_empty() => s,
+                _ => {
+                    return Err(crate::exit::bad_input(
+                        "set DIVE_IDP_UPSTREAM_SECRET to the client secret this IdP holds at the upstream",
+                    ));
+                }
+            };
+            let ca_pem = match ca_pem {
+                Some(path) => Some(std::fs::read_to_string(&path).map_err(|e| {
+                    crate::exit::bad_input(format!("--ca-pem {}: {e}", path.display()))
+                })?),
+                None => None,
+            };
+            let spec = dive_idp::upstreams::UpstreamSpec {
+                alias: alias.clone(),
+                display_name,
+                issuer,
+                client_id,
+                client_secret,
+                scopes: (!scopes.is_empty()).then_some(scopes),
+                claim_mapping: claim_mapping(&claims)?,
+                country,
+                ca_pem,
+                enabled: Some(!disabled),
+            };
+            let (_, db) = open(ctx, &target).await?;
+            let u = dive_idp::upstreams::create(&db, spec).await.map_err(bad)?;
+            println!(
+                "added upstream {} ({}) -> {}{}",
+                u.alias,
+                u.display_name,
+                u.issuer,
+                if u.enabled { "" } else { " [disabled]" }
+            );
+        }
+        UpstreamsCommand::List { target, json } => {
+            let (_, db) = open(ctx, &target).await?;
+            let list = dive_idp::upstreams::list(&db).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for u in list {
+                    println!(
+                        "{:<16} {:<10} {:<8} {} client={}{}",
+                        u.alias,
+                        u.display_name,
+                        if u.enabled { "enabled" } else { "disabled" },
+                        u.issuer,
+                        u.client_id,
+                        if u.ca_pem.is_some() { " +ca" } else { "" },
+                    );
+                }
+            }
+        }
+        UpstreamsCommand::Enable { target, alias } => {
+            let (_, db) = open(ctx, &target).await?;
+            dive_idp::upstreams::set_enabled(&db, &alias, true)
+                .await
+                .map_err(bad)?;
+            println!("enabled upstream {alias}");
+        }
+        UpstreamsCommand::Disable { target, alias } => {
+            let (_, db) = open(ctx, &target).await?;
+            dive_idp::upstreams::set_enabled(&db, &alias, false)
+                .await
+                .map_err(bad)?;
+            println!("disabled upstream {alias}");
+        }
+        UpstreamsCommand::Remove { target, alias } => {
+            let (_, db) = open(ctx, &target).await?;
+            dive_idp::upstreams::remove(&db, &alias)
+                .await
+                .map_err(bad)?;
+            println!("removed upstream {alias}");
         }
     }
     Ok(())

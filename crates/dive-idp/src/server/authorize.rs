@@ -17,6 +17,13 @@ use crate::util::{now, random_token, sha256_hex};
 
 pub const SESSION_COOKIE: &str = "dive_idp_session";
 pub const CSRF_COOKIE: &str = "dive_idp_csrf";
+
+/// A cookie's name for this instance (`dive_idp_csrf_usa`): browsers do not separate cookies by
+/// port, so instances on one host (a local hub and spokes brokering each other) would otherwise
+/// overwrite each other's login and session cookies in the middle of a brokered login.
+pub(crate) fn cookie_name(state: &Shared, base: &str) -> String {
+    format!("{base}_{}", state.instance.as_str().to_lowercase())
+}
 /// How long a user has to complete the login pages.
 const REQUEST_TTL: i64 = 600;
 
@@ -36,22 +43,26 @@ pub struct AuthParams {
     pub login_hint: Option<String>,
     pub acr_values: Option<String>,
     pub response_mode: Option<String>,
+    /// Go straight to this upstream IdP (its alias), skipping the login page's choice.
+    pub idp_hint: Option<String>,
+    /// Keycloak's name for `idp_hint`, accepted for clients written for Keycloak.
+    pub kc_idp_hint: Option<String>,
 }
 
 /// A validated request: what the login pages carry along.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Pending {
+pub(super) struct Pending {
     client_id: String,
     redirect_uri: String,
     scope: Vec<String>,
     state: Option<String>,
     nonce: Option<String>,
     code_challenge: Option<String>,
-    require_otp: bool,
+    pub(super) require_otp: bool,
     login_hint: Option<String>,
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(super) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -62,7 +73,7 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
-fn set_cookie(r: &mut Response, name: &str, value: &str, max_age: i64) {
+pub(super) fn set_cookie(r: &mut Response, name: &str, value: &str, max_age: i64) {
     let c = format!("{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}");
     if let Ok(v) = HeaderValue::from_str(&c) {
         r.headers_mut().append(header::SET_COOKIE, v);
@@ -97,7 +108,12 @@ fn redirect_to(state: &Shared, uri: &str, params: &[(&str, &str)]) -> Response {
     r
 }
 
-fn redirect_error(state: &Shared, p: &Pending, error: &str, description: &str) -> Response {
+pub(super) fn redirect_error(
+    state: &Shared,
+    p: &Pending,
+    error: &str,
+    description: &str,
+) -> Response {
     let mut params = vec![("error", error), ("error_description", description)];
     if let Some(s) = &p.state {
         params.push(("state", s));
@@ -230,6 +246,25 @@ async fn handle(state: &Shared, headers: &HeaderMap, p: AuthParams) -> Response 
     if prompts.contains(&"none") {
         return fail("login_required", "no current login session");
     }
+    // An upstream named by idp_hint must exist and be enabled; then the login page is skipped.
+    let hint = p
+        .idp_hint
+        .as_deref()
+        .or(p.kc_idp_hint.as_deref())
+        .filter(|h| !h.is_empty());
+    let upstream = match hint {
+        None => None,
+        Some(alias) => match crate::upstreams::find(&state.db, alias).await {
+            Ok(Some(u)) if u.enabled => Some(u),
+            Ok(_) => {
+                return fail(
+                    "invalid_request",
+                    &format!("identity provider {alias:?} is unknown or disabled"),
+                );
+            }
+            Err(e) => return super::OAuthError::server(e).into_response(),
+        },
+    };
     let request_id = random_token(24);
     let csrf = random_token(24);
     let stored = sqlx::query(
@@ -245,15 +280,47 @@ async fn handle(state: &Shared, headers: &HeaderMap, p: AuthParams) -> Response 
     if let Err(e) = stored {
         return super::OAuthError::from(e).into_response();
     }
-    let mut r = pages::login(
-        state.instance.as_str(),
-        &request_id,
-        &csrf,
-        p.login_hint.as_deref().unwrap_or(""),
-        None,
-    );
-    set_cookie(&mut r, CSRF_COOKIE, &csrf, REQUEST_TTL);
+    let mut r = match upstream {
+        Some(u) => super::broker::redirect_upstream(state, &u, &request_id, &pending).await,
+        None => {
+            login_page(
+                state,
+                &request_id,
+                &csrf,
+                p.login_hint.as_deref().unwrap_or(""),
+                None,
+            )
+            .await
+        }
+    };
+    set_cookie(&mut r, &cookie_name(state, CSRF_COOKIE), &csrf, REQUEST_TTL);
     r
+}
+
+/// The login page, offering every enabled upstream IdP besides the password form.
+async fn login_page(
+    state: &Shared,
+    request_id: &str,
+    csrf: &str,
+    hint: &str,
+    error: Option<String>,
+) -> Response {
+    let upstreams: Vec<(String, String)> = match crate::upstreams::list(&state.db).await {
+        Ok(list) => list
+            .into_iter()
+            .filter(|u| u.enabled)
+            .map(|u| (u.alias, u.display_name))
+            .collect(),
+        Err(e) => return super::OAuthError::server(e).into_response(),
+    };
+    pages::login(
+        state.instance.as_str(),
+        request_id,
+        csrf,
+        hint,
+        &upstreams,
+        error,
+    )
 }
 
 /// An authenticated browser session.
@@ -267,7 +334,7 @@ pub(crate) struct Session {
 }
 
 pub(crate) async fn current_session(state: &Shared, headers: &HeaderMap) -> Option<Session> {
-    let id = cookie(headers, SESSION_COOKIE)?;
+    let id = cookie(headers, &cookie_name(state, SESSION_COOKIE))?;
     let row = sqlx::query(
         "SELECT user_id, auth_time, amr, acr FROM idp_sessions WHERE id_hash = $1 AND expires_at > $2",
     )
@@ -329,22 +396,29 @@ async fn issue_code(
     }
     let mut r = redirect_to(state, &pending.redirect_uri, &params);
     if let Some(sid) = new_session_cookie {
-        set_cookie(&mut r, SESSION_COOKIE, sid, SESSION_MAX);
+        set_cookie(
+            &mut r,
+            &cookie_name(state, SESSION_COOKIE),
+            sid,
+            SESSION_MAX,
+        );
     }
     r
 }
 
 /// A login-page request loaded and checked against its CSRF token (form field and cookie).
-struct Stage {
-    id: String,
-    csrf: String,
-    pending: Pending,
+pub(super) struct Stage {
+    pub(super) id: String,
+    pub(super) csrf: String,
+    pub(super) pending: Pending,
     user_id: Option<String>,
     stage: String,
     pending_secret: Option<String>,
+    /// A brokered login: the upstream's `amr`, to which the local second factor is added.
+    broker_amr: Option<Vec<String>>,
 }
 
-async fn load_stage(
+pub(super) async fn load_stage(
     state: &Shared,
     headers: &HeaderMap,
     request_id: &str,
@@ -359,7 +433,7 @@ async fn load_stage(
         )
     };
     let row = sqlx::query(
-        "SELECT csrf, params, user_id, stage, pending_secret FROM idp_auth_requests \
+        "SELECT csrf, params, user_id, stage, pending_secret, broker_amr FROM idp_auth_requests \
          WHERE id = $1 AND expires_at > $2",
     )
     .bind(request_id)
@@ -369,7 +443,8 @@ async fn load_stage(
     .map_err(|e| super::OAuthError::from(e).into_response())?
     .ok_or_else(expired)?;
     let stored_csrf: String = row.try_get("csrf").map_err(|_| expired())?;
-    let cookie_ok = cookie(headers, CSRF_COOKIE).is_some_and(|c| crate::util::ct_eq(&c, csrf));
+    let cookie_ok = cookie(headers, &cookie_name(state, CSRF_COOKIE))
+        .is_some_and(|c| crate::util::ct_eq(&c, csrf));
     if !crate::util::ct_eq(&stored_csrf, csrf) || !cookie_ok {
         return Err(pages::error(
             StatusCode::FORBIDDEN,
@@ -389,6 +464,12 @@ async fn load_stage(
         user_id: row.try_get("user_id").map_err(|_| expired())?,
         stage,
         pending_secret: row.try_get("pending_secret").map_err(|_| expired())?,
+        broker_amr: row
+            .try_get::<Option<String>, _>("broker_amr")
+            .map_err(|_| expired())?
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|_| expired())?,
     })
 }
 
@@ -412,24 +493,17 @@ pub async fn login(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let page = |msg: &str| {
-        pages::login(
-            state.instance.as_str(),
-            &st.id,
-            &st.csrf,
-            &f.username,
-            Some(msg),
-        )
-    };
+    let page = |msg: String| login_page(&state, &st.id, &st.csrf, &f.username, Some(msg));
     let account = bruteforce::account_key(&f.username);
     let address = bruteforce::address_key(&peer.ip());
     for subject in [&account, &address] {
         match bruteforce::locked_for(&state.db, subject).await {
             Ok(Some(wait)) => {
                 state.count_login("locked");
-                return page(&format!(
+                return page(format!(
                     "Too many failed attempts. Try again in {wait} seconds."
-                ));
+                ))
+                .await;
             }
             Ok(None) => {}
             Err(e) => return super::OAuthError::server(e).into_response(),
@@ -454,15 +528,20 @@ pub async fn login(
             state.count_login("failure");
             let _ = bruteforce::record_failure(&state.db, &account, bruteforce::ACCOUNT).await;
             let _ = bruteforce::record_failure(&state.db, &address, bruteforce::ADDRESS).await;
-            return page(BAD_CREDENTIALS);
+            return page(BAD_CREDENTIALS.to_string()).await;
         }
     };
     let _ = bruteforce::clear(&state.db, &account).await;
     if !(user.requires_otp() || st.pending.require_otp) {
         return finish(&state, &st, &user, vec!["pwd".to_string()], "1").await;
     }
+    second_factor(&state, &st, &user).await
+}
+
+/// Ask for the TOTP code, or enrol the user at their first login.
+pub(super) async fn second_factor(state: &Shared, st: &Stage, user: &User) -> Response {
     if user.totp_enrolled() {
-        if let Err(r) = advance(&state, &st.id, &user.id, "otp", None).await {
+        if let Err(r) = advance(state, &st.id, &user.id, "otp", None).await {
             return r;
         }
         return pages::otp(&st.id, &st.csrf, None);
@@ -470,10 +549,10 @@ pub async fn login(
     let secret = crate::totp::generate_secret();
     let recovery: Vec<String> = (0..10).map(|_| recovery_code()).collect();
     let blob = serde_json::json!({"secret": secret, "recovery": recovery}).to_string();
-    if let Err(r) = advance(&state, &st.id, &user.id, "enrol", Some(&blob)).await {
+    if let Err(r) = advance(state, &st.id, &user.id, "enrol", Some(&blob)).await {
         return r;
     }
-    enrol_page(&state, &st, &user, &secret, &recovery, None)
+    enrol_page(state, st, user, &secret, &recovery, None)
 }
 
 fn enrol_page(
@@ -518,8 +597,42 @@ async fn advance(
     .map_err(|e| super::OAuthError::from(e).into_response())
 }
 
+/// Remember the upstream's `amr` of a brokered login that now needs the local second factor.
+pub(super) async fn set_broker_amr(
+    state: &Shared,
+    id: &str,
+    amr: &[String],
+) -> Result<(), Response> {
+    sqlx::query("UPDATE idp_auth_requests SET broker_amr = $1 WHERE id = $2")
+        .bind(serde_json::to_string(amr).unwrap_or_default())
+        .bind(id)
+        .execute(&state.db.pool)
+        .await
+        .map(|_| ())
+        .map_err(|e| super::OAuthError::from(e).into_response())
+}
+
+/// `amr` after a successful local second factor: the upstream's methods for a brokered login,
+/// otherwise the local password.
+fn amr_with_otp(st: &Stage) -> Vec<String> {
+    let mut amr = st
+        .broker_amr
+        .clone()
+        .unwrap_or_else(|| vec!["pwd".to_string()]);
+    if !amr.iter().any(|m| m == "otp") {
+        amr.push("otp".to_string());
+    }
+    amr
+}
+
 /// Create the SSO session and send the browser back with a code.
-async fn finish(state: &Shared, st: &Stage, user: &User, amr: Vec<String>, acr: &str) -> Response {
+pub(super) async fn finish(
+    state: &Shared,
+    st: &Stage,
+    user: &User,
+    amr: Vec<String>,
+    acr: &str,
+) -> Response {
     let _ = sqlx::query("DELETE FROM idp_auth_requests WHERE id = $1")
         .bind(&st.id)
         .execute(&state.db.pool)
@@ -624,7 +737,7 @@ pub async fn otp(
         return pages::otp(&st.id, &st.csrf, Some("Invalid or already used code."));
     }
     let _ = bruteforce::clear(&state.db, &account).await;
-    finish(&state, &st, &user, vec!["pwd".into(), "otp".into()], "2").await
+    finish(&state, &st, &user, amr_with_otp(&st), "2").await
 }
 
 pub async fn enrol(
@@ -690,5 +803,5 @@ pub async fn enrol(
         return super::OAuthError::from(e).into_response();
     }
     let _ = &st.stage;
-    finish(&state, &st, &user, vec!["pwd".into(), "otp".into()], "2").await
+    finish(&state, &st, &user, amr_with_otp(&st), "2").await
 }

@@ -1,6 +1,8 @@
 //! The HTTPS server: state, router, metrics and the OAuth error shape.
 
+mod admin;
 mod authorize;
+mod broker;
 mod client_auth;
 mod pages;
 mod resources;
@@ -86,6 +88,10 @@ pub(crate) struct AppState {
     pub logins: Family<OutcomeLabel, Counter>,
     pub tokens: Family<GrantLabel, Counter>,
     pub clients: ClientCache,
+    /// The installation CA: trusted for upstream IdPs besides their own CA PEM.
+    pub ca_path: PathBuf,
+    /// Upstreams' discovery documents, HTTPS clients and JWKS verifiers.
+    pub upstreams: broker::UpstreamCache,
 }
 
 /// Registered clients read on the token path, kept for a short time: a grant need not read the
@@ -218,6 +224,8 @@ pub async fn start(cfg: IdpConfig, on_signals: bool) -> Result<Running, IdpError
         logins,
         tokens,
         clients: ClientCache::default(),
+        ca_path: pki.ca_cert_path(),
+        upstreams: broker::UpstreamCache::default(),
     });
     let readiness = dive_http::Readiness::default();
     let app = dive_http::with_operations(router(state), readiness.clone(), metrics);
@@ -270,6 +278,29 @@ fn router(state: Shared) -> Router {
         .route("/revoke", post(resources::revoke))
         .route("/revocations", get(resources::revocations))
         .route("/logout", get(resources::logout))
+        .route("/broker/{alias}/login", post(broker::login))
+        .route("/broker/{alias}/callback", get(broker::callback))
+        .route(
+            "/admin/upstreams",
+            get(admin::list_upstreams).post(admin::create_upstream),
+        )
+        .route(
+            "/admin/upstreams/{alias}",
+            get(admin::get_upstream)
+                .put(admin::put_upstream)
+                .patch(admin::patch_upstream)
+                .delete(admin::delete_upstream),
+        )
+        .route(
+            "/admin/clients",
+            get(admin::list_clients).post(admin::create_client),
+        )
+        .route(
+            "/admin/clients/{client_id}",
+            get(admin::get_client)
+                .put(admin::put_client)
+                .delete(admin::delete_client),
+        )
         .with_state(state)
 }
 

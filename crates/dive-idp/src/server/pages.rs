@@ -62,12 +62,31 @@ pub fn login(
     request_id: &str,
     csrf: &str,
     hint: &str,
-    error: Option<&str>,
+    upstreams: &[(String, String)],
+    error: Option<String>,
 ) -> Response {
     let status = if error.is_some() {
         StatusCode::UNAUTHORIZED
     } else {
         StatusCode::OK
+    };
+    // One form per upstream IdP (alias, display name): a POST carrying the CSRF token.
+    let brokers: String = upstreams
+        .iter()
+        .map(|(alias, name)| {
+            format!(
+                "<form method=\"post\" action=\"/broker/{}/login\" class=\"broker\">{}\
+                 <button type=\"submit\">Log in with {}</button></form>",
+                esc(alias),
+                hidden(request_id, csrf),
+                esc(name)
+            )
+        })
+        .collect();
+    let brokers = if brokers.is_empty() {
+        brokers
+    } else {
+        format!("<p>Or use your home organisation's account:</p>{brokers}")
     };
     page(
         status,
@@ -76,8 +95,8 @@ pub fn login(
             "{}<form method=\"post\" action=\"/login\">{}\
              <label>Username <input name=\"username\" value=\"{}\" autocomplete=\"username\" required></label>\
              <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
-             <p><button type=\"submit\">Sign in</button></p></form>",
-            error_line(error),
+             <p><button type=\"submit\">Sign in</button></p></form>{brokers}",
+            error_line(error.as_deref()),
             hidden(request_id, csrf),
             esc(hint)
         ),
@@ -144,7 +163,7 @@ pub fn error(status: StatusCode, title: &str, message: &str) -> Response {
     page(
         status,
         title,
-        &format!("<p class=\"error\">{}</p>", esc(message)),
+        &format!("<p class=\"error\" role=\"alert\">{}</p>", esc(message)),
     )
 }
 

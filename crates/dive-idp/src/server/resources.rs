@@ -91,7 +91,7 @@ pub(crate) async fn subject_revoked_since(
 }
 
 /// A valid, unrevoked access token's claims.
-async fn check_access_token(state: &Shared, token: &str) -> Option<Map<String, Value>> {
+pub(crate) async fn check_access_token(state: &Shared, token: &str) -> Option<Map<String, Value>> {
     let v = dive_jose::Validation::new(&state.issuer)
         .with_audience(&state.audience)
         .with_typ(ACCESS_TYP);
@@ -391,7 +391,7 @@ pub async fn logout(
     };
     if let Ok(v) = HeaderValue::from_str(&format!(
         "{}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0",
-        super::authorize::SESSION_COOKIE
+        super::authorize::cookie_name(&state, super::authorize::SESSION_COOKIE)
     )) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }

@@ -65,18 +65,27 @@ async fn client_credentials(
             "public clients cannot use client_credentials",
         ));
     }
-    // Only "roles" makes sense without a user; other requested scopes are refused.
+    // Only "roles" makes sense without a user, plus the privileged scopes the client was
+    // registered with (e.g. "admin"); other requested scopes are refused.
     let scope: Vec<String> = params
         .get("scope")
         .unwrap_or("")
         .split_whitespace()
         .map(str::to_string)
         .collect();
-    if let Some(bad) = scope.iter().find(|s| s.as_str() != "roles") {
+    if let Some(bad) = scope
+        .iter()
+        .find(|s| s.as_str() != "roles" && !client.scopes.contains(s))
+    {
+        let why = if crate::clients::PRIVILEGED_SCOPES.contains(&bad.as_str()) {
+            format!("client is not registered for scope {bad}")
+        } else {
+            format!("scope {bad} needs a user")
+        };
         return Err(OAuthError::new(
             axum::http::StatusCode::BAD_REQUEST,
             "invalid_scope",
-            format!("scope {bad} needs a user"),
+            why,
         ));
     }
     let grant = Grant {
