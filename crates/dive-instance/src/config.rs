@@ -206,6 +206,10 @@ impl InstancePaths {
     pub fn idp_db(&self) -> PathBuf {
         self.dir.join("idp.db")
     }
+    /// What the last seed job stored (written by `dive seed`).
+    pub fn seed_record(&self) -> PathBuf {
+        self.dir.join("seed.json")
+    }
     /// The result of the last verification.
     pub fn last_verify(&self) -> PathBuf {
         self.dir.join("last-verify.json")

@@ -6,8 +6,11 @@
 //! Checks are grouped in modules, each an `async fn run(&mut Ctx, &mut Recorder)`; adding a
 //! group (the KAS and resource-service checks) is one more module and one line in [`run`].
 
+mod docs;
+mod kas;
 mod local;
 mod oidc;
+mod resources;
 mod services;
 mod users;
 
@@ -102,6 +105,30 @@ impl<E: std::fmt::Display> From<Result<String, E>> for Outcome {
             Ok(s) => Outcome::Pass(s),
             Err(e) => Outcome::Fail(e.to_string()),
         }
+    }
+}
+
+/// A result found by a check run concurrently with others, recorded afterwards.
+pub(crate) struct Found {
+    pub id: String,
+    pub title: String,
+    pub outcome: Outcome,
+    pub ms: u64,
+}
+
+/// Run one check, timing it, for recording later.
+pub(crate) async fn found<O: Into<Outcome>, F: Future<Output = O>>(
+    id: impl Into<String>,
+    title: impl Into<String>,
+    f: F,
+) -> Found {
+    let t0 = Instant::now();
+    let outcome = f.await.into();
+    Found {
+        id: id.into(),
+        title: title.into(),
+        outcome,
+        ms: t0.elapsed().as_millis() as u64,
     }
 }
 
@@ -216,6 +243,13 @@ pub async fn run(
     services::run(&mut ctx, &mut rec).await;
     oidc::run(&mut ctx, &mut rec).await;
     users::run(&mut ctx, &mut rec).await;
+    // The resource-service and KAS checks share what they found about the documents and run
+    // concurrently; their results are recorded in a fixed order.
+    let shared = docs::prepare(&ctx).await;
+    let (api, kas) = tokio::join!(resources::run(&ctx, &shared), kas::run(&ctx, &shared));
+    for f in api.into_iter().chain(kas) {
+        rec.record(f.id, f.title, f.outcome, f.ms);
+    }
     let checks = rec.results;
     let count = |s: Status| checks.iter().filter(|c| c.status == s).count();
     let report = VerifyReport {

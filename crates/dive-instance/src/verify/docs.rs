@@ -1,0 +1,201 @@
+//! What the resource-service and KAS checks share: the three test users they act as (of three
+//! clearances), the documents in the instance's resource store, and for each user a permitted
+//! and a forbidden document, chosen by the local PDP — fed the user's verified token claims and
+//! the instance's policy data, with exactly the inputs the resource service builds
+//! (`dive_api::access::input`).
+
+use std::sync::Arc;
+
+use dive_api::{ResourceMeta, ResourceStore};
+use dive_core::{Clearance, Equivalency, SubjectAttributes};
+use dive_policy::{Pdp, Sources};
+
+use super::{Ctx, UserToken};
+use crate::seed_record::{self, SeedRecord};
+
+/// Test users of these levels act in the checks: lowest, middle and highest clearance.
+const LEVELS: [usize; 3] = [1, 3, 5];
+
+/// Documents created less than this long before now (or after it) are not picked: their
+/// embargo decision could change between the local decision and the service's.
+const EMBARGO_MARGIN_MS: i64 = 10 * 60 * 1000;
+
+pub struct Shared {
+    /// The stack runs these services.
+    pub api: bool,
+    pub kas: bool,
+    /// Epoch ms when these checks began (audit rows are looked for from here).
+    pub started_ms: i64,
+    pub store: Result<Store, String>,
+    pub pdp: Result<Arc<Pdp>, String>,
+    pub record: Result<Option<SeedRecord>, String>,
+    pub actors: Vec<Actor>,
+}
+
+pub struct Store {
+    pub store: ResourceStore,
+    pub location: String,
+    pub metas: Vec<ResourceMeta>,
+}
+
+/// A test user the checks act as.
+pub struct Actor {
+    pub name: String,
+    /// `Err`: why the user cannot act (no token: the login failed).
+    pub token: Result<UserToken, String>,
+    pub subject: Option<SubjectAttributes>,
+    pub unique_id: String,
+    pub permitted: Result<Pick, String>,
+    pub forbidden: Result<Pick, String>,
+}
+
+/// A document and the local PDP's decision on reading it.
+#[derive(Clone)]
+pub struct Pick {
+    pub meta: ResourceMeta,
+    pub reason: String,
+}
+
+pub async fn prepare(ctx: &Ctx) -> Shared {
+    let api = ctx.planned.iter().any(|s| s.name == "api");
+    let kas = ctx.planned.iter().any(|s| s.name == "kas");
+    let started_ms = dive_api::store::now_ms();
+    let mut shared = Shared {
+        api,
+        kas,
+        started_ms,
+        store: Err("not opened".into()),
+        pdp: Err("not loaded".into()),
+        record: Ok(None),
+        actors: Vec::new(),
+    };
+    if !api && !kas {
+        return shared;
+    }
+    shared.record = seed_record::read(&ctx.paths);
+    shared.store = open_store(ctx).await;
+    shared.pdp = Pdp::new(Sources {
+        policy_dir: None,
+        data_dir: Some(ctx.paths.policy_dir()),
+    })
+    .map(Arc::new)
+    .map_err(|e| format!("the policy does not load: {e}"));
+    let code = ctx.cfg.code.as_str().to_lowercase();
+    for level in LEVELS {
+        let name = format!("testuser-{code}-{level}");
+        let token = ctx
+            .tokens
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| format!("{name} has no token (its login failed or did not run)"));
+        let subject = token.as_ref().ok().and_then(|t| {
+            SubjectAttributes::from_claims(&t.claims, Equivalency::builtin()).ok()
+        });
+        let unique_id = token
+            .as_ref()
+            .ok()
+            .and_then(|t| t.claims["uniqueID"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        let (permitted, forbidden) = match (&subject, &shared.store, &shared.pdp) {
+            (None, _, _) => {
+                let why = match &token {
+                    Err(e) => e.clone(),
+                    Ok(_) => format!("{name}'s token claims do not form subject attributes"),
+                };
+                (Err(why.clone()), Err(why))
+            }
+            (_, Err(e), _) | (_, _, Err(e)) => (Err(e.clone()), Err(e.clone())),
+            (Some(s), Ok(store), Ok(pdp)) => {
+                let hashed = |m: &ResourceMeta| {
+                    shared.record.as_ref().ok().and_then(Option::as_ref).is_some_and(|r| {
+                        r.plaintext_sha256.contains_key(&m.id)
+                    })
+                };
+                pick(pdp, s, &store.metas, started_ms, &hashed)
+            }
+        };
+        shared.actors.push(Actor {
+            name,
+            token,
+            subject,
+            unique_id,
+            permitted,
+            forbidden,
+        });
+    }
+    shared
+}
+
+async fn open_store(ctx: &Ctx) -> Result<Store, String> {
+    let location = seed_record::api_database(&ctx.paths);
+    if !std::path::Path::new(&location).exists() {
+        return Err(format!("the resource store {location} does not exist"));
+    }
+    let store = ResourceStore::open(&location)
+        .await
+        .map_err(|e| format!("resource store {location}: {e}"))?;
+    let (_, metas) = store
+        .load_all()
+        .await
+        .map_err(|e| format!("resource store {location}: {e}"))?;
+    Ok(Store {
+        store,
+        location,
+        metas,
+    })
+}
+
+/// A permitted document (preferring seeded ones whose plaintext hash is recorded) and a
+/// forbidden one (preferring a clearance denial for users below TOP SECRET), outside the
+/// embargo margin.
+fn pick(
+    pdp: &Pdp,
+    subject: &SubjectAttributes,
+    metas: &[ResourceMeta],
+    now_ms: i64,
+    hashed: &dyn Fn(&ResourceMeta) -> bool,
+) -> (Result<Pick, String>, Result<Pick, String>) {
+    // Without recorded hashes (no seed job) any permitted document will do.
+    let any_hashed = metas.iter().any(hashed);
+    let prefer_clearance = subject.clearance < Clearance::TopSecret;
+    let mut permitted: Option<Pick> = None;
+    let mut permitted_unhashed: Option<Pick> = None;
+    let mut forbidden: Option<Pick> = None;
+    let mut forbidden_other: Option<Pick> = None;
+    for m in metas {
+        let created = dive_api::store::to_ms(m.created_at);
+        if created > now_ms - EMBARGO_MARGIN_MS {
+            continue;
+        }
+        let d = pdp.decide(&dive_api::access::input(subject, "read", &m.id, &m.label));
+        let p = || Pick {
+            meta: m.clone(),
+            reason: d.reason.clone(),
+        };
+        if d.allow {
+            if permitted.is_none() && hashed(m) {
+                permitted = Some(p());
+            } else if permitted_unhashed.is_none() {
+                permitted_unhashed = Some(p());
+            }
+        } else if forbidden.is_none()
+            && (!prefer_clearance || d.reason.starts_with("Insufficient clearance"))
+        {
+            forbidden = Some(p());
+        } else if forbidden_other.is_none() {
+            forbidden_other = Some(p());
+        }
+        let enough = permitted.is_some() || (!any_hashed && permitted_unhashed.is_some());
+        if enough && forbidden.is_some() {
+            break;
+        }
+    }
+    (
+        permitted
+            .or(permitted_unhashed)
+            .ok_or_else(|| format!("no document in the store ({}) is permitted", metas.len())),
+        forbidden
+            .or(forbidden_other)
+            .ok_or_else(|| format!("no document in the store ({}) is forbidden", metas.len())),
+    )
+}
