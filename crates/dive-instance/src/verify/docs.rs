@@ -4,6 +4,7 @@
 //! the instance's policy data, with exactly the inputs the resource service builds
 //! (`dive_api::access::input`).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use dive_api::{ResourceMeta, ResourceStore};
@@ -35,7 +36,7 @@ pub struct Shared {
 pub struct Store {
     pub store: ResourceStore,
     pub location: String,
-    pub metas: Vec<ResourceMeta>,
+    pub metas: Arc<Vec<ResourceMeta>>,
 }
 
 /// A test user the checks act as.
@@ -81,6 +82,12 @@ pub async fn prepare(ctx: &Ctx) -> Shared {
     .map(Arc::new)
     .map_err(|e| format!("the policy does not load: {e}"));
     let code = ctx.cfg.code.as_str().to_lowercase();
+    let hashed: Arc<HashSet<String>> = Arc::new(match &shared.record {
+        Ok(Some(r)) => r.plaintext_sha256.keys().cloned().collect(),
+        _ => HashSet::new(),
+    });
+    // The picks are PDP decisions (CPU): one blocking task per user, concurrently.
+    let mut picks = Vec::new();
     for level in LEVELS {
         let name = format!("testuser-{code}-{level}");
         let token = ctx
@@ -96,23 +103,35 @@ pub async fn prepare(ctx: &Ctx) -> Shared {
             .ok()
             .and_then(|t| t.claims["uniqueID"].as_str().map(str::to_string))
             .unwrap_or_default();
-        let (permitted, forbidden) = match (&subject, &shared.store, &shared.pdp) {
+        let task = match (&subject, &shared.store, &shared.pdp) {
             (None, _, _) => {
                 let why = match &token {
                     Err(e) => e.clone(),
                     Ok(_) => format!("{name}'s token claims do not form subject attributes"),
                 };
-                (Err(why.clone()), Err(why))
+                Err(why)
             }
-            (_, Err(e), _) | (_, _, Err(e)) => (Err(e.clone()), Err(e.clone())),
+            (_, Err(e), _) | (_, _, Err(e)) => Err(e.clone()),
             (Some(s), Ok(store), Ok(pdp)) => {
-                let hashed = |m: &ResourceMeta| {
-                    shared.record.as_ref().ok().and_then(Option::as_ref).is_some_and(|r| {
-                        r.plaintext_sha256.contains_key(&m.id)
-                    })
-                };
-                pick(pdp, s, &store.metas, started_ms, &hashed)
+                let (s, metas, pdp, hashed) =
+                    (s.clone(), store.metas.clone(), pdp.clone(), hashed.clone());
+                Ok(tokio::task::spawn_blocking(move || {
+                    pick(&pdp, &s, &metas, started_ms, &hashed)
+                }))
             }
+        };
+        picks.push((name, token, subject, unique_id, task));
+    }
+    for (name, token, subject, unique_id, task) in picks {
+        let (permitted, forbidden) = match task {
+            Err(why) => (Err(why.clone()), Err(why)),
+            Ok(t) => match t.await {
+                Ok(p) => p,
+                Err(e) => {
+                    let why = format!("choosing documents failed: {e}");
+                    (Err(why.clone()), Err(why))
+                }
+            },
         };
         shared.actors.push(Actor {
             name,
@@ -141,7 +160,7 @@ async fn open_store(ctx: &Ctx) -> Result<Store, String> {
     Ok(Store {
         store,
         location,
-        metas,
+        metas: Arc::new(metas),
     })
 }
 
@@ -153,10 +172,10 @@ fn pick(
     subject: &SubjectAttributes,
     metas: &[ResourceMeta],
     now_ms: i64,
-    hashed: &dyn Fn(&ResourceMeta) -> bool,
+    hashed: &HashSet<String>,
 ) -> (Result<Pick, String>, Result<Pick, String>) {
     // Without recorded hashes (no seed job) any permitted document will do.
-    let any_hashed = metas.iter().any(hashed);
+    let any_hashed = !hashed.is_empty();
     let prefer_clearance = subject.clearance < Clearance::TopSecret;
     let mut permitted: Option<Pick> = None;
     let mut permitted_unhashed: Option<Pick> = None;
@@ -173,7 +192,7 @@ fn pick(
             reason: d.reason.clone(),
         };
         if d.allow {
-            if permitted.is_none() && hashed(m) {
+            if permitted.is_none() && hashed.contains(&m.id) {
                 permitted = Some(p());
             } else if permitted_unhashed.is_none() {
                 permitted_unhashed = Some(p());
