@@ -580,8 +580,7 @@ pub async fn deploy(
                 Phase::Start => services_match(&stack, &stack.start, &client.status().await?),
                 Phase::Configure => crate::configure::check(&paths, &cfg, hooks).await,
                 Phase::Seed if req.seed.rerun => Err("a new seed run was asked for".into()),
-                Phase::Seed => match services_match(&stack, &stack.seed, &client.status().await?)
-                {
+                Phase::Seed => match services_match(&stack, &stack.seed, &client.status().await?) {
                     Ok(()) => Ok(()),
                     Err(why) if seed_only_jobs(&stack) => {
                         crate::seed_record::seed_done(&paths, &cfg)
@@ -651,11 +650,14 @@ pub async fn deploy(
                     let known = only
                         .iter()
                         .any(|n| st.services.iter().any(|s| &s.name == n));
-                    if !known && let Ok(found) = crate::seed_record::seed_done(&paths, &cfg).await
-                    {
+                    if !known && let Ok(found) = crate::seed_record::seed_done(&paths, &cfg).await {
                         s.say(Level::Info, p, "seed_done", &found);
-                        s.finish_phase(p, StepStatus::Skipped, Some(&format!("already done: {found}")))
-                            .await?;
+                        s.finish_phase(
+                            p,
+                            StepStatus::Skipped,
+                            Some(&format!("already done: {found}")),
+                        )
+                        .await?;
                         continue;
                     }
                 }
@@ -808,9 +810,11 @@ fn instance_hints(cfg: &InstanceConfig, hints: Vec<String>) -> Vec<String> {
 fn seed_only_jobs(stack: &InstanceStack) -> bool {
     !stack.seed.is_empty()
         && stack.seed.iter().all(|n| {
-            stack.plan.services.get(n).is_some_and(|p| {
-                p.spec.class == dive_orchestrator::spec::ServiceClass::Init
-            })
+            stack
+                .plan
+                .services
+                .get(n)
+                .is_some_and(|p| p.spec.class == dive_orchestrator::spec::ServiceClass::Init)
         })
 }
 

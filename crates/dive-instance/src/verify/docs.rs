@@ -95,9 +95,10 @@ pub async fn prepare(ctx: &Ctx) -> Shared {
             .get(&name)
             .cloned()
             .ok_or_else(|| format!("{name} has no token (its login failed or did not run)"));
-        let subject = token.as_ref().ok().and_then(|t| {
-            SubjectAttributes::from_claims(&t.claims, Equivalency::builtin()).ok()
-        });
+        let subject = token
+            .as_ref()
+            .ok()
+            .and_then(|t| SubjectAttributes::from_claims(&t.claims, Equivalency::builtin()).ok());
         let unique_id = token
             .as_ref()
             .ok()

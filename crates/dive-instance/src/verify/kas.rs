@@ -48,9 +48,17 @@ pub async fn run(ctx: &Ctx, shared: &Shared) -> Vec<Found> {
     let mut same_docs = None;
     let (keys, round, forbidden, same) = tokio::join!(
         found(t_keys.0, t_keys.1, public_keys(ctx)),
-        found(t_round.0, t_round.1, roundtrip(ctx, shared, &mut roundtrip_doc)),
+        found(
+            t_round.0,
+            t_round.1,
+            roundtrip(ctx, shared, &mut roundtrip_doc)
+        ),
         found(t_forbidden.0, t_forbidden.1, forbidden_rewrap(ctx, shared)),
-        found(t_same.0, t_same.1, same_response(ctx, shared, &mut same_docs)),
+        found(
+            t_same.0,
+            t_same.1,
+            same_response(ctx, shared, &mut same_docs)
+        ),
     );
     let audit = found(
         t_audit.0,
@@ -164,12 +172,16 @@ pub(super) async fn decrypt(
 /// The highest-cleared user with a permitted document downloads it through the API and
 /// decrypts it with an ephemeral EC key (the CLI's default).
 async fn roundtrip(ctx: &Ctx, shared: &Shared, doc: &mut Option<(String, String)>) -> Outcome {
-    let Some((a, token, pick)) = shared.actors.iter().rev().find_map(|a| {
-        match (&a.token, &a.permitted) {
-            (Ok(t), Ok(p)) => Some((a, t, p)),
-            _ => None,
-        }
-    }) else {
+    let Some((a, token, pick)) =
+        shared
+            .actors
+            .iter()
+            .rev()
+            .find_map(|a| match (&a.token, &a.permitted) {
+                (Ok(t), Ok(p)) => Some((a, t, p)),
+                _ => None,
+            })
+    else {
         return Outcome::Skip(
             shared
                 .actors
@@ -250,10 +262,13 @@ async fn store_ztdf(shared: &Shared, id: &str) -> Result<Vec<u8>, String> {
 
 /// The lowest-cleared user with a token and a forbidden document.
 fn denied_actor(shared: &Shared) -> Option<(&Actor, String)> {
-    shared.actors.iter().find_map(|a| match (&a.token, &a.forbidden) {
-        (Ok(t), Ok(_)) => Some((a, t.access_token.clone())),
-        _ => None,
-    })
+    shared
+        .actors
+        .iter()
+        .find_map(|a| match (&a.token, &a.forbidden) {
+            (Ok(t), Ok(_)) => Some((a, t.access_token.clone())),
+            _ => None,
+        })
 }
 
 /// The API would not hand the ZTDF out, so it is read from the store, as a copy obtained
@@ -309,9 +324,7 @@ async fn expired_token(ctx: &Ctx, token: &str, claims: &Value) -> Result<String,
     c.insert("nbf".into(), json!(now - 3600));
     c.insert("exp".into(), json!(now - 1800));
     c.insert("jti".into(), json!(format!("verify-expired-{now}")));
-    ring.active()
-        .sign("at+jwt", &c)
-        .map_err(|e| e.to_string())
+    ring.active().sign("at+jwt", &c).map_err(|e| e.to_string())
 }
 
 /// The same claims from an issuer no instance trusts, signed by its own fresh key.
@@ -329,11 +342,7 @@ fn foreign_token(claims: &Value) -> Result<String, String> {
 
 /// One signed rewrap request for a forbidden document, sent with three bearer tokens: the
 /// denied user's valid one, an expired one and a foreign one. Status and body must be equal.
-async fn same_response(
-    ctx: &Ctx,
-    shared: &Shared,
-    doc: &mut Option<(String, String)>,
-) -> Outcome {
+async fn same_response(ctx: &Ctx, shared: &Shared, doc: &mut Option<(String, String)>) -> Outcome {
     let Some((a, token)) = denied_actor(shared) else {
         return Outcome::Skip("no user has a token and a forbidden document".into());
     };
@@ -368,7 +377,10 @@ async fn same_response(
                 .await
                 .map_err(|e| format!("POST {endpoint}: {e}"))?;
             let status = r.status().as_u16();
-            let body = r.text().await.map_err(|e| format!("POST {endpoint}: {e}"))?;
+            let body = r
+                .text()
+                .await
+                .map_err(|e| format!("POST {endpoint}: {e}"))?;
             answers.push((what, status, body));
         }
         let (_, s0, b0) = &answers[0];
@@ -466,10 +478,7 @@ async fn audit(
             ));
         }
         if Instant::now() >= deadline {
-            return Outcome::Fail(format!(
-                "{location}: no row for {}",
-                missing.join("; ")
-            ));
+            return Outcome::Fail(format!("{location}: no row for {}", missing.join("; ")));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -49,27 +49,36 @@ pub async fn run(ctx: &Ctx, shared: &Shared) -> Vec<Found> {
     for (f, _) in [a, b, c] {
         out.extend(f);
     }
-    let [t_search, t_seeded, t_upload, t_tampered, t_incoherent, t_audit] = module_titles();
-    out.push(
-        found(t_search.0, t_search.1, async {
-            search_totals(&totals)
-        })
-        .await,
+    let [
+        t_search,
+        t_seeded,
+        t_upload,
+        t_tampered,
+        t_incoherent,
+        t_audit,
+    ] = module_titles();
+    out.push(found(t_search.0, t_search.1, async { search_totals(&totals) }).await);
+    let (seeded, (upload, uploaded)) = tokio::join!(
+        found(t_seeded.0, t_seeded.1, seeded_count(ctx, shared)),
+        async {
+            let mut uploaded = None;
+            let f = found(t_upload.0, t_upload.1, upload(ctx, shared, &mut uploaded)).await;
+            (f, uploaded)
+        }
     );
-    let (seeded, (upload, uploaded)) =
-        tokio::join!(
-            found(t_seeded.0, t_seeded.1, seeded_count(ctx, shared)),
-            async {
-                let mut uploaded = None;
-                let f = found(t_upload.0, t_upload.1, upload(ctx, shared, &mut uploaded)).await;
-                (f, uploaded)
-            }
-        );
     out.push(seeded);
     out.push(upload);
     let (tampered, incoherent) = tokio::join!(
-        found(t_tampered.0, t_tampered.1, upload_tampered(ctx, shared, uploaded.as_ref())),
-        found(t_incoherent.0, t_incoherent.1, upload_incoherent(ctx, shared)),
+        found(
+            t_tampered.0,
+            t_tampered.1,
+            upload_tampered(ctx, shared, uploaded.as_ref())
+        ),
+        found(
+            t_incoherent.0,
+            t_incoherent.1,
+            upload_incoherent(ctx, shared)
+        ),
     );
     out.push(tampered);
     out.push(incoherent);
@@ -214,7 +223,11 @@ async fn actor_checks(ctx: &Ctx, shared: &Shared, a: &Actor) -> (Vec<Found>, Opt
         Ok::<_, String>(format!("{} → 403, {}", p.meta.id, p.reason))
     });
     let mut total = None;
-    let search = found(t_search.0, t_search.1, search(ctx, shared, a, &token, &mut total));
+    let search = found(
+        t_search.0,
+        t_search.1,
+        search(ctx, shared, a, &token, &mut total),
+    );
     let (f1, f2, f3) = tokio::join!(permitted, forbidden, search);
     (vec![f1, f2, f3], total)
 }
@@ -493,7 +506,10 @@ async fn upload(ctx: &Ctx, shared: &Shared, out: &mut Option<Uploaded>) -> Outco
         if status != 201 {
             return Err(format!("upload as {}: HTTP {status}: {body}", a.name));
         }
-        let id = body["id"].as_str().ok_or("the upload answer has no id")?.to_string();
+        let id = body["id"]
+            .as_str()
+            .ok_or("the upload answer has no id")?
+            .to_string();
         let loc = location.ok_or("the upload answer has no Location")?;
         let (s, meta) = get(ctx, &token, &loc).await?;
         if s != 200 || meta["id"] != id.as_str() || meta["decision"]["allow"] != true {
@@ -510,7 +526,11 @@ async fn upload(ctx: &Ctx, shared: &Shared, out: &mut Option<Uploaded>) -> Outco
         if r.status().as_u16() != 200 {
             return Err(format!("GET {url}: HTTP {}", r.status()));
         }
-        let ztdf = r.bytes().await.map_err(|e| format!("GET {url}: {e}"))?.to_vec();
+        let ztdf = r
+            .bytes()
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?
+            .to_vec();
         let decrypted = if shared.kas {
             let plain = super::kas::decrypt(
                 ctx.http.as_ref().ok_or("no HTTPS client")?,
@@ -559,12 +579,7 @@ async fn upload_tampered(ctx: &Ctx, _shared: &Shared, up: Option<&Uploaded>) -> 
     let r = post_upload(
         ctx,
         &up.token,
-        &[(
-            "ztdf",
-            Some("tampered.tdf"),
-            Some("application/zip"),
-            &bad,
-        )],
+        &[("ztdf", Some("tampered.tdf"), Some("application/zip"), &bad)],
     )
     .await;
     match r {
@@ -677,10 +692,7 @@ async fn audit(shared: &Shared, uploaded: Option<&str>) -> Outcome {
             ));
         }
         if Instant::now() >= deadline {
-            return Outcome::Fail(format!(
-                "no decision-log row for: {}",
-                missing.join("; ")
-            ));
+            return Outcome::Fail(format!("no decision-log row for: {}", missing.join("; ")));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

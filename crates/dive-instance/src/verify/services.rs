@@ -33,9 +33,9 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
             )),
             Ok(st) => match st.services.iter().find(|s| s.name == svc.name) {
                 None if svc.init_job && svc.name == "seed" => match &seed_done {
-                    Some(Ok(found)) => Outcome::Pass(format!(
-                        "not run by this supervisor: {found}"
-                    )),
+                    Some(Ok(found)) => {
+                        Outcome::Pass(format!("not run by this supervisor: {found}"))
+                    }
                     Some(Err(why)) => Outcome::Fail(format!(
                         "not known to the supervisor, and {why}; run deploy"
                     )),
