@@ -109,8 +109,11 @@ async fn public_keys(ctx: &Ctx) -> Result<String, String> {
     Ok(found.join(", "))
 }
 
+/// KAOs grouped by the KAS URL they name, in file order.
+type KaosByKas = Vec<(String, Vec<KeyAccessObject>)>;
+
 /// The policy (base64, as stored) and KAOs of a ZTDF, grouped by the KAS URL they name.
-fn parts(ztdf: &[u8]) -> Result<(String, Vec<(String, Vec<KeyAccessObject>)>), String> {
+fn parts(ztdf: &[u8]) -> Result<(String, KaosByKas), String> {
     let reader = TdfReader::open(Cursor::new(ztdf)).map_err(|e| format!("the ZTDF: {e}"))?;
     let policy = reader.manifest().encryption_information.policy.clone();
     let mut groups: Vec<(String, Vec<KeyAccessObject>)> = Vec::new();

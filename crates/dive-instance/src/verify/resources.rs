@@ -397,8 +397,11 @@ async fn seeded_count(ctx: &Ctx, shared: &Shared) -> Outcome {
     }
 }
 
-/// A multipart/form-data body: (name, file name, content type, bytes).
-fn multipart(parts: &[(&str, Option<&str>, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+/// A form part: (name, file name, content type, bytes).
+type Part<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [u8]);
+
+/// A multipart/form-data body.
+fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
     let boundary = format!("dive-verify-{:016x}", rand_u64());
     let mut body = Vec::new();
     for (name, file, ctype, data) in parts {
@@ -435,7 +438,7 @@ fn rand_u64() -> u64 {
 async fn post_upload(
     ctx: &Ctx,
     token: &str,
-    parts: &[(&str, Option<&str>, Option<&str>, &[u8])],
+    parts: &[Part<'_>],
 ) -> Result<(u16, Value, Option<String>), String> {
     let http = ctx.http.as_ref().ok_or("no HTTPS client")?;
     let url = format!("{}/api/resources", ctx.cfg.urls.api);
