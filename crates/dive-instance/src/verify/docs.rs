@@ -9,9 +9,12 @@ use std::sync::Arc;
 
 use dive_api::{ResourceMeta, ResourceStore};
 use dive_core::{Clearance, Equivalency, SubjectAttributes};
-use dive_policy::{Pdp, Sources};
+use dive_policy::Pdp;
 
-use super::{Ctx, UserToken};
+use tokio::task::JoinHandle;
+
+use super::{Ctx, PlannedService, UserToken};
+use crate::config::InstancePaths;
 use crate::seed_record::{self, SeedRecord};
 
 /// Test users of these levels act in the checks: lowest, middle and highest clearance.
@@ -57,7 +60,35 @@ pub struct Pick {
     pub reason: String,
 }
 
-pub async fn prepare(ctx: &Ctx) -> Shared {
+/// What is read from disk: the seed record and the store with every document's metadata.
+pub struct Loaded {
+    store: Result<Store, String>,
+    record: Result<Option<SeedRecord>, String>,
+}
+
+/// Start reading the store on a blocking thread, so that it overlaps
+/// the earlier checks (logins mostly wait for the IdP): `None` when the stack has neither api
+/// nor kas.
+pub fn start_loading(
+    paths: &InstancePaths,
+    planned: &[PlannedService],
+) -> Option<JoinHandle<Loaded>> {
+    if !planned.iter().any(|s| s.name == "api" || s.name == "kas") {
+        return None;
+    }
+    let paths = paths.clone();
+    let handle = tokio::runtime::Handle::current();
+    Some(tokio::task::spawn_blocking(move || Loaded {
+        record: seed_record::read(&paths),
+        store: handle.block_on(open_store(&paths)),
+    }))
+}
+
+pub async fn prepare(
+    ctx: &Ctx,
+    pdp: Result<Arc<Pdp>, String>,
+    loading: Option<JoinHandle<Loaded>>,
+) -> Shared {
     let api = ctx.planned.iter().any(|s| s.name == "api");
     let kas = ctx.planned.iter().any(|s| s.name == "kas");
     let started_ms = dive_api::store::now_ms();
@@ -70,17 +101,20 @@ pub async fn prepare(ctx: &Ctx) -> Shared {
         record: Ok(None),
         actors: Vec::new(),
     };
-    if !api && !kas {
+    let Some(loading) = loading else {
         return shared;
+    };
+    match loading.await {
+        Ok(l) => {
+            shared.store = l.store;
+            shared.pdp = pdp;
+            shared.record = l.record;
+        }
+        Err(e) => {
+            let why = format!("reading the store and policy failed: {e}");
+            shared.store = Err(why);
+        }
     }
-    shared.record = seed_record::read(&ctx.paths);
-    shared.store = open_store(ctx).await;
-    shared.pdp = Pdp::new(Sources {
-        policy_dir: None,
-        data_dir: Some(ctx.paths.policy_dir()),
-    })
-    .map(Arc::new)
-    .map_err(|e| format!("the policy does not load: {e}"));
     let code = ctx.cfg.code.as_str().to_lowercase();
     let hashed: Arc<HashSet<String>> = Arc::new(match &shared.record {
         Ok(Some(r)) => r.plaintext_sha256.keys().cloned().collect(),
@@ -146,8 +180,8 @@ pub async fn prepare(ctx: &Ctx) -> Shared {
     shared
 }
 
-async fn open_store(ctx: &Ctx) -> Result<Store, String> {
-    let location = seed_record::api_database(&ctx.paths);
+async fn open_store(paths: &InstancePaths) -> Result<Store, String> {
+    let location = seed_record::api_database(paths);
     if !std::path::Path::new(&location).exists() {
         return Err(format!("the resource store {location} does not exist"));
     }

@@ -194,6 +194,26 @@ pub struct Ctx {
     pub discovery: Option<serde_json::Value>,
     /// Verified access-token claims of each test user that logged in.
     pub tokens: std::collections::BTreeMap<String, UserToken>,
+    /// The policy engine with the instance's data, compiled once for every check that needs it.
+    pdp: Option<Result<std::sync::Arc<dive_policy::Pdp>, String>>,
+}
+
+impl Ctx {
+    /// The policy engine fed the instance's PDP data (what kas and api load), or why it does
+    /// not load.
+    pub fn pdp(&mut self) -> Result<std::sync::Arc<dive_policy::Pdp>, String> {
+        let dir = self.paths.policy_dir();
+        self.pdp
+            .get_or_insert_with(|| {
+                dive_policy::Pdp::new(dive_policy::Sources {
+                    policy_dir: None,
+                    data_dir: Some(dir),
+                })
+                .map(std::sync::Arc::new)
+                .map_err(|e| format!("the policy does not load: {e}"))
+            })
+            .clone()
+    }
 }
 
 /// A service the stack plans, as far as verification cares.
@@ -237,7 +257,9 @@ pub async fn run(
         planned: req.planned,
         discovery: None,
         tokens: Default::default(),
+        pdp: None,
     };
+    let loading = docs::start_loading(&ctx.paths, &ctx.planned);
     let mut rec = Recorder::new(sink);
     local::run(&mut ctx, &mut rec).await;
     services::run(&mut ctx, &mut rec).await;
@@ -245,7 +267,8 @@ pub async fn run(
     users::run(&mut ctx, &mut rec).await;
     // The resource-service and KAS checks share what they found about the documents and run
     // concurrently; their results are recorded in a fixed order.
-    let shared = docs::prepare(&ctx).await;
+    let pdp = ctx.pdp();
+    let shared = docs::prepare(&ctx, pdp, loading).await;
     let (api, kas) = tokio::join!(resources::run(&ctx, &shared), kas::run(&ctx, &shared));
     for f in api.into_iter().chain(kas) {
         rec.record(f.id, f.title, f.outcome, f.ms);

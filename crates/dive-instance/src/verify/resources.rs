@@ -539,7 +539,7 @@ async fn upload(ctx: &Ctx, shared: &Shared, out: &mut Option<Uploaded>) -> Outco
                 ctx.http.as_ref().ok_or("no HTTPS client")?,
                 &token,
                 &ztdf,
-                dive_kas::ClientKeyKind::Rsa2048,
+                dive_kas::ClientKeyKind::EcP256,
             )
             .await?;
             if plain != text.as_bytes() {
@@ -549,7 +549,7 @@ async fn upload(ctx: &Ctx, shared: &Shared, out: &mut Option<Uploaded>) -> Outco
                     text.len()
                 ));
             }
-            ", decrypts through the KAS (RSA client key) to the same bytes"
+            ", decrypts through the KAS to the same bytes"
         } else {
             " (no kas service: not decrypted)"
         };
