@@ -286,6 +286,28 @@ async fn login(
     (token, claims_of(&tokens["access_token"]))
 }
 
+/// TOTP codes are single use per 30 s step, and the deployments' verifications have just used
+/// this user's: wait, if need be, until the login helper (current step, then the next) can make
+/// an unused one, as verify does.
+async fn wait_for_fresh_totp_step(home: &std::path::Path, user: &str) {
+    let db = dive_idp::Db::open(&home.join("instances/usa/idp.db").display().to_string())
+        .await
+        .unwrap();
+    let last = dive_idp::users::find_by_username(&db, user)
+        .await
+        .unwrap()
+        .unwrap()
+        .totp_last_step;
+    db.pool.close().await;
+    let step = dive_idp::totp::STEP_SECS;
+    let now = dive_idp::util::now();
+    if now / step + 1 > last {
+        return;
+    }
+    let wait = (last * step - now).max(0) as u64;
+    tokio::time::sleep(Duration::from_secs(wait) + Duration::from_millis(200)).await;
+}
+
 fn claims_of(token: &Value) -> Value {
     use base64::Engine;
     let p = token.as_str().unwrap().split('.').nth(1).unwrap();
@@ -445,6 +467,7 @@ fn full_hub_deploy_restart_redeploy_use_spoke_and_nuke() {
             .as_str()
             .unwrap()
             .to_string();
+        wait_for_fresh_totp_step(&env.home, "testuser-usa-5").await;
         let (top, top_claims) = login(
             &http,
             &issuer,
