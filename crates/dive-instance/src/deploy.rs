@@ -291,13 +291,27 @@ pub async fn dry_run(req: &DeployRequest) -> Result<Vec<String>, InstanceError> 
             "  SEED       skipped: seeding not enabled (--seed)".into()
         });
     }
+    // SEED's reality check, as the deployment would make it (a job the supervisor never ran).
+    let seed_done = if !req.seed.rerun
+        && seed_only_jobs(&stack)
+        && !stack.seed.iter().any(|n| {
+            current
+                .as_ref()
+                .is_some_and(|c| c.services.iter().any(|s| &s.name == n))
+        }) {
+        crate::seed_record::seed_done(&paths, &cfg).await.ok()
+    } else {
+        None
+    };
     for name in &stack.seed {
         lines.push(format!(
             "  SEED       {name:<10} {}",
             if req.seed.rerun {
-                "run again"
+                "run again".to_string()
+            } else if let Some(found) = &seed_done {
+                format!("skip: already done ({found})")
             } else {
-                action(name)
+                action(name).to_string()
             }
         ));
     }
@@ -564,7 +578,7 @@ pub async fn deploy(
             })?;
         if !req.phases.includes(phase) || (phase == Phase::Verify && !req.verify) {
             let why = if phase == Phase::Verify && !req.verify {
-                format!("not part of `up`; run `dive {} verify`", role_cmd(&cfg))
+                format!("not part of `up`; run `{}`", instance_cmd(&cfg, "verify"))
             } else {
                 "not selected (--skip-phase/--only-phase/--from-phase)".to_string()
             };
@@ -747,8 +761,8 @@ pub async fn deploy(
                         DeploymentState::Failed,
                         &format!("verification failed: {summary}"),
                         vec![format!(
-                            "see each failed check with `dive {} verify`; fix, then run `{rerun}` (it resumes at VERIFY)",
-                            role_cmd(&cfg)
+                            "see each failed check with `{}`; fix, then run `{rerun}` (it resumes at VERIFY)",
+                            instance_cmd(&cfg, "verify")
                         )],
                     )
                     .await?;
@@ -787,11 +801,11 @@ fn deployed(cfg: InstanceConfig, d: Deployed, verify: Option<VerifyReport>) -> D
     }
 }
 
-/// `hub` or `spoke FRA`, for commands in messages.
-pub fn role_cmd(cfg: &InstanceConfig) -> String {
+/// How an operator runs `sub` on this instance: `dive hub logs` / `dive spoke logs FRA`.
+pub fn instance_cmd(cfg: &InstanceConfig, sub: &str) -> String {
     match cfg.role {
-        Role::Hub => "hub".into(),
-        Role::Spoke => format!("spoke {}", cfg.code),
+        Role::Hub => format!("dive hub {sub}"),
+        Role::Spoke => format!("dive spoke {sub} {}", cfg.code),
     }
 }
 
@@ -799,7 +813,7 @@ pub fn role_cmd(cfg: &InstanceConfig) -> String {
 /// instance's operator reads a service's log with `dive hub logs kas` / `dive spoke logs FRA kas`.
 fn instance_hints(cfg: &InstanceConfig, hints: Vec<String>) -> Vec<String> {
     let generic = format!("dive stack logs -p {} ", cfg.stack_name());
-    let ours = format!("dive {} logs ", role_cmd(cfg));
+    let ours = format!("{} ", instance_cmd(cfg, "logs"));
     hints
         .into_iter()
         .map(|h| h.replace(&generic, &ours))
@@ -939,4 +953,28 @@ pub async fn rotate_secrets(
     db.pool.close().await;
     let (created, replaced) = changed?;
     Ok(created.into_iter().chain(replaced).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_hints_name_the_instance_log_commands() {
+        let hub = InstanceConfig::new(CountryCode::new("USA").unwrap(), Role::Hub);
+        let fra = InstanceConfig::new(CountryCode::new("FRA").unwrap(), Role::Spoke);
+        let hint = |stack: &str| {
+            vec![format!(
+                "kas: read its log with `dive stack logs -p {stack} kas` (/x/kas.log)"
+            )]
+        };
+        assert_eq!(
+            instance_hints(&hub, hint("usa")),
+            ["kas: read its log with `dive hub logs kas` (/x/kas.log)"]
+        );
+        assert_eq!(
+            instance_hints(&fra, hint("fra")),
+            ["kas: read its log with `dive spoke logs FRA kas` (/x/kas.log)"]
+        );
+    }
 }

@@ -63,14 +63,14 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
                         ))
                     }
                     (state, health) => Outcome::Fail(format!(
-                        "{} / {}{}; see `dive {} logs {}`",
+                        "{} / {}{}; see `{} {}`",
                         state.as_str(),
                         health.as_str(),
                         s.note
                             .as_ref()
                             .map(|n| format!(" ({n})"))
                             .unwrap_or_default(),
-                        crate::deploy::role_cmd(&ctx.cfg),
+                        crate::deploy::instance_cmd(&ctx.cfg, "logs"),
                         svc.name
                     )),
                 },
