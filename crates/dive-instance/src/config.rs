@@ -214,6 +214,10 @@ impl InstancePaths {
     pub fn federation_db(&self) -> PathBuf {
         self.dir.join("federation.db")
     }
+    /// What the last seed job stored (written by `dive seed`).
+    pub fn seed_record(&self) -> PathBuf {
+        self.dir.join("seed.json")
+    }
     /// The result of the last verification.
     pub fn last_verify(&self) -> PathBuf {
         self.dir.join("last-verify.json")

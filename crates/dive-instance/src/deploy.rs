@@ -291,13 +291,27 @@ pub async fn dry_run(req: &DeployRequest) -> Result<Vec<String>, InstanceError> 
             "  SEED       skipped: seeding not enabled (--seed)".into()
         });
     }
+    // SEED's reality check, as the deployment would make it (a job the supervisor never ran).
+    let seed_done = if !req.seed.rerun
+        && seed_only_jobs(&stack)
+        && !stack.seed.iter().any(|n| {
+            current
+                .as_ref()
+                .is_some_and(|c| c.services.iter().any(|s| &s.name == n))
+        }) {
+        crate::seed_record::seed_done(&paths, &cfg).await.ok()
+    } else {
+        None
+    };
     for name in &stack.seed {
         lines.push(format!(
             "  SEED       {name:<10} {}",
             if req.seed.rerun {
-                "run again"
+                "run again".to_string()
+            } else if let Some(found) = &seed_done {
+                format!("skip: already done ({found})")
             } else {
-                action(name)
+                action(name).to_string()
             }
         ));
     }
@@ -424,7 +438,23 @@ async fn up_to_date(
         Err(e) => return Err(e.into()),
     };
     let status = client.status().await?;
-    let services: Vec<&ServiceSpec> = stack.plan.services.values().map(|p| &p.spec).collect();
+    // Seed jobs a new supervisor never ran (after `down`) count as done when SEED's reality
+    // check holds: their documents are in the store.
+    let unknown_jobs: BTreeSet<&String> = stack
+        .seed
+        .iter()
+        .filter(|n| !status.services.iter().any(|s| &&s.name == n))
+        .collect();
+    let skip_unknown = !unknown_jobs.is_empty()
+        && seed_only_jobs(stack)
+        && crate::seed_record::seed_done(&paths, cfg).await.is_ok();
+    let services: Vec<&ServiceSpec> = stack
+        .plan
+        .services
+        .values()
+        .map(|p| &p.spec)
+        .filter(|s| !(skip_unknown && unknown_jobs.contains(&s.name)))
+        .collect();
     if !is_noop(&services, &status) {
         return Ok(None);
     }
@@ -548,7 +578,7 @@ pub async fn deploy(
             })?;
         if !req.phases.includes(phase) || (phase == Phase::Verify && !req.verify) {
             let why = if phase == Phase::Verify && !req.verify {
-                format!("not part of `up`; run `dive {} verify`", role_cmd(&cfg))
+                format!("not part of `up`; run `{}`", instance_cmd(&cfg, "verify"))
             } else {
                 "not selected (--skip-phase/--only-phase/--from-phase)".to_string()
             };
@@ -564,7 +594,16 @@ pub async fn deploy(
                 Phase::Start => services_match(&stack, &stack.start, &client.status().await?),
                 Phase::Configure => crate::configure::check(&paths, &cfg, hooks).await,
                 Phase::Seed if req.seed.rerun => Err("a new seed run was asked for".into()),
-                Phase::Seed => services_match(&stack, &stack.seed, &client.status().await?),
+                Phase::Seed => match services_match(&stack, &stack.seed, &client.status().await?) {
+                    Ok(()) => Ok(()),
+                    Err(why) if seed_only_jobs(&stack) => {
+                        crate::seed_record::seed_done(&paths, &cfg)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| format!("{why}; {e}"))
+                    }
+                    Err(why) => Err(why),
+                },
                 _ => Err(String::new()),
             };
             match still {
@@ -613,6 +652,28 @@ pub async fn deploy(
                 }
                 if phase == Phase::Seed && req.seed.rerun {
                     forget(&mut client, &only).await?;
+                }
+                // SEED's reality check: a seed job unknown to this supervisor (after `down`)
+                // whose last run left exactly these documents in the store is not run again.
+                if phase == Phase::Seed
+                    && !req.seed.rerun
+                    && !req.phases.forces(phase)
+                    && seed_only_jobs(&stack)
+                {
+                    let st = client.status().await?;
+                    let known = only
+                        .iter()
+                        .any(|n| st.services.iter().any(|s| &s.name == n));
+                    if !known && let Ok(found) = crate::seed_record::seed_done(&paths, &cfg).await {
+                        s.say(Level::Info, p, "seed_done", &found);
+                        s.finish_phase(
+                            p,
+                            StepStatus::Skipped,
+                            Some(&format!("already done: {found}")),
+                        )
+                        .await?;
+                        continue;
+                    }
                 }
                 let current = client.status().await?;
                 let scope = (phase == Phase::Start).then_some(&only);
@@ -673,7 +734,7 @@ pub async fn deploy(
             Ok(PhaseEnd::Interrupted) => {
                 s.finish_phase(p, StepStatus::Failed, Some("interrupted"))
                     .await?;
-                let mut next = s.service_next_steps(&rerun);
+                let mut next = instance_hints(&cfg, s.service_next_steps(&rerun));
                 if next.is_empty() {
                     next.push(format!("run `{rerun}` again to continue"));
                 }
@@ -688,7 +749,7 @@ pub async fn deploy(
             }
             Ok(PhaseEnd::ServicesFailed(reason)) => {
                 s.finish_phase(p, StepStatus::Failed, Some(&reason)).await?;
-                let next = s.service_next_steps(&rerun);
+                let next = instance_hints(&cfg, s.service_next_steps(&rerun));
                 let d = s.finish(DeploymentState::Failed, &reason, next).await?;
                 return Ok(deployed(cfg, d, verify_report));
             }
@@ -700,8 +761,8 @@ pub async fn deploy(
                         DeploymentState::Failed,
                         &format!("verification failed: {summary}"),
                         vec![format!(
-                            "see each failed check with `dive {} verify`; fix, then run `{rerun}` (it resumes at VERIFY)",
-                            role_cmd(&cfg)
+                            "see each failed check with `{}`; fix, then run `{rerun}` (it resumes at VERIFY)",
+                            instance_cmd(&cfg, "verify")
                         )],
                     )
                     .await?;
@@ -740,12 +801,35 @@ fn deployed(cfg: InstanceConfig, d: Deployed, verify: Option<VerifyReport>) -> D
     }
 }
 
-/// `hub` or `spoke FRA`, for commands in messages.
-pub fn role_cmd(cfg: &InstanceConfig) -> String {
+/// How an operator runs `sub` on this instance: `dive hub logs` / `dive spoke logs FRA`.
+pub fn instance_cmd(cfg: &InstanceConfig, sub: &str) -> String {
     match cfg.role {
-        Role::Hub => "hub".into(),
-        Role::Spoke => format!("spoke {}", cfg.code),
+        Role::Hub => format!("dive hub {sub}"),
+        Role::Spoke => format!("dive spoke {sub} {}", cfg.code),
     }
+}
+
+/// The orchestrator's hints name the generic `dive stack logs -p <stack> <service>`; an
+/// instance's operator reads a service's log with `dive hub logs kas` / `dive spoke logs FRA kas`.
+fn instance_hints(cfg: &InstanceConfig, hints: Vec<String>) -> Vec<String> {
+    let generic = format!("dive stack logs -p {} ", cfg.stack_name());
+    let ours = format!("{} ", instance_cmd(cfg, "logs"));
+    hints
+        .into_iter()
+        .map(|h| h.replace(&generic, &ours))
+        .collect()
+}
+
+/// SEED runs only init jobs (nothing else waits for them), so skipping it holds nothing back.
+fn seed_only_jobs(stack: &InstanceStack) -> bool {
+    !stack.seed.is_empty()
+        && stack.seed.iter().all(|n| {
+            stack
+                .plan
+                .services
+                .get(n)
+                .is_some_and(|p| p.spec.class == dive_orchestrator::spec::ServiceClass::Init)
+        })
 }
 
 async fn forget(client: &mut Client, names: &BTreeSet<String>) -> Result<(), InstanceError> {
@@ -869,4 +953,28 @@ pub async fn rotate_secrets(
     db.pool.close().await;
     let (created, replaced) = changed?;
     Ok(created.into_iter().chain(replaced).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_hints_name_the_instance_log_commands() {
+        let hub = InstanceConfig::new(CountryCode::new("USA").unwrap(), Role::Hub);
+        let fra = InstanceConfig::new(CountryCode::new("FRA").unwrap(), Role::Spoke);
+        let hint = |stack: &str| {
+            vec![format!(
+                "kas: read its log with `dive stack logs -p {stack} kas` (/x/kas.log)"
+            )]
+        };
+        assert_eq!(
+            instance_hints(&hub, hint("usa")),
+            ["kas: read its log with `dive hub logs kas` (/x/kas.log)"]
+        );
+        assert_eq!(
+            instance_hints(&fra, hint("fra")),
+            ["kas: read its log with `dive spoke logs FRA kas` (/x/kas.log)"]
+        );
+    }
 }

@@ -6,6 +6,7 @@
 //! * [`stacks`]: the embedded hub and spoke stack files and their variables;
 //! * [`deploy`]: PREFLIGHT → INIT → START → CONFIGURE → SEED → VERIFY on the orchestrator, with
 //!   checkpoints, resume, locks and reports;
+//! * [`seed_record`]: what the last seed job stored, for SEED's reality check and verify;
 //! * [`verify`]: the verification checks;
 //! * [`remove`]: tearing an instance down (`dive nuke hub|spoke`).
 
@@ -18,6 +19,7 @@ pub mod policy;
 pub mod ports;
 pub mod remove;
 pub mod secrets;
+pub mod seed_record;
 pub mod stacks;
 pub mod verify;
 

@@ -18,6 +18,9 @@ pub const SECRET_SERVICES: [&str; 3] = ["kas", "api", "web"];
 pub const CLI_CLIENT_ID: &str = "dive-cli";
 /// Its loopback redirect URI (never served: the tools read the code from the redirect).
 pub const CLI_REDIRECT_URI: &str = "http://127.0.0.1/callback";
+/// The default `--redirect-uri` of `dive ztdf decrypt --kas --user`, registered too so that the
+/// client path works against a deployed instance without flags.
+pub const CLI_DECRYPT_REDIRECT_URI: &str = "http://127.0.0.1/dive-cli/callback";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientSecret {
@@ -112,7 +115,10 @@ pub fn desired_client(
         None => NewClient {
             client_id: CLI_CLIENT_ID.to_string(),
             auth: NewClientAuth::Public,
-            redirect_uris: vec![CLI_REDIRECT_URI.to_string()],
+            redirect_uris: vec![
+                CLI_REDIRECT_URI.to_string(),
+                CLI_DECRYPT_REDIRECT_URI.to_string(),
+            ],
             post_logout_redirect_uris: vec![],
             grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
         },

@@ -108,13 +108,38 @@ pub fn run(ctx: &Context, a: SeedArgs) -> anyhow::Result<ExitCode> {
         };
         let started = Instant::now();
         let mut docs = Vec::with_capacity(a.count);
+        let mut hashes = std::collections::BTreeMap::new();
         let report = dive_seed::seed_with(&spec, &kas, &opts, |batch| {
-            docs.extend(batch.into_iter().map(new_resource));
+            for d in batch {
+                hashes.insert(d.meta.id.to_string(), hex::encode(d.plaintext_sha256));
+                docs.push(new_resource(d));
+            }
             Ok::<(), std::convert::Infallible>(())
         })?;
         let encrypted = started.elapsed();
         let store = ResourceStore::open(&api_db).await?;
+        // The record describes the documents in the default store only (what deploy and verify
+        // read); it goes before they are replaced, so a run that dies leaves none.
+        let own_store = a.database.is_none();
+        if own_store {
+            dive_instance::seed_record::remove(&paths)?;
+        }
         let summary = store.replace_seeded(docs).await?;
+        if own_store {
+            let stored = store.count(Some(true)).await?;
+            dive_instance::seed_record::write(
+                &paths,
+                &dive_instance::seed_record::SeedRecord {
+                    count: a.count as u64,
+                    seed_value: a.seed_value.clone(),
+                    stored,
+                    finished_at: time::OffsetDateTime::now_utc()
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                    plaintext_sha256: hashes,
+                },
+            )?;
+        }
         println!(
             "documents: {} ZTDF created in {:.2} s ({:.0}/s), {} stored ({} replaced) in {:.2} s total",
             report.documents,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dive_core::{Clearance, Equivalency, SecurityLabel};
-use dive_policy::{Input, Pdp, RequestContext, Sources};
+use dive_policy::{Input, Pdp, RequestContext};
 use rustls::client::danger::ServerCertVerifier;
 use rustls_pki_types::{ServerName, UnixTime};
 use serde_json::json;
@@ -132,10 +132,11 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
         },
     )
     .await;
+    let pdp = ctx.pdp();
     rec.check(
         "policy.decisions",
         "the policy decides with this data: own issuer allowed, foreign issuer refused",
-        async { decisions(&paths.policy_dir(), &cfg) },
+        async { decisions(&pdp, &cfg) },
     )
     .await;
 }
@@ -184,12 +185,11 @@ fn service_cert(home: &Path, name: &str) -> Result<String, String> {
 /// Compile the policies with the instance's data and decide two requests: a subject from this
 /// instance's issuer reading an UNCLASSIFIED document releasable to its country (allow), and
 /// the same subject from an issuer the instance does not trust (deny, untrusted issuer).
-fn decisions(dir: &Path, cfg: &crate::InstanceConfig) -> Result<String, String> {
-    let pdp = Pdp::new(Sources {
-        policy_dir: None,
-        data_dir: Some(dir.to_path_buf()),
-    })
-    .map_err(|e| e.to_string())?;
+fn decisions(
+    pdp: &Result<Arc<Pdp>, String>,
+    cfg: &crate::InstanceConfig,
+) -> Result<String, String> {
+    let pdp = pdp.as_ref().map_err(Clone::clone)?;
     let eq = Equivalency::builtin();
     let label = eq
         .labels(cfg.code, Clearance::Secret)

@@ -6,8 +6,11 @@
 //! Checks are grouped in modules, each an `async fn run(&mut Ctx, &mut Recorder)`; adding a
 //! group (the KAS and resource-service checks) is one more module and one line in [`run`].
 
+mod docs;
+mod kas;
 mod local;
 mod oidc;
+mod resources;
 mod services;
 mod users;
 
@@ -105,6 +108,30 @@ impl<E: std::fmt::Display> From<Result<String, E>> for Outcome {
     }
 }
 
+/// A result found by a check run concurrently with others, recorded afterwards.
+pub(crate) struct Found {
+    pub id: String,
+    pub title: String,
+    pub outcome: Outcome,
+    pub ms: u64,
+}
+
+/// Run one check, timing it, for recording later.
+pub(crate) async fn found<O: Into<Outcome>, F: Future<Output = O>>(
+    id: impl Into<String>,
+    title: impl Into<String>,
+    f: F,
+) -> Found {
+    let t0 = Instant::now();
+    let outcome = f.await.into();
+    Found {
+        id: id.into(),
+        title: title.into(),
+        outcome,
+        ms: t0.elapsed().as_millis() as u64,
+    }
+}
+
 /// Collects results and shows each as it is known.
 pub struct Recorder<'a> {
     results: Vec<CheckResult>,
@@ -167,6 +194,26 @@ pub struct Ctx {
     pub discovery: Option<serde_json::Value>,
     /// Verified access-token claims of each test user that logged in.
     pub tokens: std::collections::BTreeMap<String, UserToken>,
+    /// The policy engine with the instance's data, compiled once for every check that needs it.
+    pdp: Option<Result<std::sync::Arc<dive_policy::Pdp>, String>>,
+}
+
+impl Ctx {
+    /// The policy engine fed the instance's PDP data (what kas and api load), or why it does
+    /// not load.
+    pub fn pdp(&mut self) -> Result<std::sync::Arc<dive_policy::Pdp>, String> {
+        let dir = self.paths.policy_dir();
+        self.pdp
+            .get_or_insert_with(|| {
+                dive_policy::Pdp::new(dive_policy::Sources {
+                    policy_dir: None,
+                    data_dir: Some(dir),
+                })
+                .map(std::sync::Arc::new)
+                .map_err(|e| format!("the policy does not load: {e}"))
+            })
+            .clone()
+    }
 }
 
 /// A service the stack plans, as far as verification cares.
@@ -210,12 +257,22 @@ pub async fn run(
         planned: req.planned,
         discovery: None,
         tokens: Default::default(),
+        pdp: None,
     };
+    let loading = docs::start_loading(&ctx.paths, &ctx.planned);
     let mut rec = Recorder::new(sink);
     local::run(&mut ctx, &mut rec).await;
     services::run(&mut ctx, &mut rec).await;
     oidc::run(&mut ctx, &mut rec).await;
     users::run(&mut ctx, &mut rec).await;
+    // The resource-service and KAS checks share what they found about the documents and run
+    // concurrently; their results are recorded in a fixed order.
+    let pdp = ctx.pdp();
+    let shared = docs::prepare(&ctx, pdp, loading).await;
+    let (api, kas) = tokio::join!(resources::run(&ctx, &shared), kas::run(&ctx, &shared));
+    for f in api.into_iter().chain(kas) {
+        rec.record(f.id, f.title, f.outcome, f.ms);
+    }
     let checks = rec.results;
     let count = |s: Status| checks.iter().filter(|c| c.status == s).count();
     let report = VerifyReport {

@@ -14,6 +14,13 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
         c.status().await.map_err(|e| e.to_string())
     }
     .await;
+    // After `down` and a new supervisor the seed job is unknown to it; SEED skipped it because
+    // its last run's documents are in the store, which is what this check then looks at.
+    let seed_done = if ctx.planned.iter().any(|s| s.init_job) {
+        Some(crate::seed_record::seed_done(&ctx.paths, &ctx.cfg).await)
+    } else {
+        None
+    };
     for svc in ctx.planned.clone() {
         let title = if svc.init_job {
             format!("{} job completed successfully", svc.name)
@@ -25,6 +32,15 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
                 "the stack's supervisor is not reachable ({e}); run deploy"
             )),
             Ok(st) => match st.services.iter().find(|s| s.name == svc.name) {
+                None if svc.init_job && svc.name == "seed" => match &seed_done {
+                    Some(Ok(found)) => {
+                        Outcome::Pass(format!("not run by this supervisor: {found}"))
+                    }
+                    Some(Err(why)) => Outcome::Fail(format!(
+                        "not known to the supervisor, and {why}; run deploy"
+                    )),
+                    None => Outcome::Fail("not known to the supervisor; run deploy".into()),
+                },
                 None => Outcome::Fail("not known to the supervisor; run deploy".into()),
                 Some(s) if svc.init_job => match s.state {
                     ServiceState::Completed => Outcome::Pass("exited 0".into()),
@@ -47,14 +63,14 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
                         ))
                     }
                     (state, health) => Outcome::Fail(format!(
-                        "{} / {}{}; see `dive {} logs {}`",
+                        "{} / {}{}; see `{} {}`",
                         state.as_str(),
                         health.as_str(),
                         s.note
                             .as_ref()
                             .map(|n| format!(" ({n})"))
                             .unwrap_or_default(),
-                        ctx.cfg.role,
+                        crate::deploy::instance_cmd(&ctx.cfg, "logs"),
                         svc.name
                     )),
                 },

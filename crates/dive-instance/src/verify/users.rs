@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use dive_core::{Clearance, Equivalency, SecurityLabel};
 use dive_idp::login_helper::{LoginRequest, login};
 use dive_idp::users::User;
-use dive_policy::{Input, Pdp, RequestContext, Sources};
+use dive_policy::{Input, Pdp, RequestContext};
 use serde_json::{Value, json};
 
 use super::{Ctx, Outcome, Recorder, UserToken};
@@ -282,10 +282,7 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
     }
 
     // The policy engine, fed each user's real token claims and the instance's data.
-    let pdp = Pdp::new(Sources {
-        policy_dir: None,
-        data_dir: Some(paths.policy_dir()),
-    });
+    let pdp = ctx.pdp();
     for (user, _) in &users {
         let name = &user.username;
         let title = format!("{name}'s token gets the right decisions from the policy");
@@ -299,7 +296,7 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
             continue;
         };
         let outcome = match &pdp {
-            Err(e) => Outcome::Fail(format!("the policy does not load: {e}")),
+            Err(e) => Outcome::Fail(e.clone()),
             Ok(pdp) => decisions(pdp, user, &token.claims).into(),
         };
         rec.record(format!("users.{name}.decisions"), title, outcome, 0);
