@@ -2,12 +2,14 @@
 //! (pending → active ⇄ suspended → revoked, with history), and every operation writes what the
 //! link's state means to **both** sides' files — each side's PDP data trusts the other's issuer
 //! and lists it in the federation matrix while the link is active, and each side's partners file
-//! tells its resource service whom federated search asks. Services re-read those files, so
+//! tells its resource service whom federated search asks; and each side's IdP brokers the other
+//! (an upstream with a client registered at the other side and a generated shared secret). Services re-read those files, so
 //! `suspend` and `revoke` take effect immediately: the partner's tokens are refused.
 //!
 //! Operations are idempotent: running one again re-applies the files (repairing drift) and
 //! records nothing new.
 
+pub mod broker;
 pub mod registry;
 pub mod trust;
 
@@ -29,6 +31,8 @@ pub enum FederationError {
     Instance(Box<dive_instance::InstanceError>),
     #[error("{0}")]
     Corrupt(String),
+    #[error("identity provider: {0}")]
+    Idp(String),
     #[error("cannot {action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -127,10 +131,13 @@ impl Pair {
         Registry::open(&self.registry_location().display().to_string()).await
     }
 
-    /// Write the link's state to both sides. Returns the files that changed.
-    pub fn apply(&self, status: Option<LinkStatus>) -> Result<Vec<String>, FederationError> {
+    /// Write the link's state to both sides: PDP data and partners files, and both IdPs'
+    /// upstreams and broker clients. Returns what changed.
+    pub async fn apply(&self, status: Option<LinkStatus>) -> Result<Vec<String>, FederationError> {
         let mut changed = trust::apply(&self.home, &self.hub, &self.spoke, status)?;
         changed.extend(trust::apply(&self.home, &self.spoke, &self.hub, status)?);
+        changed.extend(broker::apply(&self.home, &self.hub, &self.spoke, status).await?);
+        changed.extend(broker::apply(&self.home, &self.spoke, &self.hub, status).await?);
         Ok(changed)
     }
 }
@@ -161,7 +168,7 @@ pub async fn link(pair: &Pair, reason: &str) -> Result<Outcome, FederationError>
             }
         };
         reg.transition(code, status, reason).await?;
-        let changed = pair.apply(Some(status))?;
+        let changed = pair.apply(Some(status)).await?;
         Ok(Outcome {
             partner: code,
             status: Some(status),
@@ -198,9 +205,9 @@ pub async fn set_status(
         }
         let changed = if to.is_active() {
             reg.transition(code, to, reason).await?;
-            pair.apply(Some(to))?
+            pair.apply(Some(to)).await?
         } else {
-            let c = pair.apply(Some(to))?;
+            let c = pair.apply(Some(to)).await?;
             reg.transition(code, to, reason).await?;
             c
         };
@@ -220,7 +227,7 @@ pub async fn set_status(
 pub async fn unlink(pair: &Pair, reason: &str) -> Result<Outcome, FederationError> {
     let reg = pair.registry().await?;
     let result = async {
-        let changed = pair.apply(None)?;
+        let changed = pair.apply(None).await?;
         reg.remove(pair.spoke.code, reason).await?;
         Ok(Outcome {
             partner: pair.spoke.code,

@@ -13,13 +13,46 @@ fn cc(s: &str) -> CountryCode {
     CountryCode::new(s).unwrap()
 }
 
-/// An initialised instance: its configuration and policy data, as INIT writes them.
-fn instance(home: &Path, code: &str, role: Role) -> InstanceConfig {
+/// An initialised instance: its configuration, policy data and IdP database, as INIT writes them.
+async fn instance(home: &Path, code: &str, role: Role) -> InstanceConfig {
     let cfg = InstanceConfig::new(cc(code), role);
     let paths = InstancePaths::new(home, cfg.code);
     dive_instance::config::save(&paths, &cfg).unwrap();
     dive_instance::policy::ensure(&paths, &cfg).unwrap();
+    let db = dive_idp::Db::open(&paths.idp_db().display().to_string())
+        .await
+        .unwrap();
+    db.pool.close().await;
     cfg
+}
+
+/// `me`'s upstream for `other` (enabled?) and `other`'s broker client for `me`, and whether the
+/// client's secret is the upstream's.
+async fn brokering(
+    home: &Path,
+    me: &InstanceConfig,
+    other: &InstanceConfig,
+) -> (Option<bool>, bool) {
+    let open = |c: &InstanceConfig| {
+        let p = InstancePaths::new(home, c.code).idp_db();
+        async move { dive_idp::Db::open(&p.display().to_string()).await.unwrap() }
+    };
+    let (mine, theirs) = (open(me).await, open(other).await);
+    let alias = format!("{}-idp", other.code.as_str().to_ascii_lowercase());
+    let up = dive_idp::upstreams::find(&mine, &alias).await.unwrap();
+    let client_id = format!("dive-broker-{}", me.code.as_str().to_ascii_lowercase());
+    let client = dive_idp::clients::find(&theirs, &client_id).await.unwrap();
+    if let (Some(u), Some(c)) = (&up, &client) {
+        assert_eq!(u.issuer, other.urls.issuer);
+        assert_eq!(u.country, Some(other.code));
+        assert_eq!(u.client_id, client_id);
+        assert_eq!(c.redirect_uris, [u.redirect_uri(&me.urls.issuer)]);
+        // The client authenticates with exactly the upstream's secret.
+        assert!(c.secret_matches(&u.client_secret), "shared secret differs");
+    }
+    mine.pool.close().await;
+    theirs.pool.close().await;
+    (up.map(|u| u.enabled), client.is_some())
 }
 
 fn json(p: &Path) -> Value {
@@ -61,9 +94,9 @@ fn side(
 async fn link_suspend_resume_revoke_relink_and_unlink_act_on_both_sides() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path();
-    let usa = instance(home, "USA", Role::Hub);
-    let fra = instance(home, "FRA", Role::Spoke);
-    let deu = instance(home, "DEU", Role::Spoke);
+    let usa = instance(home, "USA", Role::Hub).await;
+    let fra = instance(home, "FRA", Role::Spoke).await;
+    let deu = instance(home, "DEU", Role::Spoke).await;
     let pair = Pair::load(home, cc("FRA")).unwrap();
 
     let out = dive_federation::link(&pair, "test").await.unwrap();
@@ -77,8 +110,12 @@ async fn link_suspend_resume_revoke_relink_and_unlink_act_on_both_sides() {
         side(home, &fra, &usa),
         (true, true, Some(LinkStatus::Active))
     );
+    // Each IdP brokers the other, with one shared secret per direction.
+    assert_eq!(brokering(home, &usa, &fra).await, (Some(true), true));
+    assert_eq!(brokering(home, &fra, &usa).await, (Some(true), true));
     // DEU is not involved.
     assert_eq!(side(home, &usa, &deu), (false, false, None));
+    assert_eq!(brokering(home, &usa, &deu).await, (None, false));
 
     // Again: nothing to change, nothing recorded.
     let again = dive_federation::link(&pair, "test").await.unwrap();
@@ -150,6 +187,7 @@ async fn link_suspend_resume_revoke_relink_and_unlink_act_on_both_sides() {
     dive_federation::unlink(&pair, "ended").await.unwrap();
     assert_eq!(side(home, &usa, &fra), (false, false, None));
     assert_eq!(side(home, &fra, &usa), (false, false, None));
+    assert_eq!(brokering(home, &usa, &fra).await, (None, false));
     assert!(dive_federation::status(home).await.unwrap().is_empty());
     // Unlinking again is a no-op.
     assert!(
@@ -167,12 +205,12 @@ async fn refusals_name_what_is_wrong() {
     let home = tmp.path();
     let e = Pair::load(home, cc("FRA")).err().unwrap();
     assert!(e.to_string().contains("no hub"), "{e}");
-    instance(home, "USA", Role::Hub);
+    instance(home, "USA", Role::Hub).await;
     let e = Pair::load(home, cc("FRA")).err().unwrap();
     assert!(e.to_string().contains("dive spoke deploy FRA"), "{e}");
     let e = Pair::load(home, cc("USA")).err().unwrap();
     assert!(e.to_string().contains("is the hub"), "{e}");
-    instance(home, "FRA", Role::Spoke);
+    instance(home, "FRA", Role::Spoke).await;
     let pair = Pair::load(home, cc("FRA")).unwrap();
     let e = dive_federation::set_status(&pair, LinkStatus::Suspended, "x")
         .await

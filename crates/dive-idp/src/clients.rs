@@ -63,6 +63,14 @@ pub struct Client {
     pub scopes: Vec<String>,
 }
 
+impl Client {
+    /// Whether `secret` is this confidential client's secret (constant-time comparison of the
+    /// stored SHA-256).
+    pub fn secret_matches(&self, secret: &str) -> bool {
+        matches!(&self.auth, ClientAuth::Secret { hash } if crate::util::ct_eq(hash, &crate::util::sha256_hex(secret)))
+    }
+}
+
 /// The scope of the admin API (`/admin/...`): granted only to confidential clients registered
 /// with it, through client_credentials.
 pub const ADMIN_SCOPE: &str = "admin";

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::{OAuthError, Shared};
 use crate::clients::{Client, ClientAuth};
-use crate::util::{ct_eq, now, sha256_hex};
+use crate::util::now;
 
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -142,7 +142,7 @@ async fn check_secret(
     id: &str,
     secret: &str,
 ) -> Result<Option<Client>, OAuthError> {
-    let matches = |c: &Client| matches!(&c.auth, ClientAuth::Secret { hash } if ct_eq(hash, &sha256_hex(secret)));
+    let matches = |c: &Client| c.secret_matches(secret);
     let Some(client) = state.clients.find(&state.db, id).await? else {
         return Ok(None);
     };
