@@ -692,6 +692,155 @@ fn full_hub_deploy_restart_redeploy_use_spoke_and_nuke() {
     // The hub is untouched by the spoke.
     assert_eq!(service(&env, "api")["state"], "running");
 
+    // Federation: link the spoke with the hub, both ways.
+    let out = env.run(&["federation", "link", "FRA"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("USA ⇄ FRA: active"), "{t}");
+    let fra_passwords = env.json("instances/fra/test-users.json");
+    let fra_issuer = format!("https://localhost:{}", q[0]);
+    let fra_api = Api {
+        http: http.clone(),
+        base: format!("https://localhost:{}", q[1]),
+    };
+    rt.block_on(async {
+        // A FRA user logs in at the hub through FRA's IdP: hub tokens with French attributes.
+        let broker = |user: &str| dive_idp::login_helper::BrokerRequest {
+            login: dive_idp::login_helper::LoginRequest {
+                issuer: issuer.clone(),
+                client_id: "dive-cli".to_string(),
+                client_secret: None,
+                redirect_uri: "http://127.0.0.1/callback".to_string(),
+                scope: "openid profile coalition".to_string(),
+                username: user.to_string(),
+                password: fra_passwords[user].as_str().unwrap().to_string(),
+                totp_secret: None,
+                extra: vec![],
+            },
+            alias: "fra-idp".to_string(),
+            use_hint: true,
+            local_totp_secret: None,
+        };
+        let (tokens, _) = dive_idp::login_helper::broker_login(&http, &broker("testuser-fra-1"))
+            .await
+            .unwrap_or_else(|e| panic!("brokered login: {e}"));
+        let claims = claims_of(&tokens["access_token"]);
+        assert_eq!(claims["iss"], issuer.as_str(), "{claims}");
+        assert_eq!(claims["countryOfAffiliation"], "FRA", "{claims}");
+        assert_eq!(claims["home_issuer"], fra_issuer.as_str(), "{claims}");
+        let visitor = tokens["access_token"].as_str().unwrap().to_string();
+        // …and reads the hub documents the hub's policy releases to FRA at their clearance.
+        let (status, page) = api.get(&visitor, "/api/resources?limit=100").await;
+        assert_eq!(status, 200, "{page}");
+        let items = page["items"].as_array().unwrap();
+        assert!(!items.is_empty(), "{page}");
+        for it in items {
+            assert_eq!(it["label"]["classification"], "UNCLASSIFIED", "{it}");
+            assert!(
+                it["label"]["releasabilityTo"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c == "FRA"),
+                "{it}"
+            );
+        }
+
+        // A hub user's federated search reaches the spoke's documents with the hub token.
+        let (usa1, _) = login(
+            &http,
+            &issuer,
+            "testuser-usa-1",
+            &pw("testuser-usa-1"),
+            None,
+        )
+        .await;
+        let federated = |token: String| {
+            let http = http.clone();
+            let url = format!("{}/api/resources/federated-search", api.base);
+            async move {
+                let r = http
+                    .post(url)
+                    .bearer_auth(token)
+                    .json(&json!({"limit": 100, "timeoutMs": 3000}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status().as_u16(), 200);
+                r.json::<Value>().await.unwrap()
+            }
+        };
+        let fra_status = |body: &Value| {
+            body["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["instance"] == "FRA")
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
+        // The spoke's services pick the new trust up within about a second.
+        let t0 = Instant::now();
+        let body = loop {
+            let body = federated(usa1.clone()).await;
+            if fra_status(&body)["status"] == "ok" {
+                break body;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "{}",
+                body["instances"]
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert!(fra_status(&body)["total"].as_u64().unwrap() > 0, "{body}");
+        assert!(
+            body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["instance"] == "FRA"),
+            "{body}"
+        );
+        let (status, _) = fra_api.get(&usa1, "/api/resources").await;
+        assert_eq!(
+            status, 200,
+            "the spoke accepts the hub's token while linked"
+        );
+
+        // Suspended: each side stops trusting the other at once.
+        let out = env.run(&["federation", "suspend", "FRA", "--reason", "e2e"]);
+        assert!(out.status.success(), "{}", text(&out));
+        let t0 = Instant::now();
+        loop {
+            let (status, _) = fra_api.get(&usa1, "/api/resources").await;
+            if status == 401 {
+                break;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "still {status}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        eprintln!("suspension took effect at the spoke in {:?}", t0.elapsed());
+        let body = federated(usa1).await;
+        assert!(
+            fra_status(&body).is_null(),
+            "a suspended partner is not asked: {body}"
+        );
+        assert_eq!(body["partial"], false, "{body}");
+        assert!(
+            dive_idp::login_helper::broker_login(&http, &broker("testuser-fra-1"))
+                .await
+                .is_err(),
+            "the hub no longer offers FRA's IdP"
+        );
+    });
+    let out = env.run(&["federation", "status", "--json"]);
+    let st: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(st[0]["partner"], "FRA", "{st}");
+    assert_eq!(st[0]["status"], "suspended", "{st}");
+    assert_eq!(st[0]["hubTrustsSpoke"], false);
+    assert_eq!(st[0]["history"].as_array().unwrap().len(), 3, "{st}");
+
     // down, nuke: nothing is left.
     let out = env.run(&["spoke", "down", "FRA"]);
     assert!(out.status.success(), "{}", text(&out));
