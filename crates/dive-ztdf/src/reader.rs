@@ -8,7 +8,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce};
 use zeroize::Zeroizing;
 
-use crate::assertion::Assertion;
+use crate::assertion::{self, Assertion};
 use crate::crypto::{self, SecretKey, b64};
 use crate::error::{Error, Result};
 use crate::kao::{KaoErrorCode, KeyAccessObject};
@@ -58,6 +58,7 @@ pub struct TdfReader<R: Read + Seek> {
     kaos: Vec<KeyAccessObject>,
     assertions: Vec<Assertion>,
     segments: Vec<SegmentInfo>,
+    require_label_assertion: bool,
 }
 
 fn integrity(msg: impl Into<String>) -> Error {
@@ -130,7 +131,16 @@ impl<R: Read + Seek> TdfReader<R> {
             kaos,
             assertions,
             segments,
+            require_label_assertion: false,
         })
+    }
+
+    /// Make [`unlock`](Self::unlock) also require a signed handling assertion carrying the
+    /// STANAG 4774 label (every file DIVE writes with a label has one). Off by default because
+    /// other OpenTDF writers do not add it; assertions that are present are always verified.
+    pub fn require_label_assertion(mut self) -> Self {
+        self.require_label_assertion = true;
+        self
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -238,11 +248,23 @@ impl<R: Read + Seek> TdfReader<R> {
             .root_signature
             .sig;
         for a in &self.assertions {
+            if a.binding.is_none() {
+                return Err(Error::AssertionUnsigned { id: a.id.clone() });
+            }
             a.verify(&dek[..], &aggregate, root_b64)
                 .map_err(|detail| Error::Assertion {
                     id: a.id.clone(),
                     detail,
                 })?;
+        }
+        if self.require_label_assertion
+            && !self.assertions.iter().any(|a| {
+                a.kind == assertion::HANDLING && a.statement.format == assertion::STANAG_FORMAT
+            })
+        {
+            return Err(Error::AssertionMissing {
+                format: assertion::STANAG_FORMAT,
+            });
         }
         let gcm = crypto::gcm_key(&dek[..])?;
         Ok(UnlockedTdf {
