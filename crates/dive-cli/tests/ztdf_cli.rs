@@ -426,6 +426,10 @@ fn multi_kas_all_of_and_any_of() {
         s(&bad),
     ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("one public key per KAS"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("one public key per KAS"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!bad.exists());
 }

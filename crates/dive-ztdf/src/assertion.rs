@@ -456,7 +456,9 @@ mod tests {
     /// with every kind of byte that needs care, at every alignment.
     #[test]
     fn escaper_matches_serde_everywhere() {
-        let specials = ["\"", "\\", "\n", "\u{1}", "\u{1f}", " ", "\u{7f}", "é", "\u{2028}", "<", "€𝄞"];
+        let specials = [
+            "\"", "\\", "\n", "\u{1}", "\u{1f}", " ", "\u{7f}", "é", "\u{2028}", "<", "€𝄞",
+        ];
         for pre in 0..17 {
             for sp in specials {
                 for post in [0, 1, 7, 8, 9, 23] {

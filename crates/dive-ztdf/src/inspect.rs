@@ -108,9 +108,9 @@ pub fn inspect<R: Read + Seek>(src: R) -> Result<Inspection> {
         .assertions()
         .iter()
         .filter(|a| {
-            a.binding.as_ref().is_none_or(|b| {
-                b.method != "jws" || crate::jws::header_alg(&b.signature).is_err()
-            })
+            a.binding
+                .as_ref()
+                .is_none_or(|b| b.method != "jws" || crate::jws::header_alg(&b.signature).is_err())
         })
         .map(|a| format!("{:?}", a.id))
         .collect();

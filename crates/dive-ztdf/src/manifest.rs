@@ -402,7 +402,10 @@ mod tests {
         m.payload.is_encrypted = false;
         m.payload.legacy_schema_version = Some("3.0.0".into());
         m.encryption_information.method.is_streamable = true;
-        m.encryption_information.integrity_information.segments.clear();
+        m.encryption_information
+            .integrity_information
+            .segments
+            .clear();
         m.assertions.clear();
         assert_eq!(m.to_json().unwrap(), serde_json::to_vec(&m).unwrap());
     }

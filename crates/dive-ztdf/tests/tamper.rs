@@ -229,7 +229,10 @@ fn changed_assertion_is_detected() {
     let unsigned = rebuild(&payload, &m);
     let (err, written) = attempt(&unsigned);
     assert!(written.is_empty());
-    assert!(matches!(&err, Error::AssertionUnsigned { id } if !id.is_empty()), "{err}");
+    assert!(
+        matches!(&err, Error::AssertionUnsigned { id } if !id.is_empty()),
+        "{err}"
+    );
     // inspect flags it without a key.
     let report = dive_ztdf::inspect(Cursor::new(&unsigned)).unwrap();
     assert!(!report.ok());

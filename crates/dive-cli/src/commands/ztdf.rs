@@ -199,7 +199,9 @@ fn recipients(a: &EncryptArgs) -> anyhow::Result<Vec<Recipient>> {
     let mut out = Vec::with_capacity(a.kas_url.len());
     for (i, (url, path)) in a.kas_url.iter().zip(&a.kas_public_key).enumerate() {
         if !url.starts_with("https://") && !url.starts_with("http://") {
-            return Err(bad_input(format!("--kas-url {url:?} must be an http(s) URL")));
+            return Err(bad_input(format!(
+                "--kas-url {url:?} must be an http(s) URL"
+            )));
         }
         let key = KasPublicKey::from_pem(&read_text(path, "KAS public key")?)
             .map_err(|e| lib_err(e, &format!("{}", path.display())))?;
@@ -214,7 +216,11 @@ fn encrypt(a: EncryptArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|r| r.kas_url.as_str())
         .collect::<Vec<_>>()
-        .join(if a.split == SplitMode::AllOf { " + " } else { " | " });
+        .join(if a.split == SplitMode::AllOf {
+            " + "
+        } else {
+            " | "
+        });
     let plan = if recipients.len() == 1 {
         KeyAccessPlan::single(recipients.remove(0))
     } else if a.split == SplitMode::AllOf {
@@ -236,10 +242,10 @@ fn encrypt(a: EncryptArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("reading metadata of {}", a.input.display()))?
         .len();
     let opts = EncryptOptions::new(plan)
-    .label(label.clone())
-    .segment_size(a.segment_size)
-    .mime_type(a.mime_type.clone())
-    .plaintext_len(len);
+        .label(label.clone())
+        .segment_size(a.segment_size)
+        .mime_type(a.mime_type.clone())
+        .plaintext_len(len);
     if ctx.dry_run {
         println!(
             "would encrypt {} ({len} bytes) to {} for {} as {}",
