@@ -2,8 +2,6 @@
 //! where older writers were sloppy (nulls for absent values, version in `payload`); everything
 //! that matters for security is checked by the reader, not by deserialisation alone.
 
-use std::fmt::Write as _;
-
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
@@ -126,91 +124,18 @@ impl Manifest {
             .map_err(|e| Error::Manifest(format!("not a valid BaseTDF manifest: {e}")))
     }
 
-    /// Compact JSON, byte for byte what `serde_json::to_vec` writes for this type (unit-tested),
-    /// written directly: every file created pays for it, and serde's generic path costs about
-    /// twice as much for the manifest of a small file.
     pub fn to_json(&self) -> Result<Vec<u8>> {
-        use crate::assertion::write_json_string as string;
+        // Sized up front: growing from serde's default 128 bytes re-copies a small file's
+        // manifest several times.
         let ei = &self.encryption_information;
-        let ii = &ei.integrity_information;
-        let p = &self.payload;
-        let mut o = String::with_capacity(
-            1024 + ei.policy.len()
-                + 1024 * (ei.key_access.len() + self.assertions.len())
-                + 96 * ii.segments.len(),
-        );
-        o.push('{');
-        if let Some(v) = &self.schema_version {
-            o.push_str("\"schemaVersion\":");
-            string(v, &mut o);
-            o.push(',');
-        }
-        o.push_str("\"payload\":{\"type\":");
-        string(&p.kind, &mut o);
-        o.push_str(",\"url\":");
-        string(&p.url, &mut o);
-        o.push_str(",\"protocol\":");
-        string(&p.protocol, &mut o);
-        if let Some(m) = &p.mime_type {
-            o.push_str(",\"mimeType\":");
-            string(m, &mut o);
-        }
-        o.push_str(if p.is_encrypted {
-            ",\"isEncrypted\":true"
-        } else {
-            ",\"isEncrypted\":false"
-        });
-        if let Some(v) = &p.legacy_schema_version {
-            o.push_str(",\"schemaVersion\":");
-            string(v, &mut o);
-        }
-        o.push_str("},\"encryptionInformation\":{\"type\":");
-        string(&ei.kind, &mut o);
-        o.push_str(",\"keyAccess\":");
-        write_values(&ei.key_access, &mut o);
-        o.push_str(",\"method\":{\"algorithm\":");
-        string(&ei.method.algorithm, &mut o);
-        o.push_str(",\"iv\":");
-        string(&ei.method.iv, &mut o);
-        o.push_str(if ei.method.is_streamable {
-            ",\"isStreamable\":true"
-        } else {
-            ",\"isStreamable\":false"
-        });
-        o.push_str("},\"integrityInformation\":{\"rootSignature\":{\"alg\":");
-        string(&ii.root_signature.alg, &mut o);
-        o.push_str(",\"sig\":");
-        string(&ii.root_signature.sig, &mut o);
-        o.push_str("},\"segmentHashAlg\":");
-        string(&ii.segment_hash_alg, &mut o);
-        let _ = write!(
-            o,
-            ",\"segmentSizeDefault\":{},\"encryptedSegmentSizeDefault\":{},\"segments\":[",
-            ii.segment_size_default, ii.encrypted_segment_size_default
-        );
-        for (i, seg) in ii.segments.iter().enumerate() {
-            if i > 0 {
-                o.push(',');
-            }
-            o.push_str("{\"hash\":");
-            string(&seg.hash, &mut o);
-            if let Some(n) = seg.segment_size {
-                let _ = write!(o, ",\"segmentSize\":{n}");
-            }
-            if let Some(n) = seg.encrypted_segment_size {
-                let _ = write!(o, ",\"encryptedSegmentSize\":{n}");
-            }
-            o.push('}');
-        }
-        o.push_str("]},\"policy\":");
-        string(&ei.policy, &mut o);
-        o.push('}');
-        if !self.assertions.is_empty() {
-            o.push_str(",\"assertions\":");
-            write_values(&self.assertions, &mut o);
-        }
-        o.push('}');
-        Ok(o.into_bytes())
+        let estimate = 1024
+            + ei.policy.len()
+            + 1024 * (ei.key_access.len() + self.assertions.len())
+            + 96 * ei.integrity_information.segments.len();
+        let mut out = Vec::with_capacity(estimate);
+        serde_json::to_writer(&mut out, self)
+            .map_err(|e| Error::Manifest(format!("cannot serialise manifest: {e}")))?;
+        Ok(out)
     }
 
     /// The format version: `schemaVersion`, or the legacy places older writers used.
@@ -224,43 +149,6 @@ impl Manifest {
     /// Decode the policy object.
     pub fn policy(&self) -> Result<Policy> {
         Policy::from_base64(&self.encryption_information.policy)
-    }
-}
-
-/// A JSON array of values as serde_json writes it (maps in their own, sorted, order).
-fn write_values(vs: &[Value], o: &mut String) {
-    o.push('[');
-    for (i, v) in vs.iter().enumerate() {
-        if i > 0 {
-            o.push(',');
-        }
-        write_value(v, o);
-    }
-    o.push(']');
-}
-
-fn write_value(v: &Value, o: &mut String) {
-    match v {
-        Value::Null => o.push_str("null"),
-        Value::Bool(true) => o.push_str("true"),
-        Value::Bool(false) => o.push_str("false"),
-        Value::Number(n) => {
-            let _ = write!(o, "{n}");
-        }
-        Value::String(s) => crate::assertion::write_json_string(s, o),
-        Value::Array(a) => write_values(a, o),
-        Value::Object(m) => {
-            o.push('{');
-            for (i, (k, v)) in m.iter().enumerate() {
-                if i > 0 {
-                    o.push(',');
-                }
-                crate::assertion::write_json_string(k, o);
-                o.push(':');
-                write_value(v, o);
-            }
-            o.push('}');
-        }
     }
 }
 
@@ -374,40 +262,6 @@ mod tests {
         assert_eq!(man.version(), Some("3.0.0"));
         let p = man.policy().unwrap();
         assert!(p.body.data_attributes.is_empty());
-    }
-
-    #[test]
-    fn direct_manifest_json_is_what_serde_writes() {
-        let mut m: Manifest = serde_json::from_value(serde_json::json!({
-            "schemaVersion": "4.4.0",
-            "payload": {"type": "reference", "url": "0.payload", "protocol": "zip",
-                "mimeType": "text/plain; charset=\"utf-8\"", "isEncrypted": true,
-                "tdf_spec_version": "x"},
-            "encryptionInformation": {"type": "split",
-                "keyAccess": [{"url": "https://k/\u{1}é", "alg": "RSA-OAEP", "n": -1.5,
-                    "nested": {"z": [1, null, false, {"b": "\u{2028}<&>"}], "a": true}}],
-                "method": {"algorithm": "AES-256-GCM", "iv": "", "isStreamable": false},
-                "integrityInformation": {"rootSignature": {"alg": "HS256", "sig": "c2ln"},
-                    "segmentHashAlg": "GMAC", "segmentSizeDefault": 2097152,
-                    "encryptedSegmentSizeDefault": 2097180,
-                    "segments": [{"hash": "aA==", "segmentSize": 5, "encryptedSegmentSize": 33},
-                                 {"hash": "bB=="}]},
-                "policy": "eyJ9"},
-            "assertions": [{"id": "1", "statement": {"value": "{\"a\":\"\\n\t\"}"}, "k": 12345678901234567890u64}]
-        }))
-        .unwrap();
-        assert_eq!(m.to_json().unwrap(), serde_json::to_vec(&m).unwrap());
-        m.schema_version = None;
-        m.payload.mime_type = None;
-        m.payload.is_encrypted = false;
-        m.payload.legacy_schema_version = Some("3.0.0".into());
-        m.encryption_information.method.is_streamable = true;
-        m.encryption_information
-            .integrity_information
-            .segments
-            .clear();
-        m.assertions.clear();
-        assert_eq!(m.to_json().unwrap(), serde_json::to_vec(&m).unwrap());
     }
 
     #[test]
