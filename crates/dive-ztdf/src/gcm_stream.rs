@@ -31,12 +31,14 @@ pub struct GcmStream {
     encrypt: bool,
 }
 
-// The context is owned exclusively by this value and only used through `&mut self`.
+// SAFETY: the context is owned exclusively by this value and only used through `&mut self`;
+// aws-lc contexts have no thread affinity.
 unsafe impl Send for GcmStream {}
 
 impl Drop for GcmStream {
     fn drop(&mut self) {
-        // EVP_CIPHER_CTX_free cleanses the key schedule.
+        // SAFETY: `ctx` came from EVP_CIPHER_CTX_new and is freed once, here. Freeing
+        // cleanses the key schedule.
         unsafe { EVP_CIPHER_CTX_free(self.ctx) }
     }
 }
@@ -44,11 +46,14 @@ impl Drop for GcmStream {
 impl GcmStream {
     /// A context for encrypting (`encrypt`) or decrypting under `key`.
     pub fn new(key: &[u8; KEY_LEN], encrypt: bool) -> Result<Self> {
+        // SAFETY: allocation only; a null result is handled below.
         let ctx = unsafe { EVP_CIPHER_CTX_new() };
         if ctx.is_null() {
             return Err(Error::Crypto("cannot allocate an AES-GCM context"));
         }
         let s = GcmStream { ctx, encrypt };
+        // SAFETY: `ctx` is a live context owned by `s` (freed on drop, also on error); the key
+        // is 32 readable bytes, as AES-256 needs; a null IV defers the IV to `start`.
         let ok = unsafe {
             EVP_CipherInit_ex(
                 ctx,
@@ -67,6 +72,8 @@ impl GcmStream {
 
     /// Start a message under `iv` (the key schedule is kept).
     pub fn start(&mut self, iv: &[u8; IV_LEN]) -> Result<()> {
+        // SAFETY: live context with cipher and key set; the IV is 12 readable bytes (the GCM
+        // default IV length); null cipher/key keep the existing ones.
         let ok = unsafe {
             EVP_CipherInit_ex(
                 self.ctx,
@@ -88,7 +95,9 @@ impl GcmStream {
     pub fn update(&mut self, buf: &mut [u8]) -> Result<()> {
         for chunk in buf.chunks_mut(MAX_CALL) {
             let mut out_len: c_int = 0;
-            // In place is supported: GCM is a custom cipher in aws-lc, no block buffering.
+            // SAFETY: input and output are the same valid chunk of at most 2^30 bytes (fits
+            // `c_int`); in place is supported: GCM is a custom cipher in aws-lc and writes
+            // exactly `len` bytes, with no block buffering.
             let ok = unsafe {
                 EVP_CipherUpdate(
                     self.ctx,
@@ -110,6 +119,8 @@ impl GcmStream {
         debug_assert!(self.encrypt);
         let mut out_len: c_int = 0;
         let mut tag = [0u8; TAG_LEN];
+        // SAFETY: live context; GCM's final writes no output bytes (null is accepted); the tag
+        // buffer has the 16 bytes requested.
         let ok = unsafe {
             EVP_CipherFinal_ex(self.ctx, ptr::null_mut(), &mut out_len) == 1
                 && EVP_CIPHER_CTX_ctrl(
@@ -132,6 +143,7 @@ impl GcmStream {
         debug_assert!(!self.encrypt);
         let mut tag = *tag;
         let mut out_len: c_int = 0;
+        // SAFETY: as in `finish_encrypt`; SET_TAG copies the 16 bytes given.
         unsafe {
             EVP_CIPHER_CTX_ctrl(
                 self.ctx,
