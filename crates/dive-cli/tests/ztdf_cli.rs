@@ -323,3 +323,113 @@ fn tampered_or_wrong_key_leaves_no_plaintext() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stdout(&o).contains("FAIL"), "{}", stdout(&o));
 }
+
+/// Two KASes (one RSA, one EC key) from the command line: all-of needs both private keys,
+/// any-of opens with either; mismatched pairs are refused.
+#[test]
+fn multi_kas_all_of_and_any_of() {
+    let env = Env::new();
+    let (rsa_private, rsa_public) = env.keys(false);
+    let (ec_private, ec_public) = env.keys(true);
+    let plain: Vec<u8> = (0..5_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let input = env.write("m.bin", &plain);
+    let encrypt = |mode: &str, out: &Path| {
+        env.dive(&[
+            "ztdf",
+            "encrypt",
+            "--kas-url",
+            "https://kas.usa.dive/kas",
+            "--kas-public-key",
+            s(&rsa_public),
+            "--kid",
+            "usa-1",
+            "--kas-url",
+            "https://kas.gbr.dive/kas",
+            "--kas-public-key",
+            s(&ec_public),
+            "--kid",
+            "gbr-1",
+            "--split",
+            mode,
+            "--label",
+            "SECRET//REL TO USA, GBR",
+            s(&input),
+            s(out),
+        ])
+    };
+    let decrypt = |keys: &[&Path], tdf: &Path, out: &Path| {
+        let mut args = vec!["ztdf", "decrypt"];
+        for k in keys {
+            args.extend(["--private-key", s(k)]);
+        }
+        args.extend([s(tdf), s(out)]);
+        env.dive(&args)
+    };
+
+    let all = env.path("all.ztdf");
+    let o = encrypt("all-of", &all);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = env.dive(&["ztdf", "inspect", s(&all)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("https://kas.usa.dive/kas kid=usa-1 split=s-0")
+            && text.contains("https://kas.gbr.dive/kas kid=gbr-1 split=s-1"),
+        "{text}"
+    );
+    let out = env.path("all.out");
+    for one in [&rsa_private, &ec_private] {
+        let o = decrypt(&[one], &all, &out);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("no key access object of split"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!out.exists());
+    }
+    let o = decrypt(&[&ec_private, &rsa_private], &all, &out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&out).unwrap(), plain);
+
+    let any = env.path("any.ztdf");
+    let o = encrypt("any-of", &any);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = env.dive(&["ztdf", "inspect", s(&any)]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("kid=usa-1 split=s-0") && text.contains("kid=gbr-1 split=s-0"),
+        "{text}"
+    );
+    for one in [&rsa_private, &ec_private] {
+        let out = env.path("any.out");
+        let _ = std::fs::remove_file(&out);
+        let o = decrypt(&[one], &any, &out);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(std::fs::read(&out).unwrap(), plain);
+    }
+
+    // One URL, two keys: refused before anything is written.
+    let bad = env.path("bad.ztdf");
+    let o = env.dive(&[
+        "ztdf",
+        "encrypt",
+        "--kas-url",
+        "https://kas/kas",
+        "--kas-public-key",
+        s(&rsa_public),
+        "--kas-public-key",
+        s(&ec_public),
+        "--label",
+        "UNCLASSIFIED",
+        s(&input),
+        s(&bad),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("one public key per KAS"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!bad.exists());
+}

@@ -295,45 +295,67 @@ pub(crate) fn write_json_string(s: &str, out: &mut String) {
     write_string(s, out, false);
 }
 
+/// Bytes that end a run of verbatim characters: 1 = escape in both styles, 2 = only in Go's
+/// (`<`, `>`, `&`, and 0xE2, the lead byte of U+2028 / U+2029, checked further).
+const ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = 1;
+        i += 1;
+    }
+    t[b'"' as usize] = 1;
+    t[b'\\' as usize] = 1;
+    t[b'<' as usize] = 2;
+    t[b'>' as usize] = 2;
+    t[b'&' as usize] = 2;
+    t[0xe2] = 2;
+    t
+};
+
 fn write_string(s: &str, out: &mut String, go_escapes: bool) {
     out.reserve(s.len() + 2);
     out.push('"');
-    // Byte scan, copying runs that need no escape in one go (this writes every policy FQN and
-    // the label JSON of every file). Every byte tested is ASCII or the lead byte of U+2028 /
-    // U+2029, so `run` and `i` always sit on character boundaries.
+    // Table-driven scan copying runs that need no escape in one go (this writes every policy
+    // FQN and the label JSON of every file). Every byte that stops the scan is ASCII or the lead
+    // byte of U+2028 / U+2029, so `run` and `i` always sit on character boundaries.
+    let stop = if go_escapes { 2 } else { 1 };
     let b = s.as_bytes();
     let mut run = 0;
     let mut i = 0;
     while i < b.len() {
-        let (esc, len): (Option<&str>, usize) = match b[i] {
-            b'"' => (Some("\\\""), 1),
-            b'\\' => (Some("\\\\"), 1),
-            b'\n' => (Some("\\n"), 1),
-            b'\r' => (Some("\\r"), 1),
-            b'\t' => (Some("\\t"), 1),
-            0x08 if !go_escapes => (Some("\\b"), 1),
-            0x0c if !go_escapes => (Some("\\f"), 1),
-            b'<' | b'>' | b'&' if go_escapes => (Some(""), 1),
-            0xe2 if go_escapes
-                && b.get(i + 1) == Some(&0x80)
-                && matches!(b.get(i + 2), Some(0xa8 | 0xa9)) =>
-            {
-                (Some(""), 3)
+        let class = ESCAPE[b[i] as usize];
+        if class == 0 || class > stop {
+            i += 1;
+            continue;
+        }
+        let (esc, len): (&str, usize) = match b[i] {
+            b'"' => ("\\\"", 1),
+            b'\\' => ("\\\\", 1),
+            b'\n' => ("\\n", 1),
+            b'\r' => ("\\r", 1),
+            b'\t' => ("\\t", 1),
+            0x08 if !go_escapes => ("\\b", 1),
+            0x0c if !go_escapes => ("\\f", 1),
+            0xe2 => {
+                if b.get(i + 1) == Some(&0x80) && matches!(b.get(i + 2), Some(0xa8 | 0xa9)) {
+                    ("", 3)
+                } else {
+                    i += 1;
+                    continue;
+                }
             }
-            c if c < 0x20 => (Some(""), 1),
-            _ => (None, 1),
+            _ => ("", 1),
         };
-        if let Some(e) = esc {
-            out.push_str(&s[run..i]);
-            if e.is_empty() {
-                let c = s[i..].chars().next().map_or(0, |c| c as u32);
-                let _ = write!(out, "\\u{c:04x}");
-            } else {
-                out.push_str(e);
-            }
-            run = i + len;
+        out.push_str(&s[run..i]);
+        if esc.is_empty() {
+            let c = s[i..].chars().next().map_or(0, |c| c as u32);
+            let _ = write!(out, "\\u{c:04x}");
+        } else {
+            out.push_str(esc);
         }
         i += len;
+        run = i;
     }
     out.push_str(&s[run..]);
     out.push('"');
@@ -403,6 +425,25 @@ mod tests {
             value: String::new(),
         };
         assert_eq!(a.canonical(), jcs(&a.to_json(false)));
+    }
+
+    /// The escaper equals serde_json on strings mixing clean runs with every kind of byte that
+    /// needs care, at various positions.
+    #[test]
+    fn escaper_matches_serde_everywhere() {
+        let specials = [
+            "\"", "\\", "\n", "\u{1}", "\u{1f}", " ", "\u{7f}", "é", "\u{2028}", "<", "€𝄞",
+        ];
+        for pre in 0..17 {
+            for sp in specials {
+                for post in [0, 1, 7, 8, 9, 23] {
+                    let s = format!("{}{sp}{}", "a".repeat(pre), "Z/+=".repeat(post));
+                    let mut mine = String::new();
+                    write_json_string(&s, &mut mine);
+                    assert_eq!(mine, serde_json::to_string(&s).unwrap(), "{s:?}");
+                }
+            }
+        }
     }
 
     #[test]

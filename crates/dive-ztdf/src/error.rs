@@ -42,8 +42,21 @@ pub enum Error {
         "policy binding of key access object {index} (split {sid:?}) does not match the policy"
     )]
     PolicyBinding { index: usize, sid: String },
+    /// An assertion whose JWS binding does not verify (modified assertion, wrong signature,
+    /// not bound to this payload) or that is malformed.
     #[error("assertion {id:?}: {detail}")]
     Assertion { id: String, detail: String },
+    /// An assertion without a binding: DIVE accepts only signed assertions.
+    #[error(
+        "assertion {id:?} has no binding: every assertion must be signed (a JWS over its hash and the payload's segment hashes)"
+    )]
+    AssertionUnsigned { id: String },
+    /// The reader was told to require a signed handling assertion carrying the label, and the
+    /// file has none (e.g. it was stripped from the manifest, which the root signature does not cover).
+    #[error(
+        "no handling assertion carrying the security label ({format}), though one is required: assertion stripped or file not written by DIVE"
+    )]
+    AssertionMissing { format: &'static str },
     #[error("no key access object of split {sid:?} could be unwrapped: {reasons}")]
     SplitUnavailable { sid: String, reasons: String },
     #[error("unsupported: {0}")]

@@ -103,6 +103,32 @@ pub fn inspect<R: Read + Seek>(src: R) -> Result<Inspection> {
             Err(e) => e.to_string(),
         },
     });
+    // Signatures need the key, but an assertion without one is refused whatever the key.
+    let unsigned: Vec<String> = r
+        .assertions()
+        .iter()
+        .filter(|a| {
+            a.binding
+                .as_ref()
+                .is_none_or(|b| b.method != "jws" || crate::jws::header_alg(&b.signature).is_err())
+        })
+        .map(|a| format!("{:?}", a.id))
+        .collect();
+    checks.push(Check {
+        name: "assertion bindings",
+        ok: unsigned.is_empty(),
+        detail: if unsigned.is_empty() {
+            format!(
+                "{} assertion(s), each with a JWS binding (verified on decrypt)",
+                r.assertions().len()
+            )
+        } else {
+            format!(
+                "assertion(s) {} have no usable JWS binding (unsigned or malformed): decryption will refuse the file",
+                unsigned.join(", ")
+            )
+        },
+    });
     checks.push(Check {
         name: "key-dependent checks",
         ok: true,

@@ -8,6 +8,7 @@ use aws_lc_rs::agreement::{
     self, ECDH_P256, EphemeralPrivateKey, ParsedPublicKey, UnparsedPublicKey,
 };
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
+use aws_lc_rs::kem::{self, DecapsulationKey};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{
     KeySize, OAEP_SHA1_MGF1SHA1, OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey,
@@ -122,10 +123,16 @@ impl KasPublicKey {
     }
 }
 
+/// HKDF info of `ML-KEM-768` / `ML-KEM-1024` KAOs (salt empty), pinned by the BaseTDF
+/// conformance vector `kat-mlkem-hkdf-info-001`.
+pub const ML_KEM_HKDF_INFO: &[u8] = b"BaseTDF-KEM";
+
 /// A KAS private key for offline unwrapping (tests, operators, the KAS itself).
 pub enum KasPrivateKey {
     Rsa(OaepPrivateDecryptingKey),
     Ec(agreement::PrivateKey),
+    /// ML-KEM-768 or ML-KEM-1024 (unwrap only: DIVE does not write ML-KEM KAOs yet).
+    MlKem(KeyAlg, DecapsulationKey<kem::AlgorithmId>),
 }
 
 impl std::fmt::Debug for KasPrivateKey {
@@ -133,6 +140,7 @@ impl std::fmt::Debug for KasPrivateKey {
         match self {
             KasPrivateKey::Rsa(k) => write!(f, "KasPrivateKey::Rsa({} bits)", k.key_size_bits()),
             KasPrivateKey::Ec(_) => f.write_str("KasPrivateKey::Ec(P-256)"),
+            KasPrivateKey::MlKem(alg, _) => write!(f, "KasPrivateKey::MlKem({})", alg.as_str()),
         }
     }
 }
@@ -159,6 +167,30 @@ impl KasPrivateKey {
             )),
             other => Err(Error::Key(format!("expected a PEM \"PRIVATE KEY\" block, found {other:?}"))),
         }
+    }
+
+    /// An ML-KEM decapsulation key in its raw FIPS 203 encoding (2400 bytes for ML-KEM-768,
+    /// 3168 for ML-KEM-1024), for `alg` `ML-KEM-768` or `ML-KEM-1024`.
+    pub fn from_ml_kem_decapsulation_key(alg: KeyAlg, raw: &[u8]) -> Result<Self> {
+        let kem_alg = match alg {
+            KeyAlg::MlKem768 => &kem::ML_KEM_768,
+            KeyAlg::MlKem1024 => &kem::ML_KEM_1024,
+            other => {
+                return Err(Error::Key(format!(
+                    "{} is not an ML-KEM algorithm",
+                    other.as_str()
+                )));
+            }
+        };
+        DecapsulationKey::new(kem_alg, raw)
+            .map(|k| KasPrivateKey::MlKem(alg, k))
+            .map_err(|_| {
+                Error::Key(format!(
+                    "not a valid {} decapsulation key ({} bytes)",
+                    alg.as_str(),
+                    raw.len()
+                ))
+            })
     }
 
     /// Generate an RSA-2048 key pair (tests, tooling). Returns (private PKCS#8 PEM, public SPKI PEM).
@@ -203,7 +235,7 @@ impl KasPrivateKey {
             (self, alg),
             (KasPrivateKey::Rsa(_), KeyAlg::RsaOaep | KeyAlg::RsaOaep256)
                 | (KasPrivateKey::Ec(_), KeyAlg::EcdhHkdf)
-        )
+        ) || matches!(self, KasPrivateKey::MlKem(a, _) if *a == alg)
     }
 
     /// Recover the share protected in `kao` (no policy check: see [`KeyUnwrapper`]).
@@ -268,17 +300,41 @@ impl KasPrivateKey {
                     fail("AES-GCM tag check of the wrapped key failed (wrong key or tampered KAO)")
                 })
             }
-            (_, alg)
-                if matches!(
-                    alg,
-                    KeyAlg::MlKem768 | KeyAlg::MlKem1024 | KeyAlg::XEcdhMlKem768
-                ) =>
-            {
-                Err(KaoError::new(
-                    KaoErrorCode::UnsupportedAlg,
-                    format!("{} is not supported yet", alg.as_str()),
-                ))
+            (KasPrivateKey::MlKem(own, k), alg) if *own == alg => {
+                // ephemeralKey = the KEM ciphertext; KEK = HKDF-SHA256(salt empty, shared
+                // secret, "BaseTDF-KEM"); protectedKey = IV ‖ AES-GCM(KEK, share) ‖ tag.
+                let eph = kao.ephemeral_key.as_deref().ok_or_else(|| {
+                    KaoError::new(
+                        KaoErrorCode::EphemeralKeyRequired,
+                        format!("{} needs the KEM ciphertext in ephemeralKey", alg.as_str()),
+                    )
+                })?;
+                let kem_ct = b64::decode(eph).ok_or_else(|| {
+                    KaoError::new(
+                        KaoErrorCode::InvalidEncoding,
+                        "ephemeralKey (KEM ciphertext) is not base64",
+                    )
+                })?;
+                let secret = k
+                    .decapsulate(kem::Ciphertext::from(&kem_ct[..]))
+                    .map_err(|_| {
+                        fail(&format!(
+                            "{} decapsulation failed (ciphertext of {} bytes)",
+                            alg.as_str(),
+                            kem_ct.len()
+                        ))
+                    })?;
+                let kek = crypto::hkdf_sha256(&[], secret.as_ref(), ML_KEM_HKDF_INFO)
+                    .map_err(|_| fail("HKDF failed"))?;
+                let key = crypto::gcm_key(&kek[..]).map_err(|_| fail("bad derived key"))?;
+                crypto::gcm_open(&key, &ct).ok_or_else(|| {
+                    fail("AES-GCM tag check of the wrapped key failed (wrong key or tampered KAO)")
+                })
             }
+            (_, KeyAlg::XEcdhMlKem768) => Err(KaoError::new(
+                KaoErrorCode::UnsupportedAlg,
+                "X-ECDH-ML-KEM-768 (hybrid) is not supported yet",
+            )),
             (_, alg) => Err(fail(&format!(
                 "this {} private key cannot unwrap a {} KAO",
                 self.kind(),
@@ -291,6 +347,7 @@ impl KasPrivateKey {
         match self {
             KasPrivateKey::Rsa(_) => "RSA",
             KasPrivateKey::Ec(_) => "EC",
+            KasPrivateKey::MlKem(alg, _) => alg.as_str(),
         }
     }
 }

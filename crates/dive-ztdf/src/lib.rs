@@ -13,6 +13,7 @@
 pub mod assertion;
 pub mod crypto;
 pub mod error;
+pub mod gcm_stream;
 pub mod inspect;
 pub mod jws;
 pub mod kao;

@@ -125,8 +125,17 @@ impl Manifest {
     }
 
     pub fn to_json(&self) -> Result<Vec<u8>> {
-        serde_json::to_vec(self)
-            .map_err(|e| Error::Manifest(format!("cannot serialise manifest: {e}")))
+        // Sized up front: growing from serde's default 128 bytes re-copies a small file's
+        // manifest several times.
+        let ei = &self.encryption_information;
+        let estimate = 1024
+            + ei.policy.len()
+            + 1024 * (ei.key_access.len() + self.assertions.len())
+            + 96 * ei.integrity_information.segments.len();
+        let mut out = Vec::with_capacity(estimate);
+        serde_json::to_writer(&mut out, self)
+            .map_err(|e| Error::Manifest(format!("cannot serialise manifest: {e}")))?;
+        Ok(out)
     }
 
     /// The format version: `schemaVersion`, or the legacy places older writers used.

@@ -5,12 +5,12 @@
 
 use std::io::{Read, Seek, SeekFrom, Write};
 
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce};
 use zeroize::Zeroizing;
 
-use crate::assertion::Assertion;
+use crate::assertion::{self, Assertion};
 use crate::crypto::{self, SecretKey, b64};
 use crate::error::{Error, Result};
+use crate::gcm_stream::GcmStream;
 use crate::kao::{KaoErrorCode, KeyAccessObject};
 use crate::keys::{KeyUnwrapper, UnwrapError, share_from};
 use crate::label::{self, DEFAULT_NAMESPACE};
@@ -21,6 +21,9 @@ use dive_core::SecurityLabel;
 
 /// Manifest name used by the opentdf-rs writer, accepted when `0.manifest.json` is absent.
 pub const ALT_MANIFEST_ENTRY: &str = "manifest.json";
+
+/// Ciphertext read and decrypted per step within a segment.
+const DECRYPT_CHUNK: usize = 64 * 1024;
 
 /// Manifests above this size are refused before parsing (memory bound for hostile input).
 pub const MAX_MANIFEST_SIZE: u64 = 16 * 1024 * 1024;
@@ -58,6 +61,7 @@ pub struct TdfReader<R: Read + Seek> {
     kaos: Vec<KeyAccessObject>,
     assertions: Vec<Assertion>,
     segments: Vec<SegmentInfo>,
+    require_label_assertion: bool,
 }
 
 fn integrity(msg: impl Into<String>) -> Error {
@@ -130,7 +134,16 @@ impl<R: Read + Seek> TdfReader<R> {
             kaos,
             assertions,
             segments,
+            require_label_assertion: false,
         })
+    }
+
+    /// Make [`unlock`](Self::unlock) also require a signed handling assertion carrying the
+    /// STANAG 4774 label (every file DIVE writes with a label has one). Off by default because
+    /// other OpenTDF writers do not add it; assertions that are present are always verified.
+    pub fn require_label_assertion(mut self) -> Self {
+        self.require_label_assertion = true;
+        self
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -238,16 +251,27 @@ impl<R: Read + Seek> TdfReader<R> {
             .root_signature
             .sig;
         for a in &self.assertions {
+            if a.binding.is_none() {
+                return Err(Error::AssertionUnsigned { id: a.id.clone() });
+            }
             a.verify(&dek[..], &aggregate, root_b64)
                 .map_err(|detail| Error::Assertion {
                     id: a.id.clone(),
                     detail,
                 })?;
         }
-        let gcm = crypto::gcm_key(&dek[..])?;
+        if self.require_label_assertion
+            && !self.assertions.iter().any(|a| {
+                a.kind == assertion::HANDLING && a.statement.format == assertion::STANAG_FORMAT
+            })
+        {
+            return Err(Error::AssertionMissing {
+                format: assertion::STANAG_FORMAT,
+            });
+        }
         Ok(UnlockedTdf {
             reader: self,
-            gcm,
+            dek,
             metadata,
         })
     }
@@ -441,7 +465,7 @@ fn verify_root_signature(m: &Manifest, dek: &[u8], aggregate: &[u8]) -> Result<(
 /// A ZTDF whose key-dependent checks have all passed; only this type produces plaintext.
 pub struct UnlockedTdf<R: Read + Seek> {
     reader: TdfReader<R>,
-    gcm: LessSafeKey,
+    dek: SecretKey,
     metadata: Vec<(String, Vec<u8>)>,
 }
 
@@ -486,46 +510,57 @@ impl<R: Read + Seek> UnlockedTdf<R> {
         let max = r
             .segments
             .iter()
-            .map(|s| s.encrypted_size)
+            .map(|s| s.plaintext_size)
             .max()
             .unwrap_or(0) as usize;
+        // A segment's plaintext is held until its tag verified; it is read, CRC'd and decrypted
+        // in cache-sized chunks (see gcm_stream).
         let mut buf = Zeroizing::new(vec![0u8; max]);
+        let mut gcm = GcmStream::new(&self.dek, false)?;
         let mut crc = crc32fast::Hasher::new();
         let mut written = 0u64;
         for s in &r.segments {
-            let enc = s.encrypted_size as usize;
-            let seg = &mut buf[..enc];
-            r.src.read_exact(seg).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    Error::Segment {
-                        index: s.index,
-                        detail: "payload ends inside this segment (truncated)".into(),
+            let mut read = |dst: &mut [u8]| {
+                r.src.read_exact(dst).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                        Error::Segment {
+                            index: s.index,
+                            detail: "payload ends inside this segment (truncated)".into(),
+                        }
+                    } else {
+                        Error::Io(e)
                     }
-                } else {
-                    Error::Io(e)
-                }
-            })?;
-            crc.update(seg);
-            let (iv, body) = seg.split_at_mut(crypto::IV_LEN);
-            if !s.tag_matches(&body[body.len() - crypto::TAG_LEN..]) {
+                })
+            };
+            let mut iv = [0u8; crypto::IV_LEN];
+            read(&mut iv)?;
+            crc.update(&iv);
+            gcm.start(&iv)?;
+            let body = &mut buf[..s.plaintext_size as usize];
+            for chunk in body.chunks_mut(DECRYPT_CHUNK) {
+                read(chunk)?;
+                crc.update(chunk);
+                gcm.update(chunk)?;
+            }
+            let mut tag = [0u8; crypto::TAG_LEN];
+            read(&mut tag)?;
+            crc.update(&tag);
+            if !s.tag_matches(&tag) {
                 return Err(Error::Segment {
                     index: s.index,
                     detail: "GCM tag differs from the manifest's segment hash (segment replaced or reordered)".into(),
                 });
             }
-            let nonce =
-                Nonce::try_assume_unique_for_key(iv).map_err(|_| Error::Crypto("bad IV length"))?;
-            let plain = self
-                .gcm
-                .open_in_place(nonce, Aad::empty(), body)
-                .map_err(|_| Error::Segment {
+            if !gcm.finish_decrypt(&tag) {
+                return Err(Error::Segment {
                     index: s.index,
                     detail: "AES-GCM authentication failed (ciphertext modified)".into(),
-                })?;
-            if let Some(w) = out.as_mut() {
-                w.write_all(plain)?;
+                });
             }
-            written += plain.len() as u64;
+            if let Some(w) = out.as_mut() {
+                w.write_all(body)?;
+            }
+            written += body.len() as u64;
         }
         if crc.finalize() != r.payload.crc32 {
             return Err(Error::CrcMismatch {

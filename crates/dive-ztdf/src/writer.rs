@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use crate::assertion::{self, Assertion, Statement};
 use crate::crypto::{self, SecretKey, b64};
 use crate::error::{Error, Result};
+use crate::gcm_stream::GcmStream;
 use crate::kao::{self, KeyAccessObject};
 use crate::keys::KasPublicKey;
 use crate::label::{self, DEFAULT_NAMESPACE, STANAG_5636_SCHEMA};
@@ -19,6 +20,8 @@ use dive_core::SecurityLabel;
 pub const DEFAULT_SEGMENT_SIZE: usize = 2 * 1024 * 1024;
 /// Largest segment the writer accepts (the reader's limit is the same).
 pub const MAX_SEGMENT_SIZE: usize = 256 * 1024 * 1024;
+/// Plaintext processed per step within a segment (fits the L2 cache with room to spare).
+const CHUNK: usize = 64 * 1024;
 pub const SEGMENT_OVERHEAD: u64 = (crypto::IV_LEN + crypto::TAG_LEN) as u64;
 /// Identifier of DIVE's label policy in the STANAG 4774 `pol` field.
 pub const LABEL_POLICY_ID: &str = "urn:dive:coalition:label-policy:1";
@@ -238,49 +241,65 @@ pub fn encrypt<R: Read, W: Write>(
         }
         None => true,
     };
-    let gcm = crypto::gcm_key(&prepared.dek[..])?;
+    let mut gcm = GcmStream::new(&prepared.dek, true)?;
     let mut zip = StoredZipWriter::new(output);
     let mut entry = zip.begin_streamed(PAYLOAD_ENTRY, maybe_large)?;
-    // A small file of known length needs no full-size segment buffer (zeroing 2 MiB would cost
-    // more than encrypting 4 KiB).
-    let buf_plain = opts
+    // Segments are processed in chunks that stay in L1/L2 (read, encrypt in place, CRC, write)
+    // instead of whole 2 MiB segments; a small file of known length gets a buffer of its size.
+    let cap = opts
         .plaintext_len
-        .map_or(seg, |n| n.min(seg as u64) as usize);
-    let mut buf = vec![0u8; crypto::IV_LEN + buf_plain + crypto::TAG_LEN];
+        .map_or(seg, |n| n.min(seg as u64) as usize)
+        .min(CHUNK);
+    let mut buf = vec![0u8; cap];
     let mut segments = Vec::new();
     let mut aggregate = Vec::new();
     let mut total: u64 = 0;
     loop {
-        let n = read_full(
-            &mut input,
-            &mut buf[crypto::IV_LEN..crypto::IV_LEN + buf_plain],
-        )?;
-        // An empty input still gets one (empty) segment, so every file authenticates its key.
+        // The segment's first chunk is read before its IV is written: an empty read after a
+        // full segment ends the payload (but an empty input still gets one empty segment, so
+        // every file authenticates its key).
+        let mut want = cap.min(seg);
+        let mut n = read_full(&mut input, &mut buf[..want])?;
         if n == 0 && !segments.is_empty() {
             break;
         }
         let mut iv = [0u8; crypto::IV_LEN];
         crypto::random_bytes(&mut iv)?;
-        buf[..crypto::IV_LEN].copy_from_slice(&iv);
-        let tag = gcm
-            .seal_in_place_separate_tag(
-                aws_lc_rs::aead::Nonce::assume_unique_for_key(iv),
-                aws_lc_rs::aead::Aad::empty(),
-                &mut buf[crypto::IV_LEN..crypto::IV_LEN + n],
-            )
-            .map_err(|_| Error::Crypto("AES-256-GCM seal failed"))?;
-        let end = crypto::IV_LEN + n + crypto::TAG_LEN;
-        buf[crypto::IV_LEN + n..end].copy_from_slice(tag.as_ref());
-        zip.data_writer().write_all(&buf[..end])?;
-        entry.update(&buf[..end]);
-        aggregate.extend_from_slice(tag.as_ref());
+        gcm.start(&iv)?;
+        zip.data_writer().write_all(&iv)?;
+        entry.update(&iv);
+        let mut in_segment = 0usize;
+        let mut eof = false;
+        loop {
+            gcm.update(&mut buf[..n])?;
+            zip.data_writer().write_all(&buf[..n])?;
+            entry.update(&buf[..n]);
+            in_segment += n;
+            if n < want {
+                eof = true;
+                break;
+            }
+            if in_segment == seg {
+                break;
+            }
+            want = cap.min(seg - in_segment);
+            n = read_full(&mut input, &mut buf[..want])?;
+            if n == 0 {
+                eof = true;
+                break;
+            }
+        }
+        let tag = gcm.finish_encrypt()?;
+        zip.data_writer().write_all(&tag)?;
+        entry.update(&tag);
+        aggregate.extend_from_slice(&tag);
         segments.push(Segment {
-            hash: b64::encode(tag.as_ref()),
-            segment_size: Some(n as u64),
-            encrypted_segment_size: Some(end as u64),
+            hash: b64::encode(tag),
+            segment_size: Some(in_segment as u64),
+            encrypted_segment_size: Some(in_segment as u64 + SEGMENT_OVERHEAD),
         });
-        total += n as u64;
-        if n < buf_plain {
+        total += in_segment as u64;
+        if eof {
             break;
         }
     }

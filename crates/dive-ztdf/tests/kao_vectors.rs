@@ -1,7 +1,7 @@
 //! The OpenTDF BaseTDF 4.4 KAO conformance vectors (shared/testdata/opentdf/spec/testvectors/kao).
-//! Every RSA and EC vector, positive and negative, must give the vector's expected outcome;
-//! ML-KEM and hybrid vectors may be reported as unsupported; index entries without a file are
-//! reported as pending, as upstream's harness does.
+//! Every RSA, EC and ML-KEM vector, positive and negative, must give the vector's expected
+//! outcome; only the hybrid (X-ECDH-ML-KEM-768) vector may be reported as unsupported; index
+//! entries without a file are reported as pending, as upstream's harness does.
 
 mod common;
 
@@ -40,7 +40,19 @@ fn is_pq(alg: KeyAlg) -> bool {
     )
 }
 
-/// Run one vector; Ok(true) = matched, Ok(false) = reported unsupported (ML-KEM only).
+/// The vector's KAS private key: PEM (RSA, EC) or a JSON bundle with the raw ML-KEM
+/// decapsulation key in hex.
+fn private_key(path: &std::path::Path, alg: KeyAlg) -> Result<KasPrivateKey, String> {
+    let text = fs::read_to_string(path).unwrap();
+    if path.extension().is_some_and(|e| e == "json") {
+        let bundle: Value = serde_json::from_str(&text).unwrap();
+        let raw = hex::decode(bundle["decapsulationKey"].as_str().unwrap()).unwrap();
+        return KasPrivateKey::from_ml_kem_decapsulation_key(alg, &raw).map_err(|e| e.to_string());
+    }
+    KasPrivateKey::from_pem(&text).map_err(|e| e.to_string())
+}
+
+/// Run one vector; Ok(true) = matched, Ok(false) = reported unsupported (hybrid only).
 fn run(v: &Value, dir: &std::path::Path) -> Result<bool, String> {
     let inputs = &v["inputs"];
     let expected = &v["expected"];
@@ -68,8 +80,8 @@ fn run(v: &Value, dir: &std::path::Path) -> Result<bool, String> {
     let share = if let Some(hexshare) = inputs["dekShare"].as_str() {
         hex::decode(hexshare).unwrap()
     } else {
-        if is_pq(kao.alg) {
-            // No ML-KEM key type in dive-ztdf yet: reported as unsupported, never as accepted.
+        if kao.alg == KeyAlg::XEcdhMlKem768 {
+            // No hybrid key type in dive-ztdf yet: reported as unsupported, never as accepted.
             return Ok(false);
         }
         let key_rel = inputs["keys"]["kas"]
@@ -78,8 +90,7 @@ fn run(v: &Value, dir: &std::path::Path) -> Result<bool, String> {
         let Some(key_rel) = key_rel else {
             return Err(format!("accepted structure but vector expected {expected}"));
         };
-        let pem = fs::read_to_string(dir.join(key_rel)).unwrap();
-        let key = KasPrivateKey::from_pem(&pem).map_err(|e| e.to_string())?;
+        let key = private_key(&dir.join(key_rel), kao.alg)?;
         match key.unwrap_kao(&kao) {
             Ok(s) => s.to_vec(),
             Err(e) if e.code == KaoErrorCode::UnsupportedAlg && is_pq(kao.alg) => return Ok(false),
@@ -143,7 +154,7 @@ fn every_kao_vector_gives_its_expected_outcome() {
         }
     }
     println!(
-        "KAO vectors: {passed} passed, {} unsupported (ML-KEM) {unsupported:?}, {pending} pending (no file upstream)",
+        "KAO vectors: {passed} passed, {} unsupported (hybrid) {unsupported:?}, {pending} pending (no file upstream)",
         unsupported.len()
     );
     assert!(
@@ -157,7 +168,45 @@ fn every_kao_vector_gives_its_expected_outcome() {
         "all 23 vector files must be exercised"
     );
     assert!(
-        unsupported.iter().all(|id| id.contains("mlkem")),
-        "only ML-KEM vectors may be unsupported: {unsupported:?}"
+        unsupported.iter().all(|id| id.contains("hybrid")),
+        "only the hybrid vector may be unsupported: {unsupported:?}"
     );
+}
+
+/// ML-KEM: a modified KEM ciphertext (implicit rejection gives another secret) or wrapped key
+/// fails the AES-GCM check; a key of the other size or a truncated key is refused.
+#[test]
+fn ml_kem_tampering_and_key_checks() {
+    let dir = common::testdata().join("spec/testvectors/kao");
+    let v: Value =
+        serde_json::from_slice(&fs::read(dir.join("vectors/pos-mlkem-768-001.json")).unwrap())
+            .unwrap();
+    let key = private_key(&dir.join("keys/ml-kem-768-test.json"), KeyAlg::MlKem768).unwrap();
+    let kao = KeyAccessObject::from_json(&v["inputs"]["kao"]).unwrap();
+    assert_eq!(
+        hex::encode(&key.unwrap_kao(&kao).unwrap()[..]),
+        v["expected"]["recoveredDek"].as_str().unwrap()
+    );
+    for field in ["ephemeralKey", "protectedKey"] {
+        let mut raw = v["inputs"]["kao"].clone();
+        let mut bytes = dive_ztdf::crypto::b64::decode(raw[field].as_str().unwrap()).unwrap();
+        bytes[20] ^= 1;
+        raw[field] = dive_ztdf::crypto::b64::encode(&bytes).into();
+        let bad = KeyAccessObject::from_json(&raw).unwrap();
+        let err = key.unwrap_kao(&bad).unwrap_err();
+        assert_eq!(err.code, KaoErrorCode::UnwrapFailed, "{field}: {err}");
+    }
+    let bundle: Value =
+        serde_json::from_slice(&fs::read(dir.join("keys/ml-kem-768-test.json")).unwrap()).unwrap();
+    let raw = hex::decode(bundle["decapsulationKey"].as_str().unwrap()).unwrap();
+    assert!(KasPrivateKey::from_ml_kem_decapsulation_key(KeyAlg::MlKem1024, &raw).is_err());
+    assert!(KasPrivateKey::from_ml_kem_decapsulation_key(KeyAlg::MlKem768, &raw[..100]).is_err());
+    assert!(KasPrivateKey::from_ml_kem_decapsulation_key(KeyAlg::RsaOaep, &raw).is_err());
+    // An ML-KEM key cannot unwrap RSA or EC KAOs, and says so.
+    let rsa: Value =
+        serde_json::from_slice(&fs::read(dir.join("vectors/pos-rsa-oaep-sha1-001.json")).unwrap())
+            .unwrap();
+    let rsa_kao = KeyAccessObject::from_json(&rsa["inputs"]["kao"]).unwrap();
+    assert!(!key.supports(rsa_kao.alg));
+    assert!(key.unwrap_kao(&rsa_kao).is_err());
 }

@@ -286,3 +286,79 @@ fn input_beyond_an_announced_zero_length_is_an_error() {
         "{err}"
     );
 }
+
+/// A reader that hands out at most `step` bytes per call (pipes, sockets).
+struct Trickle<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.step).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+/// Segments larger than the 64 KiB processing chunk, lengths on and around chunk and segment
+/// boundaries, input arriving in odd-sized reads, with and without an announced length; a bit
+/// flipped in a middle chunk of a segment is caught and no byte of that segment is released.
+#[test]
+fn segments_spanning_several_chunks() {
+    const CHUNK: usize = 64 * 1024;
+    let seg = 3 * CHUNK + 100;
+    for n in [
+        0,
+        CHUNK - 1,
+        CHUNK,
+        CHUNK + 1,
+        seg - 1,
+        seg,
+        seg + 1,
+        2 * seg + CHUNK,
+        3 * seg,
+    ] {
+        let plain = data(n, n as u64 + 5);
+        for announced in [false, true] {
+            let mut opts = EncryptOptions::new(KeyAccessPlan::single(recipient(
+                "https://kas.usa.dive/kas",
+                "r1",
+                rsa(),
+            )))
+            .segment_size(seg);
+            if announced {
+                opts = opts.plaintext_len(n as u64);
+            }
+            let mut tdf = Vec::new();
+            let input = Trickle {
+                data: &plain,
+                step: 10_007,
+            };
+            let summary = encrypt(input, &mut tdf, &opts).unwrap();
+            assert_eq!(summary.segments, n.div_ceil(seg).max(1), "size {n}");
+            assert_eq!(open(&tdf, &[("r1", rsa())]).unwrap(), plain, "size {n}");
+        }
+    }
+    // Tamper with the second chunk of the second segment.
+    let plain = data(2 * seg, 77);
+    let opts = EncryptOptions::new(KeyAccessPlan::single(recipient(
+        "https://kas.usa.dive/kas",
+        "r1",
+        rsa(),
+    )))
+    .segment_size(seg);
+    let mut tdf = Vec::new();
+    encrypt(Cursor::new(&plain), &mut tdf, &opts).unwrap();
+    let at = 30 + 9 + (seg + 28) + 12 + CHUNK + 5;
+    tdf[at] ^= 0x40;
+    let mut u = TdfReader::open(Cursor::new(&tdf))
+        .unwrap()
+        .unlock(&unwrapper(&[("r1", rsa())]))
+        .unwrap();
+    let mut out = Vec::new();
+    let err = u.decrypt_streaming_to(&mut out).unwrap_err();
+    assert!(matches!(err, Error::Segment { index: 1, .. }), "{err}");
+    assert_eq!(out, plain[..seg], "only the authentic first segment");
+}

@@ -226,10 +226,124 @@ fn changed_assertion_is_detected() {
         .as_object_mut()
         .unwrap()
         .remove("binding");
-    assert!(matches!(
-        attempt(&rebuild(&payload, &m)).0,
-        Error::Assertion { .. }
-    ));
+    let unsigned = rebuild(&payload, &m);
+    let (err, written) = attempt(&unsigned);
+    assert!(written.is_empty());
+    assert!(
+        matches!(&err, Error::AssertionUnsigned { id } if !id.is_empty()),
+        "{err}"
+    );
+    // inspect flags it without a key.
+    let report = dive_ztdf::inspect(Cursor::new(&unsigned)).unwrap();
+    assert!(!report.ok());
+    assert!(
+        report
+            .checks
+            .iter()
+            .any(|c| c.name == "assertion bindings" && !c.ok),
+        "{:?}",
+        report.checks
+    );
+    assert!(dive_ztdf::inspect(Cursor::new(&tdf)).unwrap().ok());
+}
+
+/// A JWS re-signed over the modified assertion with another key, one signed with the DEK over
+/// other segment hashes, and a binding method other than JWS: each is a specific error.
+#[test]
+fn resigned_or_unbound_assertion_is_detected() {
+    let (_, tdf) = original();
+    let (payload, manifest) = parts(&tdf);
+    let dek = {
+        let r = TdfReader::open(Cursor::new(&tdf)).unwrap();
+        let kao = r.key_access_objects()[0].clone();
+        // One split: the share is the DEK.
+        let key = dive_ztdf::KasPrivateKey::from_pem(&rsa().private_pem).unwrap();
+        key.unwrap_kao(&kao).unwrap().to_vec()
+    };
+    let aggregate: Vec<u8> = manifest["encryptionInformation"]["integrityInformation"]["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| b64::decode(s["hash"].as_str().unwrap()).unwrap())
+        .collect();
+    let a0 = dive_ztdf::assertion::Assertion::from_json(&manifest["assertions"][0]).unwrap();
+    let with = |a: &dive_ztdf::assertion::Assertion| {
+        let mut m = manifest.clone();
+        m["assertions"][0] = a.to_json(true);
+        rebuild(&payload, &m)
+    };
+    // Sanity: re-signing the untouched assertion with the real DEK and aggregate is accepted.
+    let mut ok = a0.clone();
+    ok.sign(&dek, &aggregate);
+    let mut out = Vec::new();
+    TdfReader::open(Cursor::new(with(&ok)))
+        .unwrap()
+        .unlock(&unwrapper(&[("r1", rsa())]))
+        .unwrap()
+        .decrypt_to(&mut out)
+        .unwrap();
+    // Downgraded label, re-signed with a key that is not the DEK.
+    let mut forged = a0.clone();
+    forged.statement.value = forged.statement.value.replace("SECRET", "UNCLASSIFIED");
+    forged.sign(&[9u8; 32], &aggregate);
+    let (err, written) = attempt(&with(&forged));
+    assert!(written.is_empty());
+    assert!(
+        matches!(&err, Error::Assertion { detail, .. } if detail.contains("signature does not verify")),
+        "{err}"
+    );
+    // Signed with the DEK but over other segment hashes: not bound to this payload.
+    let mut unbound = a0.clone();
+    unbound.sign(&dek, b"some other payload's segment hashes");
+    let (err, _) = attempt(&with(&unbound));
+    assert!(
+        matches!(&err, Error::Assertion { detail, .. } if detail.contains("does not bind")),
+        "{err}"
+    );
+    // A binding method DIVE does not know is not a signature.
+    let mut other = ok.clone();
+    other.binding.as_mut().unwrap().method = "none".into();
+    let (err, _) = attempt(&with(&other));
+    assert!(
+        matches!(&err, Error::Assertion { detail, .. } if detail.contains("unsupported binding method")),
+        "{err}"
+    );
+}
+
+/// The root signature does not cover the assertions, so a stripped handling assertion is only
+/// caught when the reader requires it; it is then a specific error.
+#[test]
+fn stripped_label_assertion_is_refused_when_required() {
+    let (plain, tdf) = original();
+    let (payload, manifest) = parts(&tdf);
+    let mut m = manifest.clone();
+    m["assertions"] = Value::Array(vec![]);
+    let stripped = rebuild(&payload, &m);
+    let err = TdfReader::open(Cursor::new(&stripped))
+        .unwrap()
+        .require_label_assertion()
+        .unlock(&unwrapper(&[("r1", rsa())]))
+        .unwrap_err();
+    assert!(matches!(err, Error::AssertionMissing { .. }), "{err}");
+    // Without the requirement (OpenTDF files have no such assertion) the file opens.
+    let mut out = Vec::new();
+    TdfReader::open(Cursor::new(&stripped))
+        .unwrap()
+        .unlock(&unwrapper(&[("r1", rsa())]))
+        .unwrap()
+        .decrypt_to(&mut out)
+        .unwrap();
+    assert_eq!(out, plain);
+    // The untouched file satisfies the requirement.
+    let mut out = Vec::new();
+    TdfReader::open(Cursor::new(&tdf))
+        .unwrap()
+        .require_label_assertion()
+        .unlock(&unwrapper(&[("r1", rsa())]))
+        .unwrap()
+        .decrypt_to(&mut out)
+        .unwrap();
+    assert_eq!(out, plain);
 }
 
 #[test]

@@ -28,15 +28,21 @@ pub enum ZtdfCommand {
 
 #[derive(Debug, Args)]
 pub struct EncryptArgs {
-    /// URL of the KAS that will release the key.
-    #[arg(long, value_name = "URL")]
-    kas_url: String,
-    /// The KAS public key (PEM SubjectPublicKeyInfo; RSA-2048+ gives `wrapped`, EC P-256 `ec-wrapped`).
-    #[arg(long, value_name = "FILE.pem")]
-    kas_public_key: PathBuf,
-    /// Key id of the KAS key, recorded in the key access object.
+    /// URL of a KAS that will release the key (or a share of it). Repeat for several KASes,
+    /// each paired in order with a --kas-public-key.
+    #[arg(long, value_name = "URL", required = true)]
+    kas_url: Vec<String>,
+    /// A KAS public key (PEM SubjectPublicKeyInfo; RSA-2048+ gives `wrapped`, EC P-256
+    /// `ec-wrapped`). One per --kas-url, in the same order.
+    #[arg(long, value_name = "FILE.pem", required = true)]
+    kas_public_key: Vec<PathBuf>,
+    /// Key id of a KAS key, recorded in its key access object: give none, or one per --kas-url.
     #[arg(long, value_name = "KID")]
-    kid: Option<String>,
+    kid: Vec<String>,
+    /// With several KASes: `all-of` splits the key so that every KAS must release its share;
+    /// `any-of` wraps the whole key to each, so any one of them can release it.
+    #[arg(long, value_enum, default_value = "all-of", value_name = "MODE")]
+    split: SplitMode,
     /// Display marking, e.g. "SECRET//FVEY//REL TO USA, GBR".
     #[arg(
         long,
@@ -72,14 +78,15 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct DecryptArgs {
-    /// KAS private key (PEM PKCS#8 RSA or EC P-256, or SEC1 EC): decrypt offline.
+    /// KAS private key (PEM PKCS#8 RSA or EC P-256, or SEC1 EC): decrypt offline. Repeat for a
+    /// file split across several KASes; each key access object is tried with the keys that fit.
     #[arg(
         long,
         value_name = "FILE",
         required_unless_present = "kas",
         conflicts_with = "kas"
     )]
-    private_key: Option<PathBuf>,
+    private_key: Vec<PathBuf>,
     /// Obtain the key from the KAS named in the file, as an OpenTDF client: rewrap with an
     /// ephemeral key, authorised by your access token (--token, or log in with --user).
     #[arg(long)]
@@ -133,6 +140,14 @@ pub struct DecryptArgs {
     output: PathBuf,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SplitMode {
+    /// Every KAS must release its share (XOR key split, one split id per KAS).
+    AllOf,
+    /// Any one KAS can release the whole key (one shared split id).
+    AnyOf,
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ClientKeyArg {
     Rsa,
@@ -165,15 +180,54 @@ fn open_input(path: &Path) -> anyhow::Result<File> {
     File::open(path).map_err(|e| bad_input(format!("cannot open input {}: {e}", path.display())))
 }
 
-fn encrypt(a: EncryptArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
-    let key = KasPublicKey::from_pem(&read_text(&a.kas_public_key, "KAS public key")?)
-        .map_err(|e| lib_err(e, &format!("{}", a.kas_public_key.display())))?;
-    if !a.kas_url.starts_with("https://") && !a.kas_url.starts_with("http://") {
+/// The KAS recipients of `dive ztdf encrypt`, paired in command-line order.
+fn recipients(a: &EncryptArgs) -> anyhow::Result<Vec<Recipient>> {
+    if a.kas_url.len() != a.kas_public_key.len() {
         return Err(bad_input(format!(
-            "--kas-url {:?} must be an http(s) URL",
-            a.kas_url
+            "{} --kas-url but {} --kas-public-key: give one public key per KAS, in the same order",
+            a.kas_url.len(),
+            a.kas_public_key.len()
         )));
     }
+    if !a.kid.is_empty() && a.kid.len() != a.kas_url.len() {
+        return Err(bad_input(format!(
+            "{} --kid for {} KAS(es): give no --kid or one per --kas-url",
+            a.kid.len(),
+            a.kas_url.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(a.kas_url.len());
+    for (i, (url, path)) in a.kas_url.iter().zip(&a.kas_public_key).enumerate() {
+        if !url.starts_with("https://") && !url.starts_with("http://") {
+            return Err(bad_input(format!(
+                "--kas-url {url:?} must be an http(s) URL"
+            )));
+        }
+        let key = KasPublicKey::from_pem(&read_text(path, "KAS public key")?)
+            .map_err(|e| lib_err(e, &format!("{}", path.display())))?;
+        out.push(Recipient::new(url.clone(), a.kid.get(i).cloned(), key));
+    }
+    Ok(out)
+}
+
+fn encrypt(a: EncryptArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
+    let mut recipients = recipients(&a)?;
+    let kases = recipients
+        .iter()
+        .map(|r| r.kas_url.as_str())
+        .collect::<Vec<_>>()
+        .join(if a.split == SplitMode::AllOf {
+            " + "
+        } else {
+            " | "
+        });
+    let plan = if recipients.len() == 1 {
+        KeyAccessPlan::single(recipients.remove(0))
+    } else if a.split == SplitMode::AllOf {
+        KeyAccessPlan::all_of(recipients)
+    } else {
+        KeyAccessPlan::any_of(recipients)
+    };
     let label = match (&a.label, &a.label_file) {
         (Some(m), _) => {
             dive_ztdf::label::label_from_marking(m).map_err(|e| lib_err(e, "--label"))?
@@ -187,21 +241,17 @@ fn encrypt(a: EncryptArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         .metadata()
         .with_context(|| format!("reading metadata of {}", a.input.display()))?
         .len();
-    let opts = EncryptOptions::new(KeyAccessPlan::single(Recipient::new(
-        a.kas_url.clone(),
-        a.kid.clone(),
-        key,
-    )))
-    .label(label.clone())
-    .segment_size(a.segment_size)
-    .mime_type(a.mime_type.clone())
-    .plaintext_len(len);
+    let opts = EncryptOptions::new(plan)
+        .label(label.clone())
+        .segment_size(a.segment_size)
+        .mime_type(a.mime_type.clone())
+        .plaintext_len(len);
     if ctx.dry_run {
         println!(
             "would encrypt {} ({len} bytes) to {} for {} as {}",
             a.input.display(),
             a.output.display(),
-            a.kas_url,
+            kases,
             label.marking()
         );
         return Ok(ExitCode::SUCCESS);
@@ -323,13 +373,16 @@ fn decrypt(a: DecryptArgs, ctx: &Context) -> anyhow::Result<ExitCode> {
         let rewrapped = rewrap_with_kas(&a, ctx, &reader)?;
         reader.unlock(&rewrapped)
     } else {
-        let path = a
-            .private_key
-            .as_ref()
-            .ok_or_else(|| bad_input("one of --private-key or --kas is required"))?;
-        let key = KasPrivateKey::from_pem(&read_text(path, "private key")?)
-            .map_err(|e| lib_err(e, &format!("{}", path.display())))?;
-        reader.unlock(&LocalKeyUnwrapper::new().with_key(None, key))
+        if a.private_key.is_empty() {
+            return Err(bad_input("one of --private-key or --kas is required"));
+        }
+        let mut keys = LocalKeyUnwrapper::new();
+        for path in &a.private_key {
+            let key = KasPrivateKey::from_pem(&read_text(path, "private key")?)
+                .map_err(|e| lib_err(e, &format!("{}", path.display())))?;
+            keys = keys.with_key(None, key);
+        }
+        reader.unlock(&keys)
     };
     let mut unlocked = unlocked.map_err(|e| lib_err(e, &format!("{}", a.input.display())))?;
     if ctx.dry_run {
