@@ -850,7 +850,15 @@ async fn resource_service_end_to_end() {
     let (_, older) = e
         .get(Some(&ada), &format!("/api/audit?limit=2&cursor={c}"))
         .await;
-    assert!(older["entries"][0]["at"].as_str().unwrap() <= v["entries"][1]["at"].as_str().unwrap());
+    // Compared as instants: RFC 3339 texts with trimmed fractions do not sort as strings.
+    let at = |x: &Value| {
+        OffsetDateTime::parse(
+            x["at"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+    };
+    assert!(at(&older["entries"][0]) <= at(&v["entries"][1]));
     let (s, v) = e.get(Some(&ada), "/api/audit?decision=maybe").await;
     assert_eq!(s, 400);
     assert_eq!(v["param"], "decision");
