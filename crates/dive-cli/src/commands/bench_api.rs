@@ -75,8 +75,11 @@ fn clients(ca_pem: &[u8], n: usize) -> anyhow::Result<Vec<reqwest::Client>> {
     (0..n)
         .map(|_| {
             let ca = reqwest::Certificate::from_pem(ca_pem)?;
+            // Redirects are not followed: the login helper reads the code from the IdP's
+            // redirect to the (unresolvable) client callback itself.
             Ok(reqwest::Client::builder()
                 .tls_certs_only([ca])
+                .redirect(reqwest::redirect::Policy::none())
                 .pool_max_idle_per_host(1)
                 .timeout(Duration::from_secs(30))
                 .build()?)

@@ -269,6 +269,16 @@ pub async fn run(
     // concurrently; their results are recorded in a fixed order.
     let pdp = ctx.pdp();
     let shared = docs::prepare(&ctx, pdp, loading).await;
+    if shared.api
+        && let Ok(store) = &shared.store
+    {
+        resources::wait_for_catalog(
+            &ctx,
+            store.metas.len() as u64,
+            std::time::Duration::from_secs(10),
+        )
+        .await;
+    }
     let (api, kas) = tokio::join!(resources::run(&ctx, &shared), kas::run(&ctx, &shared));
     for f in api.into_iter().chain(kas) {
         rec.record(f.id, f.title, f.outcome, f.ms);

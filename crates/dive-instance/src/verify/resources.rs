@@ -332,6 +332,39 @@ fn search_totals(totals: &[(String, Option<u64>)]) -> Outcome {
     }
 }
 
+/// The running service's catalog size (its `dive_api_catalog_documents` gauge).
+async fn catalog_documents(ctx: &Ctx) -> Option<f64> {
+    let http = ctx.http.as_ref()?;
+    let body = http
+        .get(format!("{}/metrics", ctx.cfg.urls.api))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    body.lines()
+        .find(|l| l.starts_with("dive_api_catalog_documents"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+}
+
+/// Wait (at most `limit`) until the running service's catalog holds at least `want` documents:
+/// the service picks up another writer's changes (the seed job's) by polling its store, so right
+/// after SEED it may not have them yet. Checking earlier would test the poll interval.
+pub async fn wait_for_catalog(ctx: &Ctx, want: u64, limit: std::time::Duration) {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < limit {
+        if catalog_documents(ctx)
+            .await
+            .is_some_and(|c| c as u64 >= want)
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn seeded_count(ctx: &Ctx, shared: &Shared) -> Outcome {
     let has_job = ctx.planned.iter().any(|s| s.init_job && s.name == "seed");
     if !has_job || !ctx.cfg.seed.enabled {
@@ -366,22 +399,7 @@ async fn seeded_count(ctx: &Ctx, shared: &Shared) -> Outcome {
     }
     // The running service's catalog holds every document of the store.
     let all = store.store.count(None).await.unwrap_or(0);
-    let metric = async {
-        let http = ctx.http.as_ref()?;
-        let body = http
-            .get(format!("{}/metrics", ctx.cfg.urls.api))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        body.lines()
-            .find(|l| l.starts_with("dive_api_catalog_documents"))
-            .and_then(|l| l.split_whitespace().last())
-            .and_then(|v| v.parse::<f64>().ok())
-    };
-    let catalog = metric.await;
+    let catalog = catalog_documents(ctx).await;
     match catalog {
         // Uploads made meanwhile (by these checks) may or may not be counted yet.
         Some(c) if (c as u64) < want => Outcome::Fail(format!(
