@@ -703,6 +703,28 @@ fn full_hub_deploy_restart_redeploy_use_spoke_and_nuke() {
         http: http.clone(),
         base: format!("https://localhost:{}", q[1]),
     };
+    // Verified both ways, with real brokered logins; the result is recorded.
+    let out = env.run(&["federation", "verify", "FRA", "--json"]);
+    let report: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
+    assert!(out.status.success(), "{report:#}");
+    let ids: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    for id in [
+        "USA→FRA.discovery",
+        "USA→FRA.upstream",
+        "USA→FRA.trust",
+        "USA→FRA.brokered_login",
+        "FRA→USA.brokered_login",
+    ] {
+        assert!(ids.contains(&id), "{id}: {report:#}");
+    }
+    let out = env.run(&["federation", "status"]);
+    assert!(text(&out).contains("8/8 passed"), "{}", text(&out));
     rt.block_on(async {
         // A FRA user logs in at the hub through FRA's IdP: hub tokens with French attributes.
         let broker = |user: &str| dive_idp::login_helper::BrokerRequest {
@@ -835,6 +857,10 @@ fn full_hub_deploy_restart_redeploy_use_spoke_and_nuke() {
             "the hub no longer offers FRA's IdP"
         );
     });
+    // A suspended link does not verify, and says why.
+    let out = env.run(&["federation", "verify", "FRA"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("disabled"), "{}", text(&out));
     let out = env.run(&["federation", "status", "--json"]);
     let st: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(st[0]["partner"], "FRA", "{st}");

@@ -12,6 +12,7 @@
 pub mod broker;
 pub mod registry;
 pub mod trust;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 

@@ -24,6 +24,15 @@ pub enum FederationCommand {
     Resume(LinkArgs),
     /// Revoke a link for good (linking again later starts a new link).
     Revoke(LinkArgs),
+    /// Check a link both ways (discovery, upstream and client, trust, a real brokered login of a
+    /// partner test user each way) and record the result; exit 1 if a check fails.
+    Verify {
+        /// The spoke's ISO 3166-1 alpha-3 code.
+        code: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Every link of the hub, what each side's files say now, and its history.
     Status {
         /// Machine-readable output.
@@ -45,6 +54,7 @@ pub fn run(cmd: FederationCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let (args, op) = match cmd {
         FederationCommand::Status { json } => return status(ctx, json),
+        FederationCommand::Verify { code, json } => return verify(ctx, &code, json),
         FederationCommand::Link(a) => (a, None),
         FederationCommand::Unlink(a) => (a, Some(None)),
         FederationCommand::Suspend(a) => (a, Some(Some(LinkStatus::Suspended))),
@@ -107,8 +117,8 @@ fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<8} {:<10} {:<13} {:<13} {:<25} changes",
-        "partner", "status", "hub trusts", "spoke trusts", "since"
+        "{:<8} {:<10} {:<13} {:<13} {:<25} {:<8} last verification",
+        "partner", "status", "hub trusts", "spoke trusts", "since", "changes"
     );
     for r in &report {
         let since = time::OffsetDateTime::from_unix_timestamp_nanos(
@@ -120,8 +130,18 @@ fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
                 .ok()
         })
         .unwrap_or_default();
+        let verified = match &r.link.last_verification {
+            None => "never".to_string(),
+            Some(v) => {
+                let checks = v["checks"].as_array().map_or(0, Vec::len);
+                let passed = v["checks"]
+                    .as_array()
+                    .map_or(0, |a| a.iter().filter(|c| c["ok"] == true).count());
+                format!("{passed}/{checks} passed")
+            }
+        };
         println!(
-            "{:<8} {:<10} {:<13} {:<13} {:<25} {}",
+            "{:<8} {:<10} {:<13} {:<13} {:<25} {:<8} {verified}",
             r.link.partner.as_str(),
             r.link.status.as_str(),
             yes_no(r.hub_trusts_spoke),
@@ -131,6 +151,43 @@ fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn verify(ctx: &Context, code: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let code = spoke_code(code)?;
+    let pair = Pair::load(&ctx.home, code).map_err(classify)?;
+    let report = runtime()?
+        .block_on(dive_federation::verify::verify(&pair))
+        .map_err(classify)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for c in &report.checks {
+            let retries = if c.attempts > 1 {
+                format!(" (after {} attempts)", c.attempts)
+            } else {
+                String::new()
+            };
+            println!(
+                "{} {:<28} {}{retries}",
+                if c.ok { "PASS" } else { "FAIL" },
+                c.id,
+                c.detail
+            );
+        }
+        let passed = report.checks.iter().filter(|c| c.ok).count();
+        println!(
+            "{} ⇄ {}: {passed}/{} checks passed",
+            report.hub,
+            report.spoke,
+            report.checks.len()
+        );
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn yes_no(b: bool) -> &'static str {
