@@ -673,6 +673,8 @@ fn full_hub_deploy_restart_redeploy_use_spoke_and_nuke() {
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(t.contains("spoke FRA deployed"), "{t}");
+    // …and linked with the hub as part of the deployment.
+    assert!(t.contains("federation: USA ⇄ FRA active"), "{t}");
     let spoke_verify = env.json("instances/fra/last-verify.json");
     assert_eq!(spoke_verify["failed"], 0, "{spoke_verify:#}");
     for id in [
@@ -692,7 +694,7 @@ fn full_hub_deploy_restart_redeploy_use_spoke_and_nuke() {
     // The hub is untouched by the spoke.
     assert_eq!(service(&env, "api")["state"], "running");
 
-    // Federation: link the spoke with the hub, both ways.
+    // Federation: the deployment linked the spoke with the hub; linking again changes nothing.
     let out = env.run(&["federation", "link", "FRA"]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");

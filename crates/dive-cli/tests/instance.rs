@@ -597,11 +597,12 @@ fn a_spoke_runs_beside_the_hub_on_its_own_ports_and_is_nuked_alone() {
         issuers[format!("https://localhost:{}", fra[0])]["instance"],
         "FRA"
     );
-    assert!(
-        issuers
-            .get(format!("https://localhost:{}", hub_ports[0]))
-            .is_none(),
-        "not federated yet"
+    // Deploying the spoke linked it with the installation's hub (`--standalone` would not).
+    assert!(t.contains("federation: USA ⇄ FRA active"), "{t}");
+    assert_eq!(
+        issuers[format!("https://localhost:{}", hub_ports[0])]["instance"],
+        "USA",
+        "the spoke trusts the hub's issuer"
     );
 
     let out = env.run(&["spoke", "verify", "FRA"]);

@@ -100,6 +100,10 @@ pub struct DeployArgs {
 pub struct SpokeDeployArgs {
     /// The spoke's ISO 3166-1 alpha-3 code (e.g. FRA).
     pub code: String,
+    /// Do not federate with this installation's hub (by default a deployed spoke is linked
+    /// with the local hub both ways, as `dive federation link CODE` does).
+    #[arg(long)]
+    pub standalone: bool,
     #[command(flatten)]
     pub deploy: DeployArgs,
 }
@@ -234,15 +238,15 @@ pub fn run_hub(cmd: HubCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
 
 pub fn run_spoke(cmd: SpokeCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
     match cmd {
-        SpokeCommand::Deploy(a) => run_deploy(
-            ctx,
-            spoke_code(&a.code)?,
-            Role::Spoke,
-            &a.deploy,
-            Mode::Deploy,
-        ),
+        SpokeCommand::Deploy(a) => {
+            let code = spoke_code(&a.code)?;
+            let rc = run_deploy(ctx, code, Role::Spoke, &a.deploy, Mode::Deploy)?;
+            federate(ctx, code, &a, rc)
+        }
         SpokeCommand::Up(a) => {
-            run_deploy(ctx, spoke_code(&a.code)?, Role::Spoke, &a.deploy, Mode::Up)
+            let code = spoke_code(&a.code)?;
+            let rc = run_deploy(ctx, code, Role::Spoke, &a.deploy, Mode::Up)?;
+            federate(ctx, code, &a, rc)
         }
         SpokeCommand::Down(a) => down(ctx, spoke_code(&a.code)?),
         SpokeCommand::Status(a) => status(ctx, spoke_code(&a.code)?, Role::Spoke, a.json),
@@ -250,6 +254,57 @@ pub fn run_spoke(cmd: SpokeCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
         SpokeCommand::Logs(a) => logs(ctx, spoke_code(&a.code)?, &a.logs),
         SpokeCommand::RotateSecrets(a) => {
             rotate(ctx, spoke_code(&a.code)?, Role::Spoke, &a.services)
+        }
+    }
+}
+
+/// After a successful spoke deployment: link it with this installation's hub (both ways,
+/// idempotent), unless `--standalone`, a dry run, or there is no hub here.
+fn federate(
+    ctx: &Context,
+    code: CountryCode,
+    a: &SpokeDeployArgs,
+    deployed: ExitCode,
+) -> anyhow::Result<ExitCode> {
+    if deployed != ExitCode::SUCCESS || a.standalone || ctx.dry_run {
+        return Ok(deployed);
+    }
+    let has_hub = dive_instance::config::all(&ctx.home)?
+        .iter()
+        .any(|c| c.role == Role::Hub);
+    // JSON output stays one document on stdout: the federation summary goes to stderr.
+    let say = |line: String| {
+        if a.deploy.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    if !has_hub {
+        say(format!(
+            "  federation: no hub in this installation; {code} runs standalone"
+        ));
+        return Ok(deployed);
+    }
+    let outcome = dive_federation::Pair::load(&ctx.home, code).and_then(|pair| {
+        super::stack_runtime::runtime()
+            .map_err(|e| dive_federation::FederationError::Invalid(e.to_string()))?
+            .block_on(dive_federation::link(&pair, "spoke deploy"))
+            .map(|o| (pair.hub.code, o))
+    });
+    match outcome {
+        Ok((hub, o)) => {
+            say(format!(
+                "  federation: {hub} ⇄ {code} {} (check it: dive federation verify {code})",
+                o.status.map_or("unlinked", |s| s.as_str())
+            ));
+            Ok(deployed)
+        }
+        Err(e) => {
+            eprintln!(
+                "error: {code} is deployed, but linking it with the hub failed: {e}\n  retry: dive federation link {code}   (or deploy with --standalone)"
+            );
+            Ok(ExitCode::from(1))
         }
     }
 }
