@@ -2,18 +2,10 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdpError {
-    #[error("database {location}: {source}")]
-    Db {
-        location: String,
-        source: sqlx::Error,
-    },
+    #[error(transparent)]
+    Db(#[from] dive_db::DbError),
     #[error("database: {0}")]
     Query(#[from] sqlx::Error),
-    #[error("migrating {location}: {source}")]
-    Migrate {
-        location: String,
-        source: sqlx::migrate::MigrateError,
-    },
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
     #[error("{0} not found")]
