@@ -7,6 +7,9 @@
 //! unauthorised user, an expired token and a foreign issuer's token; a spoke beside the hub;
 //! `nuke`.
 
+mod support;
+use support::{args, port_flags, ports, text, wait_until};
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -70,52 +73,6 @@ impl Drop for Env {
             .arg(&self.home)
             .args(["-q", "nuke", "all", "--confirm"])
             .output();
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Five free ports for one instance (idp, api, kas, web, pdp).
-fn ports() -> [u16; 5] {
-    let ls: Vec<std::net::TcpListener> = (0..5)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let p: Vec<u16> = ls.iter().map(|l| l.local_addr().unwrap().port()).collect();
-    [p[0], p[1], p[2], p[3], p[4]]
-}
-
-fn port_flags(p: &[u16; 5]) -> Vec<String> {
-    [
-        "--idp-port",
-        "--api-port",
-        "--kas-port",
-        "--web-port",
-        "--pdp-port",
-    ]
-    .iter()
-    .zip(p)
-    .flat_map(|(f, v)| [f.to_string(), v.to_string()])
-    .collect()
-}
-
-fn args<'a>(base: &[&'a str], extra: &'a [String]) -> Vec<&'a str> {
-    base.iter()
-        .copied()
-        .chain(extra.iter().map(String::as_str))
-        .collect()
-}
-
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

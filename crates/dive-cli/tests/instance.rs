@@ -6,10 +6,13 @@
 //! keeps only the IdP (plus, where a test needs one, a shell service that becomes healthy when
 //! the test says so).
 
+mod support;
+use support::{args, port_flags, ports, text, wait_until};
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -95,44 +98,6 @@ impl Drop for Env {
     }
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Five free ports for one instance (idp, api, kas, web, pdp).
-fn ports() -> [u16; 5] {
-    let ls: Vec<std::net::TcpListener> = (0..5)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let p: Vec<u16> = ls.iter().map(|l| l.local_addr().unwrap().port()).collect();
-    [p[0], p[1], p[2], p[3], p[4]]
-}
-
-fn port_flags(p: &[u16; 5]) -> Vec<String> {
-    [
-        "--idp-port",
-        "--api-port",
-        "--kas-port",
-        "--web-port",
-        "--pdp-port",
-    ]
-    .iter()
-    .zip(p)
-    .flat_map(|(f, v)| [f.to_string(), v.to_string()])
-    .collect()
-}
-
-fn args<'a>(base: &[&'a str], extra: &'a [String]) -> Vec<&'a str> {
-    base.iter()
-        .copied()
-        .chain(extra.iter().map(String::as_str))
-        .collect()
-}
-
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
@@ -186,14 +151,6 @@ const SLOW: &str = r#"  slow:
       dive.service.class: core
       dive.service.timeout: 120s
 "#;
-
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(t0.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// The stack's services as the supervisor reports them.
 fn stack_status(env: &Env, stack: &str) -> Value {

@@ -1,6 +1,9 @@
 //! `dive stack up|status|logs|down|ps`, history, metrics and nuke, driving the real binary with a
 //! temporary DIVE_HOME and small shell services.
 
+mod support;
+use support::text;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -75,14 +78,6 @@ impl Drop for Env {
             .args(["-q", "nuke", "all", "--confirm"])
             .output();
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn service<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
