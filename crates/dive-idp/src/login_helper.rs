@@ -84,6 +84,43 @@ fn is_cookie(cookie: &str, base: &str) -> bool {
 }
 
 /// The alert shown on a page, or its beginning.
+/// The hidden fields of an IdP login page and the CSRF cookie that goes with them.
+struct LoginForm {
+    request_id: String,
+    csrf: String,
+    csrf_cookie: String,
+}
+
+/// Read the login page `resp`; a page without the form is an error of `step`, described by
+/// `detail` from the page's HTML.
+async fn login_form(
+    resp: reqwest::Response,
+    step: &'static str,
+    detail: fn(&str) -> String,
+) -> Result<LoginForm, LoginError> {
+    let status = resp.status().as_u16();
+    let csrf_cookie = cookies(&resp)
+        .into_iter()
+        .find(|c| is_cookie(c, "dive_idp_csrf"));
+    let html = resp.text().await?;
+    match (
+        hidden_value(&html, "request_id"),
+        hidden_value(&html, "csrf"),
+        csrf_cookie,
+    ) {
+        (Some(request_id), Some(csrf), Some(csrf_cookie)) => Ok(LoginForm {
+            request_id,
+            csrf,
+            csrf_cookie,
+        }),
+        _ => Err(LoginError::Unexpected {
+            step,
+            status,
+            detail: detail(&html),
+        }),
+    }
+}
+
 fn page_message(html: &str) -> String {
     html.split("role=\"alert\">")
         .nth(1)
@@ -177,21 +214,11 @@ pub async fn authorize(
             iss: get("iss"),
         });
     }
-    let csrf_cookie = cookies(&resp)
-        .into_iter()
-        .find(|c| is_cookie(c, "dive_idp_csrf"));
-    let html = resp.text().await?;
-    let (Some(request_id), Some(csrf), Some(csrf_cookie)) = (
-        hidden_value(&html, "request_id"),
-        hidden_value(&html, "csrf"),
+    let LoginForm {
+        request_id,
+        csrf,
         csrf_cookie,
-    ) else {
-        return Err(LoginError::Unexpected {
-            step: "authorize",
-            status,
-            detail: html.chars().take(300).collect(),
-        });
-    };
+    } = login_form(resp, "authorize", |html| html.chars().take(300).collect()).await?;
     let resp = http
         .post(format!("{}/login", req.issuer))
         .header(reqwest::header::COOKIE, &csrf_cookie)
@@ -516,21 +543,11 @@ pub async fn upstream_login(
         // The upstream answered at once (an SSO session, or an error for the downstream).
         return Ok((location(&resp), None));
     }
-    let csrf_cookie = cookies(&resp)
-        .into_iter()
-        .find(|c| is_cookie(c, "dive_idp_csrf"));
-    let html = resp.text().await?;
-    let (Some(request_id), Some(csrf), Some(csrf_cookie)) = (
-        hidden_value(&html, "request_id"),
-        hidden_value(&html, "csrf"),
+    let LoginForm {
+        request_id,
+        csrf,
         csrf_cookie,
-    ) else {
-        return Err(LoginError::Unexpected {
-            step: "upstream authorize",
-            status,
-            detail: page_message(&html),
-        });
-    };
+    } = login_form(resp, "upstream authorize", page_message).await?;
     let resp = http
         .post(format!("{base}/login"))
         .header(reqwest::header::COOKIE, &csrf_cookie)

@@ -376,22 +376,32 @@ pub async fn list(db: &Db) -> Result<Vec<Upstream>, IdpError> {
     rows.iter().map(from_row).collect()
 }
 
+/// Binds $1–$10: the upstream's columns from `alias` to `enabled`, as INSERT and UPDATE number them.
+fn bind_fields<'q>(
+    q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    u: &'q Upstream,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    q.bind(&u.alias)
+        .bind(&u.display_name)
+        .bind(&u.issuer)
+        .bind(&u.client_id)
+        .bind(&u.client_secret)
+        .bind(serde_json::to_string(&u.scopes).unwrap_or_default())
+        .bind(serde_json::to_string(&u.claim_mapping).unwrap_or_default())
+        .bind(u.country.map(|c| c.as_str().to_string()))
+        .bind(&u.ca_pem)
+        .bind(i64::from(u.enabled))
+}
+
 async fn insert(db: &Db, u: &Upstream) -> Result<(), IdpError> {
-    sqlx::query(
-        "INSERT INTO idp_upstreams (alias, display_name, issuer, client_id, client_secret, \
-         scopes, claim_mapping, country, ca_pem, enabled, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    bind_fields(
+        sqlx::query(
+            "INSERT INTO idp_upstreams (alias, display_name, issuer, client_id, client_secret, \
+             scopes, claim_mapping, country, ca_pem, enabled, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        ),
+        u,
     )
-    .bind(&u.alias)
-    .bind(&u.display_name)
-    .bind(&u.issuer)
-    .bind(&u.client_id)
-    .bind(&u.client_secret)
-    .bind(serde_json::to_string(&u.scopes).unwrap_or_default())
-    .bind(serde_json::to_string(&u.claim_mapping).unwrap_or_default())
-    .bind(u.country.map(|c| c.as_str().to_string()))
-    .bind(&u.ca_pem)
-    .bind(i64::from(u.enabled))
     .bind(u.created_at)
     .bind(u.updated_at)
     .execute(&db.pool)
@@ -400,21 +410,14 @@ async fn insert(db: &Db, u: &Upstream) -> Result<(), IdpError> {
 }
 
 async fn store_update(db: &Db, u: &Upstream) -> Result<(), IdpError> {
-    let r = sqlx::query(
-        "UPDATE idp_upstreams SET display_name = $2, issuer = $3, client_id = $4, \
-         client_secret = $5, scopes = $6, claim_mapping = $7, country = $8, ca_pem = $9, \
-         enabled = $10, updated_at = $11 WHERE alias = $1",
+    let r = bind_fields(
+        sqlx::query(
+            "UPDATE idp_upstreams SET display_name = $2, issuer = $3, client_id = $4, \
+             client_secret = $5, scopes = $6, claim_mapping = $7, country = $8, ca_pem = $9, \
+             enabled = $10, updated_at = $11 WHERE alias = $1",
+        ),
+        u,
     )
-    .bind(&u.alias)
-    .bind(&u.display_name)
-    .bind(&u.issuer)
-    .bind(&u.client_id)
-    .bind(&u.client_secret)
-    .bind(serde_json::to_string(&u.scopes).unwrap_or_default())
-    .bind(serde_json::to_string(&u.claim_mapping).unwrap_or_default())
-    .bind(u.country.map(|c| c.as_str().to_string()))
-    .bind(&u.ca_pem)
-    .bind(i64::from(u.enabled))
     .bind(u.updated_at)
     .execute(&db.pool)
     .await?;

@@ -39,16 +39,21 @@ impl<K: PartialEq + Clone> DecisionCache<K> {
         &self.shards[(key as usize) % SHARDS]
     }
 
-    pub(crate) fn get(
+    /// The live decision for `input` (compared in full, so hash collisions cannot mix decisions);
+    /// `input` may be a borrowed form of the key document (a byte slice for request bodies).
+    pub(crate) fn get<Q: PartialEq + ?Sized>(
         &self,
         key: u64,
-        input: &K,
+        input: &Q,
         generation: u64,
         now: Instant,
-    ) -> Option<Decision> {
+    ) -> Option<Decision>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
         let shard = self.shard(key).lock().ok()?;
         let e = shard.get(&key)?;
-        (e.generation == generation && e.expires > now && e.input == *input)
+        (e.generation == generation && e.expires > now && e.input.borrow() == input)
             .then(|| e.decision.clone())
     }
 

@@ -331,8 +331,8 @@ impl Pdp {
         }
         let key = body_key(body);
         let generation = self.current().generation;
-        let boxed: Box<[u8]> = body.into();
-        if let Some(d) = self.body_cache.get(key, &boxed, generation, Instant::now()) {
+        // A hit compares the body in place; only a miss copies it into the cache.
+        if let Some(d) = self.body_cache.get(key, body, generation, Instant::now()) {
             return Ok(d);
         }
         let input = parse(body)?;
@@ -342,7 +342,7 @@ impl Pdp {
         if loaded.generation == generation && decision.policy_version.is_some() {
             let ttl = ttl_for(&loaded, &input, &decision);
             self.body_cache
-                .insert(key, &boxed, &decision, ttl, generation);
+                .insert(key, &Box::from(body), &decision, ttl, generation);
         }
         Ok(decision)
     }

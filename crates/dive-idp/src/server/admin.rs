@@ -88,6 +88,30 @@ fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
     })
 }
 
+/// A PUT body whose identifier `field` comes from the path: a body value must agree with `id`,
+/// an absent one is filled in; then the body is read as `T` (errors name the field).
+fn with_path_id<T: DeserializeOwned>(
+    body: &[u8],
+    field: &'static str,
+    id: &str,
+) -> Result<T, Box<Response>> {
+    let mut raw: Value = parse(body)?;
+    if let Some(obj) = raw.as_object_mut() {
+        match obj.get(field).and_then(Value::as_str) {
+            Some(given) if given != id => {
+                return Err(Box::new(from_idp(IdpError::invalid(
+                    field,
+                    format!("body says {given:?} but the path says {id:?}"),
+                ))));
+            }
+            _ => {
+                obj.insert(field.into(), json!(id));
+            }
+        }
+    }
+    parse(raw.to_string().as_bytes())
+}
+
 /// Check the bearer token: valid, unrevoked, scope `admin`, and its client still holds the scope.
 async fn require_admin(state: &Shared, headers: &HeaderMap) -> Result<String, Response> {
     let Some(token) = headers
@@ -205,24 +229,7 @@ pub async fn put_upstream(
     body: Bytes,
 ) -> Response {
     let who = admin!(state, headers);
-    let mut raw: Value = match parse(&body) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    if let Some(obj) = raw.as_object_mut() {
-        match obj.get("alias").and_then(Value::as_str) {
-            Some(a) if a != alias => {
-                return from_idp(IdpError::invalid(
-                    "alias",
-                    format!("body says {a:?} but the path says {alias:?}"),
-                ));
-            }
-            _ => {
-                obj.insert("alias".into(), json!(alias));
-            }
-        }
-    }
-    let spec: UpstreamSpec = match parse(raw.to_string().as_bytes()) {
+    let spec: UpstreamSpec = match with_path_id(&body, "alias", &alias) {
         Ok(s) => s,
         Err(r) => return *r,
     };
@@ -446,24 +453,7 @@ pub async fn put_client(
     body: Bytes,
 ) -> Response {
     let who = admin!(state, headers);
-    let mut raw: Value = match parse(&body) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    if let Some(obj) = raw.as_object_mut() {
-        match obj.get("client_id").and_then(Value::as_str) {
-            Some(c) if c != id => {
-                return from_idp(IdpError::invalid(
-                    "client_id",
-                    format!("body says {c:?} but the path says {id:?}"),
-                ));
-            }
-            _ => {
-                obj.insert("client_id".into(), json!(id));
-            }
-        }
-    }
-    let spec: ClientSpec = match parse(raw.to_string().as_bytes()) {
+    let spec: ClientSpec = match with_path_id(&body, "client_id", &id) {
         Ok(s) => s,
         Err(r) => return *r,
     };
