@@ -11,7 +11,13 @@ use dive_ztdf::{KasPrivateKey, KasPublicKey, LocalKeyUnwrapper, Recipient};
 pub fn testdata() -> PathBuf {
     let base = match std::env::var_os("DIVE_SHARED_DIR") {
         Some(d) => PathBuf::from(d),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
+        // `cargo test` sets CARGO_MANIFEST_DIR when it runs the test, which stays right when a
+        // test binary built in another checkout of the same workspace is reused.
+        None => PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+        )
+        .join("../../../shared"),
     };
     let dir = base.join("testdata/opentdf");
     assert!(
