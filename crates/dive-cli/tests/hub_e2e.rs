@@ -8,11 +8,12 @@
 //! `nuke`.
 
 mod support;
+use support::instance::{Api, Env, claims_of, login, wait_for_fresh_totp_step};
 use support::{args, port_flags, ports, text, wait_until};
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
@@ -20,61 +21,6 @@ use sha2::{Digest, Sha256};
 
 /// Small, so that the test stays fast; the seed job's cost grows linearly.
 const SEED_COUNT: &str = "200";
-
-struct Env {
-    _tmp: tempfile::TempDir,
-    home: PathBuf,
-    dir: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::Builder::new().prefix("dve").tempdir().unwrap();
-        let home = tmp.path().join("h");
-        let dir = tmp.path().join("s");
-        std::fs::create_dir_all(&dir).unwrap();
-        Env {
-            _tmp: tmp,
-            home,
-            dir,
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_dive"));
-        c.arg("--home").arg(&self.home).args(args);
-        c.current_dir(&self.dir).stdin(Stdio::null());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("DIVE_") {
-                c.env_remove(k);
-            }
-        }
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn json(&self, rel: &str) -> Value {
-        let p = self.home.join(rel);
-        serde_json::from_slice(
-            &std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
-        )
-        .unwrap()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        // Never leave supervisors behind, whatever the test did.
-        let _ = Command::new(env!("CARGO_BIN_EXE_dive"))
-            .arg("--home")
-            .arg(&self.home)
-            .args(["-q", "nuke", "all", "--confirm"])
-            .output();
-    }
-}
 
 /// A check of a verify report, by id.
 fn check<'a>(report: &'a Value, id: &str) -> &'a Value {
@@ -149,131 +95,6 @@ fn report_of(out: &Output) -> Value {
         .unwrap_or_else(|| panic!("no report line in {s}"));
     let md = PathBuf::from(line.trim().trim_start_matches("report: "));
     serde_json::from_slice(&std::fs::read(md.with_file_name("report.json")).unwrap()).unwrap()
-}
-
-struct Api {
-    http: reqwest::Client,
-    base: String,
-}
-
-impl Api {
-    async fn get(&self, token: &str, path: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        let s = r.status().as_u16();
-        (s, r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn download(&self, token: &str, id: &str) -> (u16, Vec<u8>) {
-        let r = self
-            .http
-            .get(format!("{}/api/resources/{id}/download", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        let s = r.status().as_u16();
-        (s, r.bytes().await.unwrap().to_vec())
-    }
-
-    async fn upload(&self, token: &str, parts: &[(&str, Option<&str>, &[u8])]) -> (u16, Value) {
-        let boundary = "dive-e2e-boundary-7f3a9c";
-        let mut body = Vec::new();
-        for (name, file, data) in parts {
-            body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-            match file {
-                Some(f) => body.extend_from_slice(
-                    format!(
-                        "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\n\r\n"
-                    )
-                    .as_bytes(),
-                ),
-                None => body.extend_from_slice(
-                    format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
-                ),
-            }
-            body.extend_from_slice(data);
-            body.extend_from_slice(b"\r\n");
-        }
-        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-        let r = self
-            .http
-            .post(format!("{}/api/resources", self.base))
-            .bearer_auth(token)
-            .header(
-                "content-type",
-                format!("multipart/form-data; boundary={boundary}"),
-            )
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let s = r.status().as_u16();
-        (s, r.json().await.unwrap_or(Value::Null))
-    }
-}
-
-async fn login(
-    http: &reqwest::Client,
-    issuer: &str,
-    user: &str,
-    password: &str,
-    totp: Option<String>,
-) -> (String, Value) {
-    let req = dive_idp::login_helper::LoginRequest {
-        issuer: issuer.to_string(),
-        client_id: "dive-cli".to_string(),
-        client_secret: None,
-        redirect_uri: "http://127.0.0.1/callback".to_string(),
-        scope: "openid profile coalition".to_string(),
-        username: user.to_string(),
-        password: password.to_string(),
-        totp_secret: totp,
-        extra: vec![],
-    };
-    let (tokens, _) = dive_idp::login_helper::login(http, &req)
-        .await
-        .unwrap_or_else(|e| panic!("login as {user}: {e}"));
-    let token = tokens["access_token"].as_str().unwrap().to_string();
-    (token, claims_of(&tokens["access_token"]))
-}
-
-/// TOTP codes are single use per 30 s step, and the deployments' verifications have just used
-/// this user's: wait, if need be, until the login helper (current step, then the next) can make
-/// an unused one, as verify does.
-async fn wait_for_fresh_totp_step(home: &std::path::Path, user: &str) {
-    let db = dive_idp::Db::open(&home.join("instances/usa/idp.db").display().to_string())
-        .await
-        .unwrap();
-    let last = dive_idp::users::find_by_username(&db, user)
-        .await
-        .unwrap()
-        .unwrap()
-        .totp_last_step;
-    db.pool.close().await;
-    let step = dive_idp::totp::STEP_SECS;
-    let now = dive_idp::util::now();
-    if now / step + 1 > last {
-        return;
-    }
-    let wait = (last * step - now).max(0) as u64;
-    tokio::time::sleep(Duration::from_secs(wait) + Duration::from_millis(200)).await;
-}
-
-fn claims_of(token: &Value) -> Value {
-    use base64::Engine;
-    let p = token.as_str().unwrap().split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(p)
-            .unwrap(),
-    )
-    .unwrap()
 }
 
 /// (status, body) of a raw KAS rewrap with `bearer`.
@@ -424,7 +245,7 @@ fn full_hub_deploy_restart_redeploy_use_spoke_and_nuke() {
             .as_str()
             .unwrap()
             .to_string();
-        wait_for_fresh_totp_step(&env.home, "testuser-usa-5").await;
+        wait_for_fresh_totp_step(&env.home, "USA", "testuser-usa-5").await;
         let (top, top_claims) = login(
             &http,
             &issuer,

@@ -10,6 +10,7 @@
 //! records nothing new.
 
 pub mod broker;
+pub mod health;
 pub mod registry;
 pub mod trust;
 pub mod verify;
@@ -47,6 +48,17 @@ pub enum FederationError {
         partner: CountryCode,
         from: LinkStatus,
         to: LinkStatus,
+    },
+    #[error(
+        "the circuit breaker of the link with {partner} is open after {failures} failed \
+         verifications (last: {last_error}); the next verification is allowed at {until}, \
+         or now with `dive federation verify {partner} --force`"
+    )]
+    BreakerOpen {
+        partner: CountryCode,
+        failures: u32,
+        last_error: String,
+        until: String,
     },
     /// Bad input: the operator named something that cannot be linked.
     #[error("{0}")]
@@ -132,6 +144,24 @@ impl Pair {
         Registry::open(&self.registry_location().display().to_string()).await
     }
 
+    /// Hold the installation's federation lock: every link operation rewrites the hub's shared
+    /// files (trusted issuers, federation matrix, partners), so two spokes deploying at once
+    /// must take turns or one's read-modify-write would drop the other's partner. The lock is
+    /// an OS file lock, released when the returned file is dropped, also if the process dies.
+    pub async fn lock(&self) -> Result<std::fs::File, FederationError> {
+        let path = InstancePaths::new(&self.home, self.hub.code).federation_lock();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| FederationError::io("open", &path, e))?;
+        tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+            .await
+            .map_err(|e| FederationError::Corrupt(format!("federation lock task: {e}")))?
+            .map_err(|e| FederationError::io("lock", &path, e))
+    }
+
     /// Write the link's state to both sides: PDP data and partners files, and both IdPs'
     /// upstreams and broker clients. Returns what changed.
     pub async fn apply(&self, status: Option<LinkStatus>) -> Result<Vec<String>, FederationError> {
@@ -156,6 +186,7 @@ pub struct Outcome {
 /// Link the spoke with the hub (or re-apply an active link): pending, trust written both ways,
 /// active. A suspended link stays suspended (use `resume`); a revoked one starts over.
 pub async fn link(pair: &Pair, reason: &str) -> Result<Outcome, FederationError> {
+    let _lock = pair.lock().await?;
     let reg = pair.registry().await?;
     let code = pair.spoke.code;
     let current = reg.get(code).await?.map(|l| l.status);
@@ -190,6 +221,7 @@ pub async fn set_status(
     to: LinkStatus,
     reason: &str,
 ) -> Result<Outcome, FederationError> {
+    let _lock = pair.lock().await?;
     let reg = pair.registry().await?;
     let code = pair.spoke.code;
     let result = async {
@@ -226,6 +258,7 @@ pub async fn set_status(
 /// Remove the link: trust withdrawn on both sides, partner entries removed, the registry row
 /// revoked and deleted (its history stays). Unlinking what is not linked changes nothing.
 pub async fn unlink(pair: &Pair, reason: &str) -> Result<Outcome, FederationError> {
+    let _lock = pair.lock().await?;
     let reg = pair.registry().await?;
     let result = async {
         let changed = pair.apply(None).await?;
@@ -251,6 +284,9 @@ pub struct LinkReport {
     pub hub_trusts_spoke: bool,
     /// The spoke trusts the hub's issuer now.
     pub spoke_trusts_hub: bool,
+    /// Whether each side answers now (its IdP and resource service), probed during `status`.
+    pub hub_health: health::Health,
+    pub spoke_health: health::Health,
     pub history: Vec<Change>,
 }
 
@@ -267,9 +303,21 @@ pub async fn status(home: &Path) -> Result<Vec<LinkReport>, FederationError> {
     let result = async {
         let mut out = Vec::new();
         let hub_trusts = trust::trusted_partners(home, hub.code)?;
-        for link in reg.list().await? {
+        let http = health::client(home).map_err(|e| e.to_string());
+        let links = reg.list().await?;
+        let hub_health = health::probe_with(&http, hub).await;
+        let mut spoke_health = Vec::with_capacity(links.len());
+        for link in &links {
+            spoke_health.push(match all.iter().find(|c| c.code == link.partner) {
+                Some(cfg) => health::probe_with(&http, cfg).await,
+                None => health::Health::unknown(link.partner),
+            });
+        }
+        for (link, spoke_health) in links.into_iter().zip(spoke_health) {
             let spoke_trusts = trust::trusted_partners(home, link.partner).unwrap_or_default();
             out.push(LinkReport {
+                hub_health: hub_health.clone(),
+                spoke_health,
                 hub_trusts_spoke: hub_trusts.iter().any(|(i, _)| i == link.partner.as_str()),
                 spoke_trusts_hub: spoke_trusts.iter().any(|(i, _)| i == hub.code.as_str()),
                 history: reg.history(link.partner).await?,

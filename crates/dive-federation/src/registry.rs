@@ -4,13 +4,17 @@
 
 use dive_core::CountryCode;
 use dive_core::federation::LinkStatus;
+use dive_orchestrator::state::{BreakerConfig, BreakerRecord};
 use serde::Serialize;
 use sqlx::{AnyPool, Row};
 
 use crate::FederationError;
 
 const SCHEMA: dive_db::Schema = dive_db::Schema {
-    migrations: &[(1, "links", include_str!("../migrations/0001_links.sql"))],
+    migrations: &[
+        (1, "links", include_str!("../migrations/0001_links.sql")),
+        (2, "breaker", include_str!("../migrations/0002_breaker.sql")),
+    ],
     table: "federation_schema_migrations",
 };
 
@@ -25,6 +29,8 @@ pub struct Link {
     pub last_verified_at_ms: Option<i64>,
     /// The last `federation verify` result (JSON), if any.
     pub last_verification: Option<serde_json::Value>,
+    /// The link's circuit breaker: consecutive failed verifications open it.
+    pub breaker: BreakerRecord,
 }
 
 /// One recorded change.
@@ -60,8 +66,8 @@ impl Registry {
 
     pub async fn get(&self, partner: CountryCode) -> Result<Option<Link>, FederationError> {
         let row = sqlx::query(
-            "SELECT partner, status, created_at, updated_at, last_verified_at, last_verification \
-             FROM federation_links WHERE partner = $1",
+            "SELECT partner, status, created_at, updated_at, last_verified_at, last_verification, \
+             breaker FROM federation_links WHERE partner = $1",
         )
         .bind(partner.as_str())
         .fetch_optional(&self.pool)
@@ -72,8 +78,8 @@ impl Registry {
     /// Every link, by partner code.
     pub async fn list(&self) -> Result<Vec<Link>, FederationError> {
         let rows = sqlx::query(
-            "SELECT partner, status, created_at, updated_at, last_verified_at, last_verification \
-             FROM federation_links ORDER BY partner",
+            "SELECT partner, status, created_at, updated_at, last_verified_at, last_verification, \
+             breaker FROM federation_links ORDER BY partner",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -177,26 +183,41 @@ impl Registry {
         Ok(())
     }
 
-    /// Record the result of a verification.
+    /// Record the result of a verification, and its outcome on the link's breaker, in one
+    /// transaction. Returns the breaker as it now stands.
     pub async fn record_verification(
         &self,
         partner: CountryCode,
         result: &serde_json::Value,
-    ) -> Result<(), FederationError> {
-        let n = sqlx::query(
-            "UPDATE federation_links SET last_verified_at = $1, last_verification = $2 \
-             WHERE partner = $3",
-        )
-        .bind(now_ms())
-        .bind(result.to_string())
-        .bind(partner.as_str())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        if n == 0 {
+        outcome: Result<(), &str>,
+        breaker: &BreakerConfig,
+    ) -> Result<BreakerRecord, FederationError> {
+        let mut tx = self.pool.begin().await?;
+        let stored: Option<Option<String>> =
+            sqlx::query_scalar("SELECT breaker FROM federation_links WHERE partner = $1")
+                .bind(partner.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(stored) = stored else {
             return Err(FederationError::NotLinked(partner));
-        }
-        Ok(())
+        };
+        let mut record = breaker_of(partner, stored.as_deref())?;
+        let now = now_ms();
+        record.record(outcome.is_ok(), outcome.err(), now, breaker);
+        let text = serde_json::to_string(&record)
+            .map_err(|e| FederationError::Corrupt(format!("breaker of {partner}: {e}")))?;
+        sqlx::query(
+            "UPDATE federation_links SET last_verified_at = $1, last_verification = $2, \
+             breaker = $3 WHERE partner = $4",
+        )
+        .bind(now)
+        .bind(result.to_string())
+        .bind(text)
+        .bind(partner.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(record)
     }
 
     /// A link's changes, oldest first.
@@ -232,8 +253,7 @@ fn link_of(r: &sqlx::any::AnyRow) -> Result<Link, FederationError> {
     let status: String = r.try_get(1)?;
     let verification: Option<String> = r.try_get(5)?;
     Ok(Link {
-        partner: CountryCode::new(&partner)
-            .map_err(|e| FederationError::Corrupt(format!("link partner {partner:?}: {e}")))?,
+        partner: link_partner(&partner)?,
         status: LinkStatus::parse(&status).ok_or_else(|| {
             FederationError::Corrupt(format!("link {partner} has unknown status {status:?}"))
         })?,
@@ -241,5 +261,27 @@ fn link_of(r: &sqlx::any::AnyRow) -> Result<Link, FederationError> {
         updated_at_ms: r.try_get(3)?,
         last_verified_at_ms: r.try_get(4)?,
         last_verification: verification.and_then(|v| serde_json::from_str(&v).ok()),
+        breaker: breaker_of(
+            link_partner(&partner)?,
+            r.try_get::<Option<String>, _>(6)?.as_deref(),
+        )?,
     })
+}
+
+fn link_partner(code: &str) -> Result<CountryCode, FederationError> {
+    CountryCode::new(code)
+        .map_err(|e| FederationError::Corrupt(format!("link partner {code:?}: {e}")))
+}
+
+/// A stored breaker (none yet: closed). A row that does not parse is corruption, not "closed":
+/// failing open would hide a partner that keeps failing.
+fn breaker_of(
+    partner: CountryCode,
+    stored: Option<&str>,
+) -> Result<BreakerRecord, FederationError> {
+    match stored {
+        None => Ok(BreakerRecord::default()),
+        Some(t) => serde_json::from_str(t)
+            .map_err(|e| FederationError::Corrupt(format!("breaker of link {partner}: {e}"))),
+    }
 }

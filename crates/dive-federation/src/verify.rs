@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use dive_idp::login_helper::{BrokerRequest, LoginRequest, broker_login};
 use dive_instance::{InstanceConfig, InstancePaths};
+use dive_orchestrator::state::{BreakerConfig, BreakerState, format_millis, now_millis};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -17,6 +18,15 @@ use crate::{FederationError, Pair, broker};
 /// Attempts of a check that may be caught while a change propagates, and the first back-off.
 const ATTEMPTS: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+/// The link's breaker: three failed verifications in a row open it for a minute, during which
+/// `verify` (and the deployments that run it) fail fast instead of retrying against a partner
+/// that is down; after that one verification is let through as a trial.
+pub const BREAKER: BreakerConfig = BreakerConfig {
+    failure_threshold: 3,
+    cooldown: Duration::from_secs(60),
+    success_threshold: 1,
+};
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -36,30 +46,70 @@ pub struct Report {
     pub spoke: String,
     pub ok: bool,
     pub checks: Vec<Check>,
+    /// The link's breaker after this run.
+    pub breaker: BreakerState,
 }
 
-/// Run every check of the link in both directions and record the result.
-pub async fn verify(pair: &Pair) -> Result<Report, FederationError> {
-    let ca = pair.home.join("pki").join("ca").join("cert.pem");
-    let http = dive_http::https_client_trusting(&ca)
-        .map_err(|e| FederationError::Invalid(format!("{}: {e}", ca.display())))?;
+/// Run every check of the link in both directions and record the result. The link's breaker
+/// refuses the run while open, unless `force` (an operator asking for a trial now).
+pub async fn verify(pair: &Pair, force: bool) -> Result<Report, FederationError> {
+    let reg = pair.registry().await?;
+    let result = verify_with(pair, &reg, force).await;
+    reg.close().await;
+    result
+}
+
+async fn verify_with(
+    pair: &Pair,
+    reg: &crate::Registry,
+    force: bool,
+) -> Result<Report, FederationError> {
+    let code = pair.spoke.code;
+    let link = reg
+        .get(code)
+        .await?
+        .ok_or(FederationError::NotLinked(code))?;
+    if !force {
+        let b = &link.breaker;
+        if let Err(open) = b.check("federation", code.as_str(), now_millis(), &BREAKER) {
+            return Err(FederationError::BreakerOpen {
+                partner: code,
+                failures: open.failures,
+                last_error: open.last_error.unwrap_or_else(|| "unknown".into()),
+                until: format_millis(open.until),
+            });
+        }
+    }
+    let http = crate::health::client(&pair.home)?;
     let mut checks = Vec::new();
     for (side, partner) in [(&pair.hub, &pair.spoke), (&pair.spoke, &pair.hub)] {
         checks.extend(direction(&pair.home, &http, side, partner).await);
     }
-    let report = Report {
+    let failed = checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| c.id.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut report = Report {
         hub: pair.hub.code.to_string(),
-        spoke: pair.spoke.code.to_string(),
-        ok: checks.iter().all(|c| c.ok),
+        spoke: code.to_string(),
+        ok: failed.is_empty(),
         checks,
+        breaker: BreakerState::Closed,
     };
-    let reg = pair.registry().await?;
-    let recorded = match serde_json::to_value(&report) {
-        Ok(v) => reg.record_verification(pair.spoke.code, &v).await,
-        Err(e) => Err(FederationError::Corrupt(e.to_string())),
+    let failure = format!("failed: {failed}");
+    let outcome = if report.ok {
+        Ok(())
+    } else {
+        Err(failure.as_str())
     };
-    reg.close().await;
-    recorded?;
+    let value =
+        serde_json::to_value(&report).map_err(|e| FederationError::Corrupt(e.to_string()))?;
+    let breaker = reg
+        .record_verification(code, &value, outcome, &BREAKER)
+        .await?;
+    report.breaker = breaker.state;
     Ok(report)
 }
 
@@ -302,8 +352,17 @@ async fn brokered_login(
             claims["iss"], claims["countryOfAffiliation"], claims["home_issuer"]
         ));
     }
+    // The national clearance must survive brokering unchanged and normalise through the
+    // partner's table: that is what the PDP on this side will decide with.
+    let subject =
+        dive_core::SubjectAttributes::from_claims(&claims, dive_core::Equivalency::builtin())
+            .map_err(|e| format!("the brokered token's coalition claims do not normalise: {e}"))?;
     Ok(format!(
-        "{user} logged in at {} through {}: clearance {} ({}), country {country}",
-        side.code, req.alias, claims["clearance"], partner.code
+        "{user} logged in at {} through {}: national clearance {:?} ({}) normalised to {}, country {country}",
+        side.code,
+        req.alias,
+        subject.clearance_original,
+        subject.clearance_country,
+        subject.clearance
     ))
 }

@@ -224,3 +224,69 @@ async fn refusals_name_what_is_wrong() {
     let e = dive_federation::link(&pair, "x").await.unwrap_err();
     assert!(e.to_string().contains("trusted_issuers.json"), "{e}");
 }
+
+#[tokio::test]
+async fn failed_verifications_open_the_link_breaker_and_verify_then_fails_fast() {
+    use dive_federation::verify::BREAKER;
+    use dive_orchestrator::state::BreakerState;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path();
+    instance(home, "USA", Role::Hub).await;
+    instance(home, "FRA", Role::Spoke).await;
+    let pair = Pair::load(home, cc("FRA")).unwrap();
+    dive_federation::link(&pair, "test").await.unwrap();
+    let reg = pair.registry().await.unwrap();
+    let report = serde_json::json!({"ok": false});
+    for n in 1..=3 {
+        let b = reg
+            .record_verification(cc("FRA"), &report, Err("USA→FRA.discovery"), &BREAKER)
+            .await
+            .unwrap();
+        let want = if n < 3 {
+            BreakerState::Closed
+        } else {
+            BreakerState::Open
+        };
+        assert_eq!(b.state, want, "after {n} failures");
+    }
+    reg.close().await;
+
+    // Open: verify refuses at once, saying why and how to force a trial.
+    let t0 = std::time::Instant::now();
+    let e = dive_federation::verify::verify(&pair, false)
+        .await
+        .unwrap_err();
+    assert!(t0.elapsed() < std::time::Duration::from_secs(1));
+    assert!(matches!(e, FederationError::BreakerOpen { .. }), "{e}");
+    let text = e.to_string();
+    assert!(text.contains("3 failed verifications"), "{text}");
+    assert!(text.contains("USA→FRA.discovery"), "{text}");
+    assert!(text.contains("--force"), "{text}");
+
+    // Status shows the open breaker and, with no services (nor PKI) here, both sides down.
+    let status = dive_federation::status(home).await.unwrap();
+    assert_eq!(status[0].link.breaker.state, BreakerState::Open);
+    assert!(!status[0].hub_health.ok, "{:?}", status[0].hub_health);
+    assert!(!status[0].spoke_health.ok, "{:?}", status[0].spoke_health);
+    assert!(
+        status[0].spoke_health.detail.contains("not probed"),
+        "{:?}",
+        status[0].spoke_health
+    );
+
+    // A successful (forced) trial closes it.
+    let reg = pair.registry().await.unwrap();
+    let b = reg
+        .record_verification(
+            cc("FRA"),
+            &serde_json::json!({"ok": true}),
+            Ok(()),
+            &BREAKER,
+        )
+        .await
+        .unwrap();
+    assert_eq!(b.state, BreakerState::Closed);
+    assert_eq!(b.consecutive_failures, 0);
+    reg.close().await;
+}

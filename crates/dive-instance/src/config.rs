@@ -214,6 +214,10 @@ impl InstancePaths {
     pub fn federation_db(&self) -> PathBuf {
         self.dir.join("federation.db")
     }
+    /// The lock link operations of a hub take (`dive-federation`).
+    pub fn federation_lock(&self) -> PathBuf {
+        self.dir.join("federation.lock")
+    }
     /// What the last seed job stored (written by `dive seed`).
     pub fn seed_record(&self) -> PathBuf {
         self.dir.join("seed.json")

@@ -530,3 +530,75 @@ impl KeyUnwrapper for RemoteKas {
             .unwrap_share(kao, policy_b64)
     }
 }
+
+/// Rewrap every KAO at the KAS it names (or all at `kas_override`), one request per KAS, as the
+/// holder of `token`. A KAS that refuses a KAO is not an error here: see [`Rewrapped::released`].
+pub async fn rewrap_all(
+    http: &reqwest::Client,
+    token: &str,
+    policy_b64: &str,
+    kaos: &[KeyAccessObject],
+    kind: ClientKeyKind,
+    kas_override: Option<&str>,
+) -> Result<Rewrapped, ClientError> {
+    // KAOs grouped by the KAS that holds them, in file order.
+    let mut groups: Vec<(&str, Vec<KeyAccessObject>)> = Vec::new();
+    for kao in kaos {
+        let url = kas_override.unwrap_or(&kao.kas);
+        match groups.iter_mut().find(|(u, _)| *u == url) {
+            Some((_, v)) => v.push(kao.clone()),
+            None => groups.push((url, vec![kao.clone()])),
+        }
+    }
+    let mut all = Rewrapped::default();
+    for (url, kaos) in &groups {
+        let kas = RemoteKas::new(http.clone(), *url, token).with_client_key(kind);
+        all.extend(kas.rewrap_kaos(policy_b64, kaos).await?);
+    }
+    Ok(all)
+}
+
+/// Why a ZTDF could not be decrypted through its KAS.
+#[derive(Debug, thiserror::Error)]
+pub enum DecryptError {
+    #[error("the ZTDF: {0}")]
+    Ztdf(dive_ztdf::Error),
+    #[error(transparent)]
+    Kas(#[from] ClientError),
+    /// Every KAO was refused (policy, or a file whose binding was altered).
+    #[error("the KAS released no key: {0}")]
+    Denied(String),
+}
+
+/// Download-side decryption as a client does it: rewrap at the KAS(es) the file names, then
+/// unlock (the reader re-checks the policy binding and root signature) and decrypt (every
+/// segment authenticated).
+pub async fn decrypt_ztdf(
+    http: &reqwest::Client,
+    token: &str,
+    ztdf: &[u8],
+    kind: ClientKeyKind,
+) -> Result<Vec<u8>, DecryptError> {
+    let reader =
+        dive_ztdf::TdfReader::open(std::io::Cursor::new(ztdf)).map_err(DecryptError::Ztdf)?;
+    let rewrapped = rewrap_all(
+        http,
+        token,
+        &reader.manifest().encryption_information.policy,
+        reader.key_access_objects(),
+        kind,
+        None,
+    )
+    .await?;
+    if rewrapped.released() == 0 {
+        let why: Vec<String> = rewrapped
+            .outcomes()
+            .filter_map(|(_, r)| r.err().map(|e| e.to_string()))
+            .collect();
+        return Err(DecryptError::Denied(why.join("; ")));
+    }
+    let mut unlocked = reader.unlock(&rewrapped).map_err(DecryptError::Ztdf)?;
+    let mut out = Vec::new();
+    unlocked.decrypt_to(&mut out).map_err(DecryptError::Ztdf)?;
+    Ok(out)
+}

@@ -24,6 +24,9 @@ pub mod server;
 pub mod srt;
 pub mod wire;
 
-pub use client::{ClientError, ClientKeyKind, RemoteKas, Rewrapped, Transport};
+pub use client::{
+    ClientError, ClientKeyKind, DecryptError, RemoteKas, Rewrapped, Transport, decrypt_ztdf,
+    rewrap_all,
+};
 pub use keys::{KasKey, KeyAlgorithm, KeyError, KeyRing, KeyStore};
 pub use server::{KasConfig, KasError, Running, start};

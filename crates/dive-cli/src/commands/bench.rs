@@ -30,6 +30,9 @@ pub enum BenchWhat {
     Instance(super::bench_instance::InstanceBenchArgs),
     /// The resource service: seeding, GET with decision at N connections, search latency.
     Api(super::bench_api::ApiBenchArgs),
+    /// Federated search latency on a running, federated installation (a partner down or
+    /// hanging costs at most its timeout).
+    FederatedSearch(super::bench_federation::FederatedSearchBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -62,6 +65,7 @@ pub fn run(ctx: &Context, a: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchWhat::Kas(k) => super::bench_kas::kas(k),
         BenchWhat::Instance(i) => super::bench_instance::instance(&i),
         BenchWhat::Api(p) => super::bench_api::api(ctx, p),
+        BenchWhat::FederatedSearch(f) => super::bench_federation::run(ctx, f),
     }
 }
 

@@ -25,6 +25,7 @@ use dive_idp::login_helper::{self, LoginRequest};
 use dive_idp::users::NewUser;
 use serde_json::{Value, json};
 
+use super::bench_load::{Load, MakeRequest, clients, load};
 use crate::context::Context;
 use crate::exit::bad_input;
 
@@ -47,112 +48,13 @@ pub struct ApiBenchArgs {
 const PASSWORD: &str = "Bench-Password-For-Dive-42!";
 const REDIRECT: &str = "https://bench.invalid/cb";
 
-/// Latency statistics of one load run.
-#[derive(Debug, Clone, serde::Serialize)]
-struct Load {
-    requests: u64,
-    errors: u64,
-    seconds: f64,
-    per_second: f64,
-    p50_ms: f64,
-    p90_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
-    /// Answers by status code.
-    statuses: std::collections::BTreeMap<u16, u64>,
-}
-
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1e3
-}
-
-/// One client per connection (exactly `connections` sockets), trusting the installation CA.
-fn clients(ca_pem: &[u8], n: usize) -> anyhow::Result<Vec<reqwest::Client>> {
-    (0..n)
-        .map(|_| {
-            let ca = reqwest::Certificate::from_pem(ca_pem)?;
-            // Redirects are not followed: the login helper reads the code from the IdP's
-            // redirect to the (unresolvable) client callback itself.
-            Ok(reqwest::Client::builder()
-                .tls_certs_only([ca])
-                .redirect(reqwest::redirect::Policy::none())
-                .pool_max_idle_per_host(1)
-                .timeout(Duration::from_secs(30))
-                .build()?)
-        })
-        .collect()
-}
-
-/// Run GETs of `urls` (cycled, each connection from its own offset) with `tokens[c % len]`.
-async fn load(
-    clients: Vec<reqwest::Client>,
-    tokens: Arc<Vec<String>>,
-    urls: Arc<Vec<String>>,
-    duration: Duration,
-    ok: fn(u16) -> bool,
-) -> Load {
-    let started = Instant::now();
-    let deadline = started + duration;
-    let n = clients.len();
-    let mut tasks = Vec::new();
-    for (c, client) in clients.into_iter().enumerate() {
-        let (tokens, urls) = (tokens.clone(), urls.clone());
-        tasks.push(tokio::spawn(async move {
-            let token = &tokens[c % tokens.len()];
-            let mut lat = Vec::with_capacity(50_000);
-            let mut statuses = std::collections::BTreeMap::new();
-            let mut errors = 0u64;
-            let mut i = c * urls.len() / n.max(1);
-            while Instant::now() < deadline {
-                let url = &urls[i % urls.len()];
-                i += 1;
-                let t = Instant::now();
-                match client.get(url).bearer_auth(token).send().await {
-                    Ok(r) => {
-                        let s = r.status().as_u16();
-                        let body = r.bytes().await;
-                        if body.is_ok() && ok(s) {
-                            lat.push(t.elapsed());
-                        } else {
-                            errors += 1;
-                        }
-                        *statuses.entry(s).or_insert(0u64) += 1;
-                    }
-                    Err(_) => errors += 1,
-                }
-            }
-            (lat, statuses, errors)
-        }));
-    }
-    let mut all = Vec::new();
-    let mut statuses = std::collections::BTreeMap::new();
-    let mut errors = 0;
-    for t in tasks {
-        if let Ok((lat, st, e)) = t.await {
-            all.extend(lat);
-            for (k, v) in st {
-                *statuses.entry(k).or_insert(0) += v;
-            }
-            errors += e;
-        }
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    all.sort();
-    Load {
-        requests: all.len() as u64,
-        errors,
-        seconds,
-        per_second: all.len() as f64 / seconds.max(1e-9),
-        p50_ms: pct(&all, 0.50),
-        p90_ms: pct(&all, 0.90),
-        p99_ms: pct(&all, 0.99),
-        max_ms: all.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
-        statuses,
-    }
+/// GETs of `urls`, cycled, each of the `n` connections from its own offset, with
+/// `tokens[connection % len]`.
+fn gets(tokens: Arc<Vec<String>>, urls: Arc<Vec<String>>, n: usize) -> MakeRequest {
+    Arc::new(move |client, conn, seq| {
+        let url = &urls[(conn * urls.len() / n.max(1) + seq) % urls.len()];
+        client.get(url).bearer_auth(&tokens[conn % tokens.len()])
+    })
 }
 
 fn subject_of(token: &str) -> anyhow::Result<SubjectAttributes> {
@@ -331,10 +233,9 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
         let tokens = Arc::new(tokens);
         let get = load(
             clients(&ca_pem, conns)?,
-            tokens.clone(),
-            Arc::new(urls),
             Duration::from_secs(secs),
-            |s| s == 200 || s == 403,
+            gets(tokens.clone(), Arc::new(urls), conns),
+            Arc::new(|s, _| s == 200 || s == 403),
         )
         .await;
 
@@ -355,18 +256,16 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
         let queries = Arc::new(queries);
         let search1 = load(
             clients(&ca_pem, 1)?,
-            tokens.clone(),
-            queries.clone(),
             Duration::from_secs((secs / 2).max(1)),
-            |s| s == 200,
+            gets(tokens.clone(), queries.clone(), 1),
+            Arc::new(|s, _| s == 200),
         )
         .await;
         let search8 = load(
             clients(&ca_pem, 8)?,
-            tokens.clone(),
-            queries,
             Duration::from_secs((secs / 2).max(1)),
-            |s| s == 200,
+            gets(tokens.clone(), queries, 8),
+            Arc::new(|s, _| s == 200),
         )
         .await;
         anyhow::Ok((get, search1, search8, visible, cold))

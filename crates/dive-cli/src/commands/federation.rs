@@ -32,6 +32,10 @@ pub enum FederationCommand {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// Verify even while the link's circuit breaker is open (a trial now; its success
+        /// closes the breaker).
+        #[arg(long)]
+        force: bool,
     },
     /// Every link of the hub, what each side's files say now, and its history.
     Status {
@@ -54,7 +58,9 @@ pub fn run(cmd: FederationCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     let (args, op) = match cmd {
         FederationCommand::Status { json } => return status(ctx, json),
-        FederationCommand::Verify { code, json } => return verify(ctx, &code, json),
+        FederationCommand::Verify { code, json, force } => {
+            return verify(ctx, &code, json, force);
+        }
         FederationCommand::Link(a) => (a, None),
         FederationCommand::Unlink(a) => (a, Some(None)),
         FederationCommand::Suspend(a) => (a, Some(Some(LinkStatus::Suspended))),
@@ -117,8 +123,8 @@ fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<8} {:<10} {:<13} {:<13} {:<25} {:<8} last verification",
-        "partner", "status", "hub trusts", "spoke trusts", "since", "changes"
+        "{:<8} {:<10} {:<13} {:<13} {:<25} {:<8} {:<10} last verification",
+        "partner", "status", "hub trusts", "spoke trusts", "since", "changes", "breaker"
     );
     for r in &report {
         let since = time::OffsetDateTime::from_unix_timestamp_nanos(
@@ -141,23 +147,31 @@ fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
             }
         };
         println!(
-            "{:<8} {:<10} {:<13} {:<13} {:<25} {:<8} {verified}",
+            "{:<8} {:<10} {:<13} {:<13} {:<25} {:<8} {:<10} {verified}",
             r.link.partner.as_str(),
             r.link.status.as_str(),
             yes_no(r.hub_trusts_spoke),
             yes_no(r.spoke_trusts_hub),
             since,
-            r.history.len()
+            r.history.len(),
+            r.link.breaker.state.as_str()
         );
+        for (side, h) in [("hub", &r.hub_health), ("spoke", &r.spoke_health)] {
+            println!(
+                "         {side:<6} {} {}",
+                if h.ok { "up  " } else { "DOWN" },
+                h.detail
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify(ctx: &Context, code: &str, json: bool) -> anyhow::Result<ExitCode> {
+fn verify(ctx: &Context, code: &str, json: bool, force: bool) -> anyhow::Result<ExitCode> {
     let code = spoke_code(code)?;
     let pair = Pair::load(&ctx.home, code).map_err(classify)?;
     let report = runtime()?
-        .block_on(dive_federation::verify::verify(&pair))
+        .block_on(dive_federation::verify::verify(&pair, force))
         .map_err(classify)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -177,10 +191,11 @@ fn verify(ctx: &Context, code: &str, json: bool) -> anyhow::Result<ExitCode> {
         }
         let passed = report.checks.iter().filter(|c| c.ok).count();
         println!(
-            "{} ⇄ {}: {passed}/{} checks passed",
+            "{} ⇄ {}: {passed}/{} checks passed (link breaker {})",
             report.hub,
             report.spoke,
-            report.checks.len()
+            report.checks.len(),
+            report.breaker
         );
     }
     Ok(if report.ok {

@@ -8,8 +8,10 @@ use crate::context::Context;
 
 pub mod bench;
 pub mod bench_api;
+pub mod bench_federation;
 pub mod bench_instance;
 pub mod bench_kas;
+pub mod bench_load;
 pub mod bench_pdp;
 pub mod federation;
 pub mod history;

@@ -213,6 +213,15 @@ pub struct ServeApiArgs {
     /// Audit entries older than this many days are deleted (0 keeps everything).
     #[arg(long, default_value_t = 90, value_name = "DAYS")]
     pub audit_retention_days: u32,
+    /// How long federated search leaves a failing partner alone (its circuit breaker open)
+    /// before one trial request.
+    #[arg(
+        long,
+        default_value_t = 30_000,
+        value_name = "MS",
+        env = "DIVE_PARTNER_BREAKER_COOLDOWN_MS"
+    )]
+    pub partner_breaker_cooldown_ms: u64,
 }
 
 fn serve_api(ctx: &Context, a: ServeApiArgs) -> anyhow::Result<ExitCode> {
@@ -239,6 +248,7 @@ fn serve_api(ctx: &Context, a: ServeApiArgs) -> anyhow::Result<ExitCode> {
     cfg.database = a.database;
     cfg.max_upload_bytes = a.max_upload_bytes;
     cfg.audit_retention_days = a.audit_retention_days;
+    cfg.breaker_cooldown = std::time::Duration::from_millis(a.partner_breaker_cooldown_ms);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let running = dive_api::start(cfg, true).await?;

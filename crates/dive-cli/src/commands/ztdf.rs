@@ -446,15 +446,6 @@ fn rewrap_with_kas<R: std::io::Read + std::io::Seek>(
         ClientKeyArg::Ec => dive_kas::ClientKeyKind::EcP256,
     };
     let policy = reader.manifest().encryption_information.policy.clone();
-    // KAOs grouped by the KAS that holds them, in file order.
-    let mut groups: Vec<(String, Vec<dive_ztdf::KeyAccessObject>)> = Vec::new();
-    for kao in reader.key_access_objects() {
-        let url = a.kas_url.clone().unwrap_or_else(|| kao.kas.clone());
-        match groups.iter_mut().find(|(u, _)| *u == url) {
-            Some((_, v)) => v.push(kao.clone()),
-            None => groups.push((url, vec![kao.clone()])),
-        }
-    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let token = match (&a.token, &a.user) {
@@ -464,15 +455,19 @@ fn rewrap_with_kas<R: std::io::Read + std::io::Seek>(
                 return Err(bad_input("one of --token or --user is required with --kas"));
             }
         };
-        let mut all = dive_kas::Rewrapped::default();
-        for (url, kaos) in &groups {
-            let kas = dive_kas::RemoteKas::new(http.clone(), url, &token).with_client_key(kind);
-            let got = kas.rewrap_kaos(&policy, kaos).await.map_err(|e| match e {
-                dive_kas::ClientError::Status { status: 400, .. } => bad_input(e.to_string()),
-                other => anyhow::Error::new(other),
-            })?;
-            all.extend(got);
-        }
+        let all = dive_kas::rewrap_all(
+            &http,
+            &token,
+            &policy,
+            reader.key_access_objects(),
+            kind,
+            a.kas_url.as_deref(),
+        )
+        .await
+        .map_err(|e| match e {
+            dive_kas::ClientError::Status { status: 400, .. } => bad_input(e.to_string()),
+            other => anyhow::Error::new(other),
+        })?;
         if all.released() == 0 {
             anyhow::bail!(
                 "the KAS refused to release the key of {} (forbidden): your token, clearance, \

@@ -109,21 +109,11 @@ async fn public_keys(ctx: &Ctx) -> Result<String, String> {
     Ok(found.join(", "))
 }
 
-/// KAOs grouped by the KAS URL they name, in file order.
-type KaosByKas = Vec<(String, Vec<KeyAccessObject>)>;
-
-/// The policy (base64, as stored) and KAOs of a ZTDF, grouped by the KAS URL they name.
-fn parts(ztdf: &[u8]) -> Result<(String, KaosByKas), String> {
+/// The policy (base64, as stored) and KAOs of a ZTDF.
+fn parts(ztdf: &[u8]) -> Result<(String, Vec<KeyAccessObject>), String> {
     let reader = TdfReader::open(Cursor::new(ztdf)).map_err(|e| format!("the ZTDF: {e}"))?;
     let policy = reader.manifest().encryption_information.policy.clone();
-    let mut groups: Vec<(String, Vec<KeyAccessObject>)> = Vec::new();
-    for kao in reader.key_access_objects() {
-        match groups.iter_mut().find(|(u, _)| *u == kao.kas) {
-            Some((_, v)) => v.push(kao.clone()),
-            None => groups.push((kao.kas.clone(), vec![kao.clone()])),
-        }
-    }
-    Ok((policy, groups))
+    Ok((policy, reader.key_access_objects().to_vec()))
 }
 
 /// Rewrap every KAO of `ztdf` at the KAS it names, as the holder of `token`.
@@ -133,17 +123,10 @@ async fn rewrap(
     ztdf: &[u8],
     kind: ClientKeyKind,
 ) -> Result<Rewrapped, String> {
-    let (policy, groups) = parts(ztdf)?;
-    let mut all = Rewrapped::default();
-    for (url, kaos) in &groups {
-        let kas = RemoteKas::new(http.clone(), url, token).with_client_key(kind);
-        all.extend(
-            kas.rewrap_kaos(&policy, kaos)
-                .await
-                .map_err(|e| e.to_string())?,
-        );
-    }
-    Ok(all)
+    let (policy, kaos) = parts(ztdf)?;
+    dive_kas::rewrap_all(http, token, &policy, &kaos, kind, None)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Download-side decryption through the KAS, as `dive ztdf decrypt --kas` does it.
@@ -153,23 +136,9 @@ pub(super) async fn decrypt(
     ztdf: &[u8],
     kind: ClientKeyKind,
 ) -> Result<Vec<u8>, String> {
-    let rewrapped = rewrap(http, token, ztdf, kind).await?;
-    if rewrapped.released() == 0 {
-        let why: Vec<String> = rewrapped
-            .outcomes()
-            .filter_map(|(_, r)| r.err().map(|e| e.to_string()))
-            .collect();
-        return Err(format!("the KAS released no key: {}", why.join("; ")));
-    }
-    let reader = TdfReader::open(Cursor::new(ztdf)).map_err(|e| format!("the ZTDF: {e}"))?;
-    let mut unlocked = reader
-        .unlock(&rewrapped)
-        .map_err(|e| format!("unlocking with the released key: {e}"))?;
-    let mut out = Vec::new();
-    unlocked
-        .decrypt_to(&mut out)
-        .map_err(|e| format!("decrypting: {e}"))?;
-    Ok(out)
+    dive_kas::decrypt_ztdf(http, token, ztdf, kind)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// The highest-cleared user with a permitted document downloads it through the API and
@@ -355,13 +324,13 @@ async fn same_response(ctx: &Ctx, shared: &Shared, doc: &mut Option<(String, Str
     let r: Result<String, String> = async {
         let http = ctx.http.as_ref().ok_or("no HTTPS client")?;
         let ztdf = store_ztdf(shared, &pick.meta.id).await?;
-        let (policy, groups) = parts(&ztdf)?;
-        let (url, kaos) = groups.first().ok_or("the ZTDF has no key access object")?;
+        let (policy, kaos) = parts(&ztdf)?;
+        let url = &kaos.first().ok_or("the ZTDF has no key access object")?.kas;
         // An EC client key (cheap to make): the KAS creates a session key only to wrap a
         // released share, so refusals carry none and equal answers are byte-for-byte equal.
         let kas = RemoteKas::new(http.clone(), url, "").with_client_key(ClientKeyKind::EcP256);
         let srt = kas
-            .signed_request(&policy, kaos)
+            .signed_request(&policy, &kaos)
             .map_err(|e| e.to_string())?;
         let expired = expired_token(ctx, &token, &t.claims).await?;
         let foreign = foreign_token(&t.claims)?;

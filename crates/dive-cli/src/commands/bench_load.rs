@@ -1,0 +1,118 @@
+//! Shared load generation for the HTTP benchmarks: N keep-alive HTTPS connections (one client
+//! each, so exactly N sockets) issuing requests back to back for a duration, with latency
+//! percentiles of the answers counted as successes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Whether an answer (status, body) counts as a success; may also tally what it saw.
+pub type Accept = Arc<dyn Fn(u16, &[u8]) -> bool + Send + Sync>;
+
+/// Builds request `seq` of connection `conn` on that connection's client.
+pub type MakeRequest =
+    Arc<dyn Fn(&reqwest::Client, usize, usize) -> reqwest::RequestBuilder + Send + Sync>;
+
+/// Latency statistics of one load run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Load {
+    pub requests: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Answers by status code.
+    pub statuses: BTreeMap<u16, u64>,
+}
+
+pub fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1e3
+}
+
+/// One client per connection (exactly `n` sockets), trusting the installation CA.
+pub fn clients(ca_pem: &[u8], n: usize) -> anyhow::Result<Vec<reqwest::Client>> {
+    (0..n)
+        .map(|_| {
+            let ca = reqwest::Certificate::from_pem(ca_pem)?;
+            // Redirects are not followed: the login helper reads the code from the IdP's
+            // redirect to the (unresolvable) client callback itself.
+            Ok(reqwest::Client::builder()
+                .tls_certs_only([ca])
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_max_idle_per_host(1)
+                .timeout(Duration::from_secs(30))
+                .build()?)
+        })
+        .collect()
+}
+
+/// Run `make`'s requests on every client until `duration` has passed; an answer counts (and its
+/// latency is kept) when `ok(status, body)`.
+pub async fn load(
+    clients: Vec<reqwest::Client>,
+    duration: Duration,
+    make: MakeRequest,
+    ok: Accept,
+) -> Load {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for (conn, client) in clients.into_iter().enumerate() {
+        let (make, ok) = (make.clone(), ok.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(50_000);
+            let mut statuses = BTreeMap::new();
+            let mut errors = 0u64;
+            let mut seq = 0;
+            while Instant::now() < deadline {
+                let req = make(&client, conn, seq);
+                seq += 1;
+                let t = Instant::now();
+                match req.send().await {
+                    Ok(r) => {
+                        let s = r.status().as_u16();
+                        match r.bytes().await {
+                            Ok(body) if ok(s, &body) => lat.push(t.elapsed()),
+                            _ => errors += 1,
+                        }
+                        *statuses.entry(s).or_insert(0u64) += 1;
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (lat, statuses, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut statuses = BTreeMap::new();
+    let mut errors = 0;
+    for t in tasks {
+        if let Ok((lat, st, e)) = t.await {
+            all.extend(lat);
+            for (k, v) in st {
+                *statuses.entry(k).or_insert(0) += v;
+            }
+            errors += e;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    all.sort();
+    Load {
+        requests: all.len() as u64,
+        errors,
+        seconds,
+        per_second: all.len() as f64 / seconds.max(1e-9),
+        p50_ms: pct(&all, 0.50),
+        p90_ms: pct(&all, 0.90),
+        p99_ms: pct(&all, 0.99),
+        max_ms: all.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        statuses,
+    }
+}
