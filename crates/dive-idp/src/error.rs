@@ -14,6 +14,9 @@ pub enum IdpError {
     Exists(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The token endpoint's writes could not be committed (nothing was issued).
+    #[error("recording issued tokens: {0}")]
+    Store(String),
     #[error(transparent)]
     Jose(#[from] dive_jose::JoseError),
     #[error(transparent)]

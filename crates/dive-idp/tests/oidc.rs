@@ -481,6 +481,57 @@ async fn refresh_rotation_and_reuse_revokes_the_family() {
 }
 
 #[tokio::test]
+async fn concurrent_refreshes_of_one_token_issue_once_and_end_the_family() {
+    let e = env().await;
+    let req = e.req("web", "alice");
+    let (tokens, _) = login_helper::login(&e.http, &req).await.unwrap();
+    let r1 = tokens["refresh_token"].as_str().unwrap().to_string();
+    // Eight clients race with the same refresh token: the writes are group-committed, possibly
+    // in one transaction, and exactly one claim of the token may win.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (http, url, secret, r1) = (
+            e.http.clone(),
+            e.url("/token"),
+            e.secret.clone(),
+            r1.clone(),
+        );
+        tasks.spawn(async move {
+            let r = http
+                .post(url)
+                .basic_auth("web", Some(&secret))
+                .form(&[("grant_type", "refresh_token"), ("refresh_token", &r1)])
+                .send()
+                .await
+                .unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap_or(Value::Null))
+        });
+    }
+    let answers = tasks.join_all().await;
+    let won: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == 200)
+        .map(|(_, b)| b)
+        .collect();
+    assert_eq!(won.len(), 1, "{answers:?}");
+    for (s, b) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!(
+            (*s, b["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{b}"
+        );
+    }
+    // The losers were reuse: the family ended, so the winner's new refresh token is dead too.
+    let r2 = won[0]["refresh_token"].as_str().unwrap();
+    let (s, b) = e
+        .token(&[("grant_type", "refresh_token"), ("refresh_token", r2)])
+        .await;
+    assert_eq!(s, 400, "{b}");
+    e.idp.stop().await;
+}
+
+#[tokio::test]
 async fn secret_users_enrol_totp_then_need_it_with_replay_protection_and_recovery_codes() {
     let e = env().await;
     // Enrolment, the second login and the replay attempt must fall in one 30-second TOTP step:

@@ -4,6 +4,7 @@ mod admin;
 mod authorize;
 mod broker;
 mod client_auth;
+mod issue_log;
 mod pages;
 mod resources;
 mod token;
@@ -92,6 +93,8 @@ pub(crate) struct AppState {
     pub ca_path: PathBuf,
     /// Upstreams' discovery documents, HTTPS clients and JWKS verifiers.
     pub upstreams: broker::UpstreamCache,
+    /// Group-committed writes of the code and refresh grants.
+    pub issue_log: issue_log::IssueLog,
 }
 
 /// Registered clients read on the token path, kept for a short time: a grant need not read the
@@ -226,6 +229,7 @@ pub async fn start(cfg: IdpConfig, on_signals: bool) -> Result<Running, IdpError
         clients: ClientCache::default(),
         ca_path: pki.ca_cert_path(),
         upstreams: broker::UpstreamCache::default(),
+        issue_log: issue_log::IssueLog::start(db.pool.clone()),
     });
     let readiness = dive_http::Readiness::default();
     let app = dive_http::with_operations(router(state), readiness.clone(), metrics);

@@ -227,42 +227,26 @@ async fn issue_user_tokens(
         Some(&user),
     )?;
     let refresh = random_token(32);
-    let t = now();
-    let mut tx = state.db.pool.begin().await?;
-    if let Some(hash) = rotating {
-        let claimed = sqlx::query(
-            "UPDATE idp_refresh_tokens SET used = 1 WHERE token_hash = $1 AND used = 0",
-        )
-        .bind(hash)
-        .execute(&mut *tx)
+    let recorded = state
+        .issue_log
+        .record(super::issue_log::Issue {
+            rotating: rotating.map(str::to_string),
+            family: family.to_string(),
+            jti: minted.jti.clone(),
+            access_expires_at: now() + ACCESS_TTL,
+            refresh_hash: sha256_hex(&refresh),
+            client_id: grant.client_id.clone(),
+            grant_data: serde_json::to_string(&grant).unwrap_or_default(),
+            refresh_expires_at: grant.auth_time + SESSION_MAX,
+        })
         .await?;
-        if claimed.rows_affected() == 0 {
-            tx.rollback().await?;
-            // Reuse of a rotated token: someone holds a stolen copy. End the whole family.
-            revoke_family(state, family).await?;
-            return Err(OAuthError::invalid_grant(
-                "refresh token reuse detected; the session's tokens are revoked",
-            ));
-        }
+    if recorded == super::issue_log::Recorded::Reused {
+        // Reuse of a rotated token: someone holds a stolen copy. End the whole family.
+        revoke_family(state, family).await?;
+        return Err(OAuthError::invalid_grant(
+            "refresh token reuse detected; the session's tokens are revoked",
+        ));
     }
-    sqlx::query("INSERT INTO idp_issued (jti, family, expires_at) VALUES ($1, $2, $3)")
-        .bind(&minted.jti)
-        .bind(family)
-        .bind(t + ACCESS_TTL)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO idp_refresh_tokens (token_hash, family, client_id, grant_data, used, revoked, \
-         expires_at) VALUES ($1, $2, $3, $4, 0, 0, $5)",
-    )
-    .bind(sha256_hex(&refresh))
-    .bind(family)
-    .bind(&grant.client_id)
-    .bind(serde_json::to_string(&grant).unwrap_or_default())
-    .bind(grant.auth_time + SESSION_MAX)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
     let mut out = json!({
         "access_token": minted.access_token,
         "token_type": "Bearer",
