@@ -21,10 +21,6 @@ const SCHEMA: dive_db::Schema = dive_db::Schema {
     table: "api_schema_migrations",
 };
 
-/// Rows per multi-row INSERT: 23 columns × 200 rows stays well under SQLite's 32,766 and
-/// PostgreSQL's 65,535 bind parameters, and amortises the per-statement cost.
-const BATCH_ROWS: usize = 200;
-
 /// Largest ZTDF the store accepts (the upload limit is usually lower).
 pub const MAX_ZTDF_BYTES: usize = 1 << 30;
 
@@ -373,7 +369,8 @@ impl ResourceStore {
         let now = now_ms();
         let mut it = docs.into_iter().peekable();
         while it.peek().is_some() {
-            let batch: Vec<NewResource> = it.by_ref().take(BATCH_ROWS).collect();
+            let rows = dive_db::rows_per_statement(RESOURCE_COLUMNS.len());
+            let batch: Vec<NewResource> = it.by_ref().take(rows).collect();
             self.insert_batch(&mut tx, batch, now).await?;
         }
         let generation = bump_generation(&mut tx).await?;
@@ -538,9 +535,8 @@ impl ResourceStore {
             "policy_version",
             "detail",
         ];
-        // 11 columns × 500 rows = 5,500 parameters per statement.
         let mut tx = self.pool.begin().await?;
-        for chunk in entries.chunks(500) {
+        for chunk in entries.chunks(dive_db::rows_per_statement(COLS.len())) {
             let mut q = sqlx::query(sqlx::AssertSqlSafe(insert_sql(
                 "api_audit",
                 COLS,

@@ -14,8 +14,8 @@ const SCHEMA: dive_db::Schema = dive_db::Schema {
     table: "kas_schema_migrations",
 };
 
-/// Rows written per INSERT statement (18 parameters each).
-const ROWS_PER_STATEMENT: usize = 50;
+/// Columns of an audit row (parameters per row of the INSERT).
+const COLUMNS: usize = 18;
 /// Rows gathered into one transaction at most.
 const ROWS_PER_COMMIT: usize = 4096;
 
@@ -169,7 +169,7 @@ async fn writer(pool: AnyPool, mut rx: mpsc::Receiver<Batch>) {
 async fn write(pool: &AnyPool, batches: &[Batch]) -> Result<(), sqlx::Error> {
     let all: Vec<&AuditRow> = batches.iter().flat_map(|b| b.rows.iter()).collect();
     let mut tx = pool.begin().await?;
-    for chunk in all.chunks(ROWS_PER_STATEMENT) {
+    for chunk in all.chunks(dive_db::rows_per_statement(COLUMNS)) {
         let mut sql = String::from(
             "INSERT INTO kas_audit (request_id, seq, at_ms, transport, peer, subject, issuer, jti, \
              client_id, srt_key, policy_id, policy_uuid, kao_id, kid, algorithm, decision, reason, \
@@ -180,11 +180,11 @@ async fn write(pool: &AnyPool, batches: &[Batch]) -> Result<(), sqlx::Error> {
                 sql.push(',');
             }
             sql.push('(');
-            for c in 0..18 {
+            for c in 0..COLUMNS {
                 if c > 0 {
                     sql.push(',');
                 }
-                sql.push_str(&format!("${}", i * 18 + c + 1));
+                sql.push_str(&format!("${}", i * COLUMNS + c + 1));
             }
             sql.push(')');
         }
