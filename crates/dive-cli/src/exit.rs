@@ -21,6 +21,9 @@ pub fn bad_input(msg: impl Into<String>) -> anyhow::Error {
 
 /// Print an error with its causes and choose the exit code.
 pub fn report(err: &anyhow::Error) -> ExitCode {
+    if crate::closed_pipe::is_closed_pipe_error(err) {
+        crate::closed_pipe::exit_quietly();
+    }
     eprintln!("error: {err}");
     for cause in err.chain().skip(1) {
         eprintln!("  caused by: {cause}");

@@ -1,5 +1,6 @@
 //! `dive`: one binary for every DIVE component. Thin: parses, then calls the libraries.
 
+mod closed_pipe;
 mod commands;
 mod context;
 mod exit;
@@ -23,6 +24,7 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
+    closed_pipe::install_panic_hook();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
