@@ -35,11 +35,11 @@ fn main() -> std::process::ExitCode {
     };
     let ctx = match Context::from_args(&cli.global) {
         Ok(ctx) => ctx,
-        Err(e) => return exit::report(&e),
+        Err(e) => return exit::report(&e, cli.global.log_format),
     };
     context::init_logging(&ctx);
     match commands::run(cli.command, &ctx) {
         Ok(code) => code,
-        Err(e) => exit::report(&e),
+        Err(e) => exit::report(&e, ctx.log_format),
     }
 }
