@@ -140,8 +140,33 @@ pub struct RunOutcome {
     pub services: BTreeMap<String, ServiceReport>,
     /// A core (or init) service that failed, which stopped the deployment.
     pub failed_core: Option<String>,
-    pub interrupted: bool,
+    /// Why the run stopped before the deployment settled, if it did.
+    pub interrupted: Option<Interruption>,
     pub elapsed_ms: i64,
+}
+
+/// Why a run stopped waiting before the deployment settled: nothing further starts, and what
+/// runs is left running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Interruption {
+    /// The operator pressed Ctrl-C.
+    Operator,
+    /// The caller's wait limit (`--wait-timeout`) ran out.
+    WaitTimeout { after_ms: u64 },
+}
+
+impl std::fmt::Display for Interruption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Interruption::Operator => f.write_str("interrupted by the operator"),
+            Interruption::WaitTimeout { after_ms } => write!(
+                f,
+                "interrupted: the wait timeout of {} ran out",
+                crate::spec::format_duration(Duration::from_millis(*after_ms))
+            ),
+        }
+    }
 }
 
 impl RunOutcome {
@@ -205,7 +230,8 @@ struct StartResult {
 /// Start `services` (the plan's, any order) through the supervisor at `paths`.
 ///
 /// `current` is the supervisor's status before the run: services running (or completed) with an
-/// unchanged definition are left alone. `cancel` resolves when the operator interrupts.
+/// unchanged definition are left alone. `cancel` resolves, saying why, when the run must stop
+/// waiting (Ctrl-C, a wait timeout).
 pub async fn run(
     paths: &StackPaths,
     services: &[&ServiceSpec],
@@ -213,7 +239,7 @@ pub async fn run(
     gates: &HashMap<String, Gate>,
     config: &SchedulerConfig,
     sink: &mut dyn FnMut(DeployEvent),
-    cancel: impl Future<Output = ()>,
+    cancel: impl Future<Output = Interruption>,
 ) -> Result<RunOutcome, SupervisorError> {
     let t0 = Instant::now();
     let mut events = Client::connect(paths).await?.subscribe().await?;
@@ -231,7 +257,7 @@ pub async fn run(
         }
     }
     let mut failed_core: Option<String> = None;
-    let mut interrupted = false;
+    let mut interrupted = None;
     tokio::pin!(cancel);
 
     loop {
@@ -273,9 +299,9 @@ pub async fn run(
                 on_start_result(&mut tracks, r, sink, &mut failed_core);
             }
             _ = sleep => on_timers(&mut tracks, paths, &results_tx, sink, &mut failed_core),
-            _ = &mut cancel => {
-                interrupted = true;
-                sink(event(Level::Warn, None, "interrupted", None, "interrupted by the operator: nothing further starts; running services are left running"));
+            why = &mut cancel => {
+                interrupted = Some(why);
+                sink(event(Level::Warn, None, "interrupted", None, &format!("{why}: nothing further starts; running services are left running")));
                 break;
             }
         }
