@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod stack;
+
 use std::process::Output;
 use std::time::{Duration, Instant};
 
