@@ -327,7 +327,7 @@ fn on_terminal(env: &Env, args: &[&str], input: &str) -> (Option<i32>, String) {
         mut master,
         terminal,
     } = pty();
-    let mut child = env
+    let child = env
         .cmd(args)
         .stdin(Stdio::from(terminal.try_clone().unwrap()))
         .stderr(Stdio::from(terminal.try_clone().unwrap()))

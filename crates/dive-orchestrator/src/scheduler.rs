@@ -912,3 +912,60 @@ pub fn phase_event(level: Level, phase: &str, kind: &str, message: &str) -> Depl
         message: message.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::spec::{Environment, parse_str};
+
+    fn spec(extra: &str) -> ServiceSpec {
+        let text = format!("services:\n  s:\n    command: x\n{extra}");
+        let stack = parse_str(
+            &text,
+            Path::new("/nonexistent-dive-scheduler-test/stack.yml"),
+            None,
+            &Environment::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        stack.services.into_values().next().unwrap()
+    }
+
+    #[test]
+    fn time_to_ready_limit_is_the_label_else_the_healthcheck_else_the_default() {
+        let config = SchedulerConfig::default();
+        let probe = "    healthcheck:\n      test: [CMD, \"true\"]\n      interval: 2s\n      timeout: 1s\n      retries: 3\n      start_period: 5s\n";
+        assert_eq!(
+            start_timeout(
+                &spec(&format!(
+                    "{probe}    labels:\n      dive.service.timeout: 7s\n"
+                )),
+                &config
+            ),
+            Duration::from_secs(7)
+        );
+        // As compose would declare it unhealthy: 5 s + 3 × 2 s + 1 s.
+        assert_eq!(
+            start_timeout(&spec(probe), &config),
+            Duration::from_secs(12)
+        );
+        assert_eq!(
+            start_timeout(&spec(""), &config),
+            config.default_start_timeout
+        );
+        assert_eq!(config.default_start_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn interruptions_say_why() {
+        assert_eq!(
+            Interruption::Operator.to_string(),
+            "interrupted by the operator"
+        );
+        assert_eq!(
+            Interruption::WaitTimeout { after_ms: 90_000 }.to_string(),
+            "interrupted: the wait timeout of 1m30s ran out"
+        );
+    }
+}
