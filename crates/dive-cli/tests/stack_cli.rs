@@ -225,7 +225,19 @@ fn dry_run_on_every_mutating_command_changes_nothing() {
     ]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!exported.exists());
-    env.down("dry");
+    // And for real: every stack stopped, DIVE_HOME gone, verified.
+    let out = env.run(&["nuke", "all", "--confirm"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("verified: nothing of everything under"),
+        "{}",
+        text(&out)
+    );
+    assert!(!env.home.exists());
+    let pid = pid.as_u64().unwrap();
+    let gone =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(" Z "));
+    assert!(gone, "service {pid} stopped");
 }
 
 #[test]

@@ -285,6 +285,18 @@ fn down_stops_dependents_before_their_dependencies() {
 }
 
 #[test]
+fn down_sends_each_services_stop_signal() {
+    let env = Env::new();
+    let yaml = "services:\n  ints:\n    command: [\"sh\", \"-c\", \"trap 'echo INT > got; exit 0' INT; trap 'echo TERM > got; exit 0' TERM; while :; do sleep 0.05; done\"]\n    stop_signal: SIGINT\n    labels:\n      dive.service.class: core\n";
+    let f = env.stack("sig", yaml);
+    assert!(env.up("sig", &f).status.success());
+    std::thread::sleep(Duration::from_millis(200)); // let the traps be installed
+    assert!(env.run(&["stack", "down", "-p", "sig"]).status.success());
+    let got = std::fs::read_to_string(env.dir.join("got")).unwrap_or_default();
+    assert_eq!(got.trim(), "INT");
+}
+
+#[test]
 fn a_service_that_ignores_sigterm_is_killed_after_its_grace_period() {
     let env = Env::new();
     let yaml = "services:\n  stubborn:\n    command: [\"sh\", \"-c\", \"trap '' TERM; while :; do sleep 0.05; done\"]\n    stop_grace_period: 300ms\n    labels:\n      dive.service.class: core\n";
@@ -530,7 +542,7 @@ fn a_dead_supervisor_is_detected_and_its_orphans_cleaned_up() {
 #[test]
 fn logs_status_ps_history_metrics_and_reports() {
     let env = Env::new();
-    let yaml = "services:\n  talker:\n    command: [\"sh\", \"-c\", \"echo hello from talker; echo oops >&2; exec sleep 60\"]\n    labels:\n      dive.service.class: core\n";
+    let yaml = "services:\n  talker:\n    command: [\"sh\", \"-c\", \"echo hello from talker; echo oops >&2; exec sleep 60\"]\n    labels:\n      dive.service.class: core\n      dive.service.description: Says hello\n";
     let f = env.stack("obs", yaml);
     assert!(env.up("obs", &f).status.success());
     std::thread::sleep(Duration::from_millis(200));
@@ -539,7 +551,18 @@ fn logs_status_ps_history_metrics_and_reports() {
     let l = String::from_utf8_lossy(&logs.stdout);
     assert!(l.contains("hello from talker") && l.contains("oops"), "{l}");
     let st = env.run(&["stack", "status", "-p", "obs"]);
-    assert!(String::from_utf8_lossy(&st.stdout).contains("talker"));
+    let st = String::from_utf8_lossy(&st.stdout);
+    assert!(st.contains("talker") && st.contains("Says hello"), "{st}");
+    let st = env.status_json("obs");
+    assert_eq!(service(&st, "talker")["description"], "Says hello");
+    // The supervisor is detached: its own session (and process group), reached over a Unix
+    // socket in DIVE_HOME.
+    let sup = st["supervisor"]["pid"].as_i64().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{sup}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(") ").next().unwrap().split(' ').collect();
+    assert_eq!(fields[3], sup.to_string(), "session leader: {stat}");
+    assert_eq!(fields[2], sup.to_string(), "process group leader: {stat}");
+    assert!(env.home.join("stacks/obs/supervisor.sock").exists());
     let ps = env.run(&["stack", "ps"]);
     assert!(String::from_utf8_lossy(&ps.stdout).contains("obs"));
     let dir = env.home.join("stacks/obs/deployments");
@@ -555,7 +578,7 @@ fn logs_status_ps_history_metrics_and_reports() {
     let events = std::fs::read_to_string(dep.join("events.jsonl")).unwrap();
     for line in events.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        for k in ["ts", "level", "phase", "event"] {
+        for k in ["ts", "level", "phase", "service", "event", "duration_ms"] {
             assert!(v.get(k).is_some(), "event has {k}: {line}");
         }
     }

@@ -190,6 +190,9 @@ pub fn print_status(s: &StackStatus) {
             last_exit,
             note
         );
+        if let Some(d) = &svc.description {
+            println!("{:<20} {d}", "");
+        }
     }
 }
 

@@ -253,6 +253,7 @@ fn status(shared: &SharedRef) -> StackStatus {
             .map(|(name, s)| ServiceStatus {
                 name: name.clone(),
                 class: s.spec.class,
+                description: s.spec.description.clone(),
                 state: s.state,
                 health: s.health,
                 pid: s.pid,
