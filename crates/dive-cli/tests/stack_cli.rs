@@ -385,3 +385,50 @@ fn a_terminal_gets_live_progress_and_nuke_asks_for_the_name() {
     assert!(shown.contains("nothing of stack tty is left"), "{shown}");
     assert!(!env.home.join("stacks/tty").exists());
 }
+
+/// The README's example (`dive stack up -f examples/demo/dive-stack.yml`): an init job that
+/// unblocks `service_completed_successfully`, native HTTP and TCP probes, `${VAR:-default}` ports.
+#[test]
+fn the_readme_demo_stack_deploys() {
+    let env = Env::new();
+    let demo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo");
+    std::fs::create_dir_all(env.dir.join("www")).unwrap();
+    for f in ["dive-stack.yml", "www/index.html"] {
+        std::fs::copy(demo.join(f), env.dir.join(f)).unwrap();
+    }
+    let ports: Vec<String> = (0..2)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect::<Vec<_>>()
+        .iter()
+        .map(|l| l.local_addr().unwrap().port().to_string())
+        .collect();
+    let out = env
+        .cmd(&["stack", "up", "-f", "dive-stack.yml"])
+        .env("DEMO_API_PORT", &ports[0])
+        .env("DEMO_WEB_PORT", &ports[1])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let r = env.last_report("demo");
+    assert_eq!(r["state"], "COMPLETE", "{r}");
+    let outcomes: Vec<(String, String)> = r["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        outcomes.contains(&("prepare".into(), "completed".into())),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.iter().filter(|(_, o)| o == "ready").count() == 3,
+        "{outcomes:?}"
+    );
+    env.down("demo");
+}
