@@ -215,22 +215,13 @@ fn a_crashing_service_is_restarted_by_the_supervisor() {
 }
 
 #[test]
-fn on_failure_restarts_stop_at_their_limit_and_a_never_healthy_service_times_out() {
+fn on_failure_restarts_stop_at_their_limit() {
     let env = Env::new();
-    let yaml = "services:\n  dies:\n    command: [\"sh\", \"-c\", \"sleep 0.2; exit 4\"]\n    restart: on-failure:2\n    labels:\n      dive.service.class: core\n  never:\n    command: [\"sleep\", \"60\"]\n    healthcheck:\n      test: [\"CMD\", \"false\"]\n      interval: 200ms\n    labels:\n      dive.service.class: optional\n      dive.service.timeout: 1s\n      dive.service.retries: \"0\"\n";
+    // Ready as soon as it runs (no probe), so `up` returns before its first exit.
+    let yaml = "services:\n  dies:\n    command: [\"sh\", \"-c\", \"sleep 0.2; exit 4\"]\n    restart: on-failure:2\n    labels:\n      dive.service.class: core\n";
     let f = env.stack("lim", yaml);
     let out = env.up("lim", &f);
-    assert!(
-        out.status.success(),
-        "optional failure only: {}",
-        text(&out)
-    );
-    assert!(
-        text(&out).contains("never (optional) failed: not healthy within 1"),
-        "{}",
-        text(&out)
-    );
-    assert_eq!(env.last_report("lim")["state"], "DEGRADED");
+    assert!(out.status.success(), "{}", text(&out));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let st = env.status_json("lim");
@@ -238,21 +229,68 @@ fn on_failure_restarts_stop_at_their_limit_and_a_never_healthy_service_times_out
         if dies["state"] == "exited" {
             assert_eq!(dies["restarts"], 2, "{st}");
             assert_eq!(dies["last_exit"]["code"], 4, "{st}");
-            assert!(
-                dies["note"]
-                    .as_str()
-                    .unwrap_or("")
-                    .contains("restart limit reached (on-failure:2)"),
-                "{st}"
-            );
-            // The service that never became healthy was stopped, not left half-started.
-            assert_ne!(service(&st, "never")["state"], "running", "{st}");
+            assert_eq!(dies["note"], "restart limit reached (on-failure:2)", "{st}");
             break;
         }
         assert!(Instant::now() < deadline, "never gave up restarting: {st}");
         std::thread::sleep(Duration::from_millis(100));
     }
     env.down("lim");
+}
+
+#[test]
+fn a_never_healthy_service_times_out_and_is_stopped() {
+    let env = Env::new();
+    let yaml = format!(
+        "services:\n{}  never:\n    command: [\"sleep\", \"60\"]\n    healthcheck:\n      test: [\"CMD\", \"false\"]\n      interval: 200ms\n    labels:\n      dive.service.class: optional\n      dive.service.timeout: 1s\n      dive.service.retries: \"0\"\n",
+        ready_after("ok", 0.0, "core", &[])
+    );
+    let f = env.stack("never", &yaml);
+    let out = env.up("never", &f);
+    assert!(out.status.success(), "an optional failure: {}", text(&out));
+    assert!(
+        text(&out).contains("never (optional) failed: not healthy within 1"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(env.last_report("never")["state"], "DEGRADED");
+    let st = env.status_json("never");
+    assert_ne!(
+        service(&st, "never")["state"],
+        "running",
+        "stopped, not left half-started: {st}"
+    );
+    env.down("never");
+}
+
+#[test]
+fn a_core_service_gone_after_becoming_ready_fails_the_deployment() {
+    let env = Env::new();
+    // `gone` is ready at once (no probe) and exits for good while `slow` is still starting.
+    let yaml = format!(
+        "services:\n{}  gone:\n    command: [\"sh\", \"-c\", \"sleep 0.2; exit 3\"]\n    labels:\n      dive.service.class: core\n",
+        ready_after("slow", 3.0, "core", &[])
+    );
+    let f = env.stack("gone", &yaml);
+    let out = env.up("gone", &f);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let r = env.last_report("gone");
+    assert_eq!(r["state"], "FAILED", "{r}");
+    let gone = report_service(&r, "gone");
+    assert_eq!(gone["outcome"], "failed", "{r}");
+    assert_eq!(
+        gone["reason"],
+        "exit code 3 after becoming ready; not restarted"
+    );
+    // Already-running services are left as they are, and reported.
+    assert_eq!(report_service(&r, "slow")["outcome"], "in_progress", "{r}");
+    let st = env.status_json("gone");
+    assert_eq!(
+        service(&st, "slow")["state"],
+        "starting",
+        "still coming up: {st}"
+    );
+    env.down("gone");
 }
 
 #[test]

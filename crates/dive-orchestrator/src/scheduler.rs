@@ -684,22 +684,30 @@ fn on_track_event(
                 complete(t, sink)
             }
             Event::Exited {
-                exit, restarting, ..
+                exit,
+                restarting: true,
+                ..
             } => sink(event(
                 Level::Warn,
                 Some(&t.spec.name),
                 "exited",
                 None,
                 &format!(
-                    "{} after becoming ready{}",
-                    exit.describe(),
-                    if restarting {
-                        "; the supervisor restarts it"
-                    } else {
-                        ""
-                    }
+                    "{} after becoming ready; the supervisor restarts it",
+                    exit.describe()
                 ),
             )),
+            Event::Exited { exit, .. } => {
+                // Gone for good (no restart policy, or its limit reached) before the deployment
+                // settled: whatever it was a moment ago, it is not up now.
+                t.unchanged = false;
+                fail(
+                    t,
+                    format!("{} after becoming ready; not restarted", exit.describe()),
+                    sink,
+                    failed_core,
+                );
+            }
             Event::Unhealthy { reason, .. } => sink(event(
                 Level::Warn,
                 Some(&t.spec.name),
