@@ -1,5 +1,6 @@
 //! `dive`: one binary for every DIVE component. Thin: parses, then calls the libraries.
 
+mod closed_pipe;
 mod commands;
 mod context;
 mod exit;
@@ -23,6 +24,7 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
+    closed_pipe::install_panic_hook();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -33,11 +35,11 @@ fn main() -> std::process::ExitCode {
     };
     let ctx = match Context::from_args(&cli.global) {
         Ok(ctx) => ctx,
-        Err(e) => return exit::report(&e),
+        Err(e) => return exit::report(&e, cli.global.log_format),
     };
     context::init_logging(&ctx);
     match commands::run(cli.command, &ctx) {
         Ok(code) => code,
-        Err(e) => exit::report(&e),
+        Err(e) => exit::report(&e, ctx.log_format),
     }
 }

@@ -2,113 +2,12 @@
 //! temporary DIVE_HOME and small shell services.
 
 mod support;
+use support::stack::{Env, ready_after, report_service, service};
 use support::text;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Env {
-    _tmp: tempfile::TempDir,
-    home: PathBuf,
-    dir: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::Builder::new().prefix("dv").tempdir().unwrap();
-        let home = tmp.path().join("h");
-        let dir = tmp.path().join("s");
-        std::fs::create_dir_all(&dir).unwrap();
-        Env {
-            _tmp: tmp,
-            home,
-            dir,
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_dive"));
-        c.arg("--home").arg(&self.home).args(args);
-        c.current_dir(&self.dir).stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn stack(&self, name: &str, yaml: &str) -> PathBuf {
-        let p = self.dir.join(format!("{name}.yml"));
-        std::fs::write(&p, yaml).unwrap();
-        p
-    }
-
-    fn up(&self, name: &str, file: &Path) -> Output {
-        self.run(&["stack", "up", "-p", name, "-f", file.to_str().unwrap()])
-    }
-
-    fn status_json(&self, name: &str) -> serde_json::Value {
-        let out = self.run(&["stack", "status", "-p", name, "--json"]);
-        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
-    }
-
-    fn last_report(&self, name: &str) -> serde_json::Value {
-        let dir = self.home.join("stacks").join(name).join("deployments");
-        let mut ids: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        ids.sort();
-        let last = ids.last().expect("a deployment directory");
-        serde_json::from_slice(&std::fs::read(last.join("report.json")).unwrap()).unwrap()
-    }
-
-    fn down(&self, name: &str) {
-        let _ = self.run(&["stack", "down", "-p", name]);
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        // Never leave supervisors behind, whatever the test did.
-        let _ = Command::new(env!("CARGO_BIN_EXE_dive"))
-            .arg("--home")
-            .arg(&self.home)
-            .args(["-q", "nuke", "all", "--confirm"])
-            .output();
-    }
-}
-
-fn service<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    status["services"]
-        .as_array()
-        .and_then(|a| a.iter().find(|s| s["name"] == name))
-        .unwrap_or_else(|| panic!("service {name} not in status {status}"))
-}
-
-fn report_service<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    report["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("{name} not in report"))
-}
-
-/// A service that becomes healthy `secs` after it starts (probe: a marker file).
-fn ready_after(name: &str, secs: f64, class: &str, deps: &[(&str, &str)]) -> String {
-    let mut y = format!(
-        "  {name}:\n    command: [\"sh\", \"-c\", \"rm -f {name}.ready; sleep {secs}; touch {name}.ready; exec sleep 60\"]\n    stop_grace_period: 1s\n    healthcheck:\n      test: [\"CMD\", \"test\", \"-f\", \"{name}.ready\"]\n      interval: 1s\n    labels:\n      dive.service.class: {class}\n      dive.service.retry_backoff: 100ms\n"
-    );
-    if !deps.is_empty() {
-        y.push_str("    depends_on:\n");
-        for (d, cond) in deps {
-            y.push_str(&format!("      {d}:\n        condition: {cond}\n"));
-        }
-    }
-    y
-}
 
 #[test]
 fn services_start_as_soon_as_their_own_dependencies_are_ready() {
@@ -273,6 +172,11 @@ fn the_circuit_breaker_opens_then_fails_fast_until_reset() {
     assert!(t.contains("reset-breaker"), "says how to reset: {t}");
     assert_eq!(starts(), 3, "an open breaker never starts the service");
     assert!(t0.elapsed() < Duration::from_secs(20));
+    let m = metrics(&env);
+    assert!(
+        m.contains("dive_circuit_breaker_state{stack=\"brk\",service=\"bad\"} 2"),
+        "open = 2: {m}"
+    );
     let out = env.run(&["stack", "reset-breaker", "-p", "brk", "bad"]);
     assert!(out.status.success(), "{}", text(&out));
     let _ = env.up("brk", &f);
@@ -292,12 +196,101 @@ fn a_crashing_service_is_restarted_by_the_supervisor() {
         let restarts = service(&st, "crashy")["restarts"].as_u64().unwrap_or(0);
         if restarts >= 2 {
             assert_eq!(service(&st, "crashy")["last_exit"]["code"], 2);
+            let m = metrics(&env);
+            let counted = m
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(
+                        "dive_service_restarts_total{stack=\"crash\",service=\"crashy\"} ",
+                    )
+                })
+                .and_then(|v| v.parse::<u64>().ok());
+            assert!(counted >= Some(2), "{m}");
             break;
         }
         assert!(Instant::now() < deadline, "no supervised restarts: {st}");
         std::thread::sleep(Duration::from_millis(100));
     }
     env.down("crash");
+}
+
+#[test]
+fn on_failure_restarts_stop_at_their_limit() {
+    let env = Env::new();
+    // Ready as soon as it runs (no probe), so `up` returns before its first exit.
+    let yaml = "services:\n  dies:\n    command: [\"sh\", \"-c\", \"sleep 0.2; exit 4\"]\n    restart: on-failure:2\n    labels:\n      dive.service.class: core\n";
+    let f = env.stack("lim", yaml);
+    let out = env.up("lim", &f);
+    assert!(out.status.success(), "{}", text(&out));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let st = env.status_json("lim");
+        let dies = service(&st, "dies");
+        if dies["state"] == "exited" {
+            assert_eq!(dies["restarts"], 2, "{st}");
+            assert_eq!(dies["last_exit"]["code"], 4, "{st}");
+            assert_eq!(dies["note"], "restart limit reached (on-failure:2)", "{st}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never gave up restarting: {st}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    env.down("lim");
+}
+
+#[test]
+fn a_never_healthy_service_times_out_and_is_stopped() {
+    let env = Env::new();
+    let yaml = format!(
+        "services:\n{}  never:\n    command: [\"sleep\", \"60\"]\n    healthcheck:\n      test: [\"CMD\", \"false\"]\n      interval: 200ms\n    labels:\n      dive.service.class: optional\n      dive.service.timeout: 1s\n      dive.service.retries: \"0\"\n",
+        ready_after("ok", 0.0, "core", &[])
+    );
+    let f = env.stack("never", &yaml);
+    let out = env.up("never", &f);
+    assert!(out.status.success(), "an optional failure: {}", text(&out));
+    assert!(
+        text(&out).contains("never (optional) failed: not healthy within 1"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(env.last_report("never")["state"], "DEGRADED");
+    let st = env.status_json("never");
+    assert_ne!(
+        service(&st, "never")["state"],
+        "running",
+        "stopped, not left half-started: {st}"
+    );
+    env.down("never");
+}
+
+#[test]
+fn a_core_service_gone_after_becoming_ready_fails_the_deployment() {
+    let env = Env::new();
+    // `gone` is ready at once (no probe) and exits for good while `slow` is still starting.
+    let yaml = format!(
+        "services:\n{}  gone:\n    command: [\"sh\", \"-c\", \"sleep 0.2; exit 3\"]\n    labels:\n      dive.service.class: core\n",
+        ready_after("slow", 3.0, "core", &[])
+    );
+    let f = env.stack("gone", &yaml);
+    let out = env.up("gone", &f);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let r = env.last_report("gone");
+    assert_eq!(r["state"], "FAILED", "{r}");
+    let gone = report_service(&r, "gone");
+    assert_eq!(gone["outcome"], "failed", "{r}");
+    assert_eq!(
+        gone["reason"],
+        "exit code 3 after becoming ready; not restarted"
+    );
+    // Already-running services are left as they are, and reported.
+    assert_eq!(report_service(&r, "slow")["outcome"], "in_progress", "{r}");
+    let st = env.status_json("gone");
+    assert_eq!(
+        service(&st, "slow")["state"],
+        "starting",
+        "still coming up: {st}"
+    );
+    env.down("gone");
 }
 
 #[test]
@@ -330,6 +323,18 @@ fn down_stops_dependents_before_their_dependencies() {
 }
 
 #[test]
+fn down_sends_each_services_stop_signal() {
+    let env = Env::new();
+    let yaml = "services:\n  ints:\n    command: [\"sh\", \"-c\", \"trap 'echo INT > got; exit 0' INT; trap 'echo TERM > got; exit 0' TERM; while :; do sleep 0.05; done\"]\n    stop_signal: SIGINT\n    labels:\n      dive.service.class: core\n";
+    let f = env.stack("sig", yaml);
+    assert!(env.up("sig", &f).status.success());
+    std::thread::sleep(Duration::from_millis(200)); // let the traps be installed
+    assert!(env.run(&["stack", "down", "-p", "sig"]).status.success());
+    let got = std::fs::read_to_string(env.dir.join("got")).unwrap_or_default();
+    assert_eq!(got.trim(), "INT");
+}
+
+#[test]
 fn a_service_that_ignores_sigterm_is_killed_after_its_grace_period() {
     let env = Env::new();
     let yaml = "services:\n  stubborn:\n    command: [\"sh\", \"-c\", \"trap '' TERM; while :; do sleep 0.05; done\"]\n    stop_grace_period: 300ms\n    labels:\n      dive.service.class: core\n";
@@ -347,6 +352,12 @@ fn a_service_that_ignores_sigterm_is_killed_after_its_grace_period() {
                 .unwrap_or_default()
                 .contains(" Z ")
     );
+}
+
+fn metrics(env: &Env) -> String {
+    let out = env.run(&["metrics"]);
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn spawn_up(env: &Env, name: &str, file: &Path) -> Child {
@@ -380,6 +391,11 @@ fn one_deployment_per_stack_while_other_stacks_deploy_concurrently() {
     );
     let first = spawn_up(&env, "one", &slow);
     wait_for_lock(&env);
+    let m = metrics(&env);
+    assert!(
+        m.contains("dive_deployment_locks_active{stack=\"one\"} 1"),
+        "{m}"
+    );
     let second = env.up("one", &slow);
     assert_eq!(second.status.code(), Some(1), "{}", text(&second));
     assert!(text(&second).contains("in progress"), "{}", text(&second));
@@ -387,6 +403,10 @@ fn one_deployment_per_stack_while_other_stacks_deploy_concurrently() {
     assert!(other_out.status.success(), "{}", text(&other_out));
     let first = first.wait_with_output().unwrap();
     assert!(first.status.success(), "{}", text(&first));
+    assert!(
+        !metrics(&env).contains("dive_deployment_locks_active{stack=\"one\"}"),
+        "released when the deployment ends"
+    );
     env.down("one");
     env.down("two");
 }
@@ -483,6 +503,17 @@ fn re_up_is_a_quick_no_op_and_a_changed_service_is_restarted_alone() {
     let out = env.up("idem", &f);
     assert!(out.status.success(), "{}", text(&out));
     let r = env.last_report("idem");
+    // The no-op recorded nothing: one earlier deployment to compare with.
+    assert_eq!(r["comparison"]["previous"], 1, "{r}");
+    assert!(r["comparison"]["previous_duration_ms"].is_i64(), "{r}");
+    let md = std::fs::read_to_string(
+        env.home
+            .join("stacks/idem/deployments")
+            .join(r["deployment_id"].as_str().unwrap())
+            .join("report.md"),
+    )
+    .unwrap();
+    assert!(md.contains("1 earlier deployments; previous took"), "{md}");
     assert_eq!(report_service(&r, "base")["outcome"], "unchanged");
     assert_eq!(report_service(&r, "app")["outcome"], "ready");
     let after = env.status_json("idem");
@@ -549,7 +580,7 @@ fn a_dead_supervisor_is_detected_and_its_orphans_cleaned_up() {
 #[test]
 fn logs_status_ps_history_metrics_and_reports() {
     let env = Env::new();
-    let yaml = "services:\n  talker:\n    command: [\"sh\", \"-c\", \"echo hello from talker; echo oops >&2; exec sleep 60\"]\n    labels:\n      dive.service.class: core\n";
+    let yaml = "services:\n  talker:\n    command: [\"sh\", \"-c\", \"echo hello from talker; echo oops >&2; exec sleep 60\"]\n    labels:\n      dive.service.class: core\n      dive.service.description: Says hello\n";
     let f = env.stack("obs", yaml);
     assert!(env.up("obs", &f).status.success());
     std::thread::sleep(Duration::from_millis(200));
@@ -558,7 +589,18 @@ fn logs_status_ps_history_metrics_and_reports() {
     let l = String::from_utf8_lossy(&logs.stdout);
     assert!(l.contains("hello from talker") && l.contains("oops"), "{l}");
     let st = env.run(&["stack", "status", "-p", "obs"]);
-    assert!(String::from_utf8_lossy(&st.stdout).contains("talker"));
+    let st = String::from_utf8_lossy(&st.stdout);
+    assert!(st.contains("talker") && st.contains("Says hello"), "{st}");
+    let st = env.status_json("obs");
+    assert_eq!(service(&st, "talker")["description"], "Says hello");
+    // The supervisor is detached: its own session (and process group), reached over a Unix
+    // socket in DIVE_HOME.
+    let sup = st["supervisor"]["pid"].as_i64().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{sup}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(") ").next().unwrap().split(' ').collect();
+    assert_eq!(fields[3], sup.to_string(), "session leader: {stat}");
+    assert_eq!(fields[2], sup.to_string(), "process group leader: {stat}");
+    assert!(env.home.join("stacks/obs/supervisor.sock").exists());
     let ps = env.run(&["stack", "ps"]);
     assert!(String::from_utf8_lossy(&ps.stdout).contains("obs"));
     let dir = env.home.join("stacks/obs/deployments");
@@ -574,7 +616,7 @@ fn logs_status_ps_history_metrics_and_reports() {
     let events = std::fs::read_to_string(dep.join("events.jsonl")).unwrap();
     for line in events.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        for k in ["ts", "level", "phase", "event"] {
+        for k in ["ts", "level", "phase", "service", "event", "duration_ms"] {
             assert!(v.get(k).is_some(), "event has {k}: {line}");
         }
     }
@@ -685,26 +727,56 @@ fn dry_run_up_changes_nothing() {
     assert!(!env.dir.join("svc.ready").exists());
 }
 
+/// A fresh PostgreSQL database for one test, dropped afterwards. `None`, with a visible SKIPPED
+/// message, only when no PostgreSQL can be reached locally.
+struct PgDb {
+    base: String,
+    name: String,
+}
+
+impl PgDb {
+    fn create(test: &str) -> Option<PgDb> {
+        let base = std::env::var("DIVE_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let name = format!("dive_cli_{test}_{}", std::process::id());
+        let created = Command::new("psql")
+            .args([
+                &format!("{base}/postgres"),
+                "-qc",
+                &format!("CREATE DATABASE {name}"),
+            ])
+            .output();
+        if !created.map(|o| o.status.success()).unwrap_or(false) {
+            eprintln!("SKIPPED {test}: no PostgreSQL reachable at {base}");
+            return None;
+        }
+        Some(PgDb { base, name })
+    }
+
+    fn url(&self) -> String {
+        format!("{}/{}", self.base, self.name)
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                &format!("{}/postgres", self.base),
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}
+
 /// The same deployment on PostgreSQL as the state store.
 #[test]
 fn deploys_with_postgresql_as_the_state_store() {
-    let base = std::env::var("DIVE_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let db = format!("dive_cli_{}", std::process::id());
-    let created = Command::new("psql")
-        .args([
-            &format!("{base}/postgres"),
-            "-qc",
-            &format!("CREATE DATABASE {db}"),
-        ])
-        .output();
-    if !created.map(|o| o.status.success()).unwrap_or(false) {
-        eprintln!(
-            "SKIPPED deploys_with_postgresql_as_the_state_store: no PostgreSQL reachable at {base}"
-        );
+    let Some(pg) = PgDb::create("deploy") else {
         return;
-    }
-    let url = format!("{base}/{db}");
+    };
+    let url = pg.url();
     let env = Env::new();
     let f = env.stack(
         "pg",
@@ -732,11 +804,71 @@ fn deploys_with_postgresql_as_the_state_store() {
             .contains("postgres")
     );
     let _ = env.run(&["--state-url", &url, "nuke", "all", "--confirm"]);
-    let _ = Command::new("psql")
-        .args([
-            &format!("{base}/postgres"),
-            "-qc",
-            &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
+}
+
+/// The lock tests of the CLI on PostgreSQL: a session advisory lock refuses a second `up` of
+/// the same stack, other stacks deploy meanwhile, and a killed deployment's lock (its session
+/// ended) is taken over with a message.
+#[test]
+fn postgresql_allows_one_deployment_per_stack_and_recovers_from_a_killed_one() {
+    let Some(pg) = PgDb::create("locks") else {
+        return;
+    };
+    let url = pg.url();
+    let env = Env::new();
+    let slow = env.stack(
+        "one",
+        &format!("services:\n{}", ready_after("slowpoke", 2.0, "core", &[])),
+    );
+    let other = env.stack(
+        "two",
+        &format!("services:\n{}", ready_after("quick", 0.0, "core", &[])),
+    );
+    let up = |name: &str, file: &Path| {
+        env.cmd(&[
+            "--state-url",
+            &url,
+            "stack",
+            "up",
+            "-p",
+            name,
+            "-f",
+            file.to_str().unwrap(),
         ])
-        .output();
+    };
+    let mut first = up("one", &slow)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_lock(&env);
+    let second = up("one", &slow).output().unwrap();
+    assert_eq!(second.status.code(), Some(1), "{}", text(&second));
+    assert!(text(&second).contains("in progress"), "{}", text(&second));
+    let two = up("two", &other).output().unwrap();
+    assert!(two.status.success(), "{}", text(&two));
+    first.kill().unwrap(); // SIGKILL: its connection drops, PostgreSQL ends the advisory lock
+    first.wait().unwrap();
+    let third = up("one", &slow).output().unwrap();
+    assert!(third.status.success(), "{}", text(&third));
+    assert!(
+        text(&third).contains("stale deployment lock"),
+        "{}",
+        text(&third)
+    );
+    let h = env.run(&["--state-url", &url, "history", "-p", "one", "--json"]);
+    let h: serde_json::Value = serde_json::from_slice(&h.stdout).unwrap();
+    let states: Vec<&str> = h["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.len(), 3, "{states:?}");
+    assert_eq!(states[0], "COMPLETE", "newest first: {states:?}");
+    assert!(
+        states.iter().all(|s| ["COMPLETE", "FAILED"].contains(s)),
+        "the killed deployment is closed out: {states:?}"
+    );
+    let _ = env.run(&["--state-url", &url, "nuke", "all", "--confirm"]);
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use dive_core::CountryCode;
 use dive_orchestrator::deploy::{Deployed, Session, is_noop};
 use dive_orchestrator::paths::StackPaths;
-use dive_orchestrator::scheduler::{DeployEvent, Level, SchedulerConfig};
+use dive_orchestrator::scheduler::{DeployEvent, Interruption, Level, SchedulerConfig};
 use dive_orchestrator::spec::ServiceSpec;
 use dive_orchestrator::state::{
     BreakerConfig, DeploymentId, DeploymentRecord, DeploymentState, StateStore, StepRecord,
@@ -527,6 +527,7 @@ pub async fn deploy(
 
     // PREFLIGHT: the lock first, then what would make later phases fail for reasons outside DIVE.
     s.begin_phase(Phase::Preflight.as_str()).await?;
+    s.note_spec(&stack.spec);
     if !orphans.is_empty() {
         s.say(
             Level::Warn,
@@ -685,7 +686,10 @@ pub async fn deploy(
                         &current,
                         &SchedulerConfig::default(),
                         &BreakerConfig::default(),
-                        cancel.cancelled(),
+                        async {
+                            cancel.cancelled().await;
+                            Interruption::Operator
+                        },
                     )
                     .await?;
                 let reason = s.start_reason();

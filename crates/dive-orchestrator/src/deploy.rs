@@ -10,7 +10,8 @@ use crate::paths::StackPaths;
 use crate::plan::Plan;
 use crate::report::{Comparison, EventLog, PhaseReport, Report, ReportHeader};
 use crate::scheduler::{
-    self, DeployEvent, Gate, Level, RunOutcome, SchedulerConfig, ServiceOutcome, phase_event,
+    self, DeployEvent, Gate, Interruption, Level, RunOutcome, SchedulerConfig, ServiceOutcome,
+    phase_event,
 };
 use crate::spec::{ServiceClass, ServiceSpec, StackSpec};
 use crate::state::{
@@ -66,13 +67,13 @@ pub struct Deployed {
 }
 
 /// Run `up`. `sink` sees every event as it happens (for live display); `cancel` resolves on
-/// Ctrl-C.
+/// Ctrl-C or when the caller stops waiting, saying which.
 pub async fn up(
     store: &StateStore,
     req: UpRequest<'_>,
     spawn: SpawnDaemon<'_>,
     sink: &mut dyn FnMut(&DeployEvent),
-    cancel: impl Future<Output = ()>,
+    cancel: impl Future<Output = Interruption>,
 ) -> Result<UpResult, DeployError> {
     let paths = StackPaths::new(req.home, &req.spec.name);
     // The plan's copies: dependencies outside the plan (non-required, excluded by profile) are gone.
@@ -96,6 +97,7 @@ pub async fn up(
     )
     .await?;
     session.begin_phase("PREFLIGHT").await?;
+    session.note_spec(req.spec);
     session.note_orphans(&orphans);
     session.lock().await?;
     session
@@ -162,6 +164,7 @@ pub struct Session<'a> {
     phase_started: HashMap<String, i64>,
     outcome: Option<RunOutcome>,
     chain: Vec<String>,
+    notices: Vec<String>,
 }
 
 impl<'a> Session<'a> {
@@ -197,6 +200,7 @@ impl<'a> Session<'a> {
             phase_started: HashMap::new(),
             outcome: None,
             chain: Vec::new(),
+            notices: Vec::new(),
         })
     }
 
@@ -216,6 +220,38 @@ impl<'a> Session<'a> {
     /// Emit a phase-level event.
     pub fn say(&mut self, level: Level, phase: &str, kind: &str, message: &str) {
         self.emit(phase_event(level, phase, kind, message));
+    }
+
+    /// Report what the stack file says that the process runtime does not act on: keys only a
+    /// container runtime uses, and the loader's notices (e.g. a service without a class label,
+    /// assumed optional). They go to the event log and the report's notices.
+    pub fn note_spec(&mut self, spec: &StackSpec) {
+        let file = spec.source.display().to_string();
+        if !spec.ignored.is_empty() {
+            let keys: Vec<String> = spec
+                .ignored
+                .iter()
+                .map(|k| match &k.service {
+                    Some(svc) => format!("services.{svc}.{} ({file}:{})", k.key, k.pos.line),
+                    None => format!("{} ({file}:{})", k.key, k.pos.line),
+                })
+                .collect();
+            self.notice(format!(
+                "ignored by the process runtime: {}",
+                keys.join(", ")
+            ));
+        }
+        for n in &spec.notices {
+            self.notice(format!(
+                "{file}:{}:{}: {}",
+                n.pos.line, n.pos.column, n.message
+            ));
+        }
+    }
+
+    fn notice(&mut self, message: String) {
+        self.say(Level::Info, "PREFLIGHT", "notice", &message);
+        self.notices.push(message);
     }
 
     fn note_orphans(&mut self, orphans: &OrphanCleanup) {
@@ -352,7 +388,7 @@ impl<'a> Session<'a> {
         current: &StackStatus,
         scheduler_config: &SchedulerConfig,
         breaker: &BreakerConfig,
-        cancel: impl Future<Output = ()>,
+        cancel: impl Future<Output = Interruption>,
     ) -> Result<DeploymentState, DeployError> {
         let planned: Vec<&ServiceSpec> = plan.services.values().map(|p| &p.spec).collect();
         let removed = remove_unplanned(client, &planned, current).await?;
@@ -458,7 +494,7 @@ impl<'a> Session<'a> {
         let outcome = self.outcome.take().unwrap_or_else(|| RunOutcome {
             services: Default::default(),
             failed_core: None,
-            interrupted: false,
+            interrupted: None,
             elapsed_ms: 0,
         });
         let mut report = Report::from_run(
@@ -478,6 +514,7 @@ impl<'a> Session<'a> {
             next_steps,
         );
         report.phases = std::mem::take(&mut self.phases);
+        report.notices = std::mem::take(&mut self.notices);
         report.write(&self.dir).map_err(|e| files(&self.dir, e))?;
         self.store
             .finish_deployment(
@@ -587,7 +624,7 @@ async fn record_breakers(
 }
 
 fn final_state(outcome: &RunOutcome) -> DeploymentState {
-    if outcome.interrupted {
+    if outcome.interrupted.is_some() {
         DeploymentState::Interrupted
     } else if outcome.failed_core.is_some()
         || outcome.services.values().any(|s| {
@@ -603,8 +640,8 @@ fn final_state(outcome: &RunOutcome) -> DeploymentState {
 }
 
 fn state_reason(outcome: &RunOutcome) -> String {
-    if outcome.interrupted {
-        return "interrupted by the operator".into();
+    if let Some(why) = outcome.interrupted {
+        return why.to_string();
     }
     if let Some(name) = &outcome.failed_core {
         let why = outcome.services[name].reason.clone().unwrap_or_default();
@@ -663,7 +700,7 @@ async fn record_results(
 
 fn next_steps(stack: &str, rerun: &str, outcome: &RunOutcome, paths: &StackPaths) -> Vec<String> {
     let mut steps = Vec::new();
-    if outcome.interrupted {
+    if outcome.interrupted.is_some() {
         steps.push(format!(
             "run `{rerun}` again to continue; healthy services are kept"
         ));

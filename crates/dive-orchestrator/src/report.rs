@@ -80,6 +80,10 @@ pub struct Report {
     /// The deployment's phases (checkpoints) in the order they finished.
     #[serde(default)]
     pub phases: Vec<PhaseReport>,
+    /// What the stack file says that the process runtime does not act on (ignored container
+    /// keys, services without a class label, unset variables).
+    #[serde(default)]
+    pub notices: Vec<String>,
 }
 
 /// How one phase of a deployment ended.
@@ -132,6 +136,7 @@ impl Report {
             comparison,
             next_steps,
             phases: Vec::new(),
+            notices: Vec::new(),
         }
     }
 
@@ -196,6 +201,7 @@ impl Report {
             ("Errors", &self.errors),
             ("Warnings", &self.warnings),
             ("Next steps", &self.next_steps),
+            ("Notices", &self.notices),
         ] {
             if !items.is_empty() {
                 md.push_str(&format!("\n## {title}\n\n"));

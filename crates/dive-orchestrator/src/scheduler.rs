@@ -140,8 +140,33 @@ pub struct RunOutcome {
     pub services: BTreeMap<String, ServiceReport>,
     /// A core (or init) service that failed, which stopped the deployment.
     pub failed_core: Option<String>,
-    pub interrupted: bool,
+    /// Why the run stopped before the deployment settled, if it did.
+    pub interrupted: Option<Interruption>,
     pub elapsed_ms: i64,
+}
+
+/// Why a run stopped waiting before the deployment settled: nothing further starts, and what
+/// runs is left running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Interruption {
+    /// The operator pressed Ctrl-C.
+    Operator,
+    /// The caller's wait limit (`--wait-timeout`) ran out.
+    WaitTimeout { after_ms: u64 },
+}
+
+impl std::fmt::Display for Interruption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Interruption::Operator => f.write_str("interrupted by the operator"),
+            Interruption::WaitTimeout { after_ms } => write!(
+                f,
+                "interrupted: the wait timeout of {} ran out",
+                crate::spec::format_duration(Duration::from_millis(*after_ms))
+            ),
+        }
+    }
 }
 
 impl RunOutcome {
@@ -205,7 +230,8 @@ struct StartResult {
 /// Start `services` (the plan's, any order) through the supervisor at `paths`.
 ///
 /// `current` is the supervisor's status before the run: services running (or completed) with an
-/// unchanged definition are left alone. `cancel` resolves when the operator interrupts.
+/// unchanged definition are left alone. `cancel` resolves, saying why, when the run must stop
+/// waiting (Ctrl-C, a wait timeout).
 pub async fn run(
     paths: &StackPaths,
     services: &[&ServiceSpec],
@@ -213,7 +239,7 @@ pub async fn run(
     gates: &HashMap<String, Gate>,
     config: &SchedulerConfig,
     sink: &mut dyn FnMut(DeployEvent),
-    cancel: impl Future<Output = ()>,
+    cancel: impl Future<Output = Interruption>,
 ) -> Result<RunOutcome, SupervisorError> {
     let t0 = Instant::now();
     let mut events = Client::connect(paths).await?.subscribe().await?;
@@ -231,7 +257,7 @@ pub async fn run(
         }
     }
     let mut failed_core: Option<String> = None;
-    let mut interrupted = false;
+    let mut interrupted = None;
     tokio::pin!(cancel);
 
     loop {
@@ -273,9 +299,9 @@ pub async fn run(
                 on_start_result(&mut tracks, r, sink, &mut failed_core);
             }
             _ = sleep => on_timers(&mut tracks, paths, &results_tx, sink, &mut failed_core),
-            _ = &mut cancel => {
-                interrupted = true;
-                sink(event(Level::Warn, None, "interrupted", None, "interrupted by the operator: nothing further starts; running services are left running"));
+            why = &mut cancel => {
+                interrupted = Some(why);
+                sink(event(Level::Warn, None, "interrupted", None, &format!("{why}: nothing further starts; running services are left running")));
                 break;
             }
         }
@@ -658,22 +684,30 @@ fn on_track_event(
                 complete(t, sink)
             }
             Event::Exited {
-                exit, restarting, ..
+                exit,
+                restarting: true,
+                ..
             } => sink(event(
                 Level::Warn,
                 Some(&t.spec.name),
                 "exited",
                 None,
                 &format!(
-                    "{} after becoming ready{}",
-                    exit.describe(),
-                    if restarting {
-                        "; the supervisor restarts it"
-                    } else {
-                        ""
-                    }
+                    "{} after becoming ready; the supervisor restarts it",
+                    exit.describe()
                 ),
             )),
+            Event::Exited { exit, .. } => {
+                // Gone for good (no restart policy, or its limit reached) before the deployment
+                // settled: whatever it was a moment ago, it is not up now.
+                t.unchanged = false;
+                fail(
+                    t,
+                    format!("{} after becoming ready; not restarted", exit.describe()),
+                    sink,
+                    failed_core,
+                );
+            }
             Event::Unhealthy { reason, .. } => sink(event(
                 Level::Warn,
                 Some(&t.spec.name),
@@ -884,5 +918,62 @@ pub fn phase_event(level: Level, phase: &str, kind: &str, message: &str) -> Depl
         event: kind.to_string(),
         duration_ms: None,
         message: message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::spec::{Environment, parse_str};
+
+    fn spec(extra: &str) -> ServiceSpec {
+        let text = format!("services:\n  s:\n    command: x\n{extra}");
+        let stack = parse_str(
+            &text,
+            Path::new("/nonexistent-dive-scheduler-test/stack.yml"),
+            None,
+            &Environment::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        stack.services.into_values().next().unwrap()
+    }
+
+    #[test]
+    fn time_to_ready_limit_is_the_label_else_the_healthcheck_else_the_default() {
+        let config = SchedulerConfig::default();
+        let probe = "    healthcheck:\n      test: [CMD, \"true\"]\n      interval: 2s\n      timeout: 1s\n      retries: 3\n      start_period: 5s\n";
+        assert_eq!(
+            start_timeout(
+                &spec(&format!(
+                    "{probe}    labels:\n      dive.service.timeout: 7s\n"
+                )),
+                &config
+            ),
+            Duration::from_secs(7)
+        );
+        // As compose would declare it unhealthy: 5 s + 3 × 2 s + 1 s.
+        assert_eq!(
+            start_timeout(&spec(probe), &config),
+            Duration::from_secs(12)
+        );
+        assert_eq!(
+            start_timeout(&spec(""), &config),
+            config.default_start_timeout
+        );
+        assert_eq!(config.default_start_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn interruptions_say_why() {
+        assert_eq!(
+            Interruption::Operator.to_string(),
+            "interrupted by the operator"
+        );
+        assert_eq!(
+            Interruption::WaitTimeout { after_ms: 90_000 }.to_string(),
+            "interrupted: the wait timeout of 1m30s ran out"
+        );
     }
 }

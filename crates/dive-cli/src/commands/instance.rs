@@ -476,7 +476,7 @@ fn run_deploy(
     let store = rt.block_on(super::open_store(ctx))?;
     let stack_paths = StackPaths::new(&ctx.home, &dive_instance::config::stack_name(code));
     let names: Vec<String> = ["idp", "kas", "api", "seed"].map(String::from).to_vec();
-    let mut progress = Progress::new(a.json, ctx.interactive, ctx.verbosity < 0, &names);
+    let mut progress = Progress::new(a.json, ctx, &names);
     let mut failed_checks: Vec<CheckResult> = Vec::new();
     let cancel = Cancel::default();
     let spawn = || spawn_supervisor(ctx, &stack_paths);

@@ -117,8 +117,10 @@ pub fn run(ctx: &Context, a: &NukeArgs) -> anyhow::Result<ExitCode> {
         println!("verified: nothing of {what} is left");
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("error: still present after nuke: {}", left.join(", "));
-        Ok(ExitCode::from(1))
+        Err(anyhow::anyhow!(
+            "still present after nuke: {}",
+            left.join(", ")
+        ))
     }
 }
 
@@ -193,7 +195,9 @@ fn nuke_instance(
         );
         Ok(ExitCode::SUCCESS)
     } else {
-        eprintln!("error: still present after nuke: {}", r.left.join(", "));
-        Ok(ExitCode::from(1))
+        Err(anyhow::anyhow!(
+            "still present after nuke: {}",
+            r.left.join(", ")
+        ))
     }
 }

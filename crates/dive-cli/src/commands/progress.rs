@@ -1,5 +1,6 @@
 //! Showing a deployment as it happens: a live per-service table on a terminal, one line per
-//! event otherwise, or JSON events with `--json`.
+//! event otherwise, or JSON events: on stdout with `--json`, on stderr (instead of the text
+//! lines) with `--log-format json`.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -8,6 +9,8 @@ use std::time::Instant;
 use dive_orchestrator::fmt::{duration, millis};
 use dive_orchestrator::scheduler::{DeployEvent, Level};
 
+use crate::context::{Context, LogFormat};
+
 pub enum Progress {
     /// Redraws one line per service in place.
     Live(LiveTable),
@@ -15,13 +18,19 @@ pub enum Progress {
     Lines { t0: Instant, quiet: bool },
     /// One JSON object per event on stdout.
     Json,
+    /// One JSON object per event on stderr, the log stream (`--log-format json`).
+    JsonLog { quiet: bool },
 }
 
 impl Progress {
-    pub fn new(json: bool, interactive: bool, quiet: bool, services: &[String]) -> Progress {
+    /// `json` is the command's `--json`: events become its output on stdout.
+    pub fn new(json: bool, ctx: &Context, services: &[String]) -> Progress {
+        let quiet = ctx.verbosity < 0;
         if json {
             Progress::Json
-        } else if interactive && !quiet {
+        } else if ctx.log_format == LogFormat::Json {
+            Progress::JsonLog { quiet }
+        } else if ctx.interactive && !quiet {
             Progress::Live(LiveTable::new(services))
         } else {
             Progress::Lines {
@@ -33,10 +42,11 @@ impl Progress {
 
     pub fn show(&mut self, e: &DeployEvent) {
         match self {
-            Progress::Json => {
-                let mut out = std::io::stdout().lock();
-                let _ = serde_json::to_writer(&mut out, e);
-                let _ = writeln!(out);
+            Progress::Json => json_line(std::io::stdout().lock(), e),
+            Progress::JsonLog { quiet } => {
+                if !(*quiet && e.level == Level::Info) {
+                    json_line(std::io::stderr().lock(), e);
+                }
             }
             Progress::Lines { t0, quiet } => {
                 if *quiet && e.level == Level::Info {
@@ -67,6 +77,12 @@ impl Progress {
             t.draw();
         }
     }
+}
+
+/// Progress is best effort: a failed write must not stop the deployment it reports on.
+fn json_line(mut out: impl Write, e: &DeployEvent) {
+    let _ = serde_json::to_writer(&mut out, e);
+    let _ = writeln!(out);
 }
 
 fn level(l: Level) -> &'static str {

@@ -1,15 +1,14 @@
 //! `dive stack status|logs|ps|down` and the hidden `dive stack supervise` daemon entry point:
 //! the commands that work on running stacks, without a stack file.
 
-use std::io::{BufRead, Read, Seek, Write};
-use std::path::Path;
+use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use dive_orchestrator::fmt::{duration, now_ms};
-use dive_orchestrator::logs::tail_lines;
+use dive_orchestrator::logs::{LogFollower, tail_lines};
 use dive_orchestrator::paths::StackPaths;
 use dive_orchestrator::supervisor::protocol::StackStatus;
 use dive_orchestrator::supervisor::{
@@ -191,6 +190,9 @@ pub fn print_status(s: &StackStatus) {
             last_exit,
             note
         );
+        if let Some(d) = &svc.description {
+            println!("{:<20} {d}", "");
+        }
     }
 }
 
@@ -258,40 +260,22 @@ fn print_line(
     }
 }
 
-/// Poll the log files for growth (and rotation) until interrupted.
+/// Poll the log files for new lines (across rotations) until interrupted.
 fn follow(paths: &StackPaths, services: &[String], width: Option<usize>) -> anyhow::Result<()> {
-    let mut offsets: Vec<u64> = services
+    let mut followers: Vec<LogFollower> = services
         .iter()
-        .map(|s| file_len(&paths.service_log(s)))
+        .map(|s| LogFollower::from_end(&paths.service_log(s)))
         .collect();
     loop {
         std::thread::sleep(Duration::from_millis(200));
         let mut out = std::io::stdout().lock();
-        for (i, s) in services.iter().enumerate() {
-            let path = paths.service_log(s);
-            let len = file_len(&path);
-            if len < offsets[i] {
-                offsets[i] = 0; // rotated
-            }
-            if len > offsets[i] {
-                let mut f = std::fs::File::open(&path)?;
-                f.seek(std::io::SeekFrom::Start(offsets[i]))?;
-                let mut buf = Vec::new();
-                f.take(len - offsets[i]).read_to_end(&mut buf)?;
-                // Only print whole lines; keep a partial last line for the next round.
-                let whole = buf.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
-                for line in buf[..whole].lines() {
-                    print_line(&mut out, width.map(|w| (s.as_str(), w)), &line?)?;
-                }
-                offsets[i] += whole as u64;
+        for (s, f) in services.iter().zip(&mut followers) {
+            for line in f.poll()?.lines() {
+                print_line(&mut out, width.map(|w| (s.as_str(), w)), &line?)?;
             }
         }
         out.flush()?;
     }
-}
-
-fn file_len(p: &Path) -> u64 {
-    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
 #[derive(serde::Serialize)]

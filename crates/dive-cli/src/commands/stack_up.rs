@@ -1,8 +1,6 @@
 //! `dive stack up`: deploy a compose-format stack and report how it went.
 
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -10,7 +8,7 @@ use dive_orchestrator::deploy::{self, UpRequest, UpResult};
 use dive_orchestrator::fmt::{duration, millis};
 use dive_orchestrator::logs::tail_lines;
 use dive_orchestrator::paths::StackPaths;
-use dive_orchestrator::scheduler::{SchedulerConfig, ServiceOutcome};
+use dive_orchestrator::scheduler::{Interruption, SchedulerConfig, ServiceOutcome};
 use dive_orchestrator::state::{BreakerConfig, DeploymentState, StateError};
 use dive_orchestrator::supervisor::Client;
 
@@ -41,23 +39,8 @@ pub fn up(ctx: &Context, a: &UpArgs) -> anyhow::Result<ExitCode> {
     }
     let store = rt.block_on(super::open_store(ctx))?;
     let names: Vec<String> = plan.services.keys().cloned().collect();
-    let mut progress = Progress::new(a.json, ctx.interactive, ctx.verbosity < 0, &names);
-    let timed_out = Arc::new(AtomicBool::new(false));
-    let cancel = {
-        let timed_out = timed_out.clone();
-        let wait = a.wait_timeout.map(Duration::from_secs);
-        async move {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async {
-                    match wait {
-                        Some(w) => tokio::time::sleep(w).await,
-                        None => std::future::pending().await,
-                    }
-                } => timed_out.store(true, Ordering::SeqCst),
-            }
-        }
-    };
+    let mut progress = Progress::new(a.json, ctx, &names);
+    let cancel = stop_waiting(a.wait_timeout.map(Duration::from_secs));
     let spawn = || spawn_supervisor(ctx, &paths);
     let result = rt.block_on(deploy::up(
         &store,
@@ -77,12 +60,10 @@ pub fn up(ctx: &Context, a: &UpArgs) -> anyhow::Result<ExitCode> {
     let result = match result {
         Ok(r) => r,
         Err(deploy::DeployError::State(e @ StateError::LockHeld { .. })) => {
-            eprintln!("error: {e}");
-            eprintln!(
-                "  another deployment of stack {} is in progress; wait for it to finish (`dive stack status -p {}`)",
+            return Err(anyhow::Error::new(e).context(format!(
+                "another deployment of stack {} is in progress; wait for it to finish (`dive stack status -p {}`)",
                 spec.name, spec.name
-            );
-            return Ok(ExitCode::from(1));
+            )));
         }
         Err(e) => return Err(e.into()),
     };
@@ -109,7 +90,7 @@ pub fn up(ctx: &Context, a: &UpArgs) -> anyhow::Result<ExitCode> {
                     serde_json::json!({"stack": spec.name, "deployment": d.deployment_id, "state": d.state.to_string(), "report": d.report_dir.join("report.json")})
                 );
             } else {
-                summarise(&spec.name, &d, &paths, timed_out.load(Ordering::SeqCst));
+                summarise(&spec.name, &d, &paths);
             }
             Ok(match d.state {
                 DeploymentState::Complete | DeploymentState::Degraded => ExitCode::SUCCESS,
@@ -119,7 +100,23 @@ pub fn up(ctx: &Context, a: &UpArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn summarise(stack: &str, d: &deploy::Deployed, paths: &StackPaths, timed_out: bool) {
+/// Resolves on Ctrl-C, or when `wait` (`--wait-timeout`) has passed, saying which.
+async fn stop_waiting(wait: Option<Duration>) -> Interruption {
+    let timeout = async {
+        match wait {
+            Some(w) => tokio::time::sleep(w).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => Interruption::Operator,
+        () = timeout => Interruption::WaitTimeout {
+            after_ms: wait.map_or(0, |w| w.as_millis() as u64),
+        },
+    }
+}
+
+fn summarise(stack: &str, d: &deploy::Deployed, paths: &StackPaths) {
     let up: Vec<&str> = d
         .outcome
         .services
@@ -151,14 +148,9 @@ fn summarise(stack: &str, d: &deploy::Deployed, paths: &StackPaths, timed_out: b
             }
         }
         _ => {
-            if d.outcome.interrupted {
+            if let Some(why) = d.outcome.interrupted {
                 println!(
-                    "stack {stack}: deployment interrupted{} after {}; {} services up and left running",
-                    if timed_out {
-                        " (wait timeout reached)"
-                    } else {
-                        ""
-                    },
+                    "stack {stack}: {why} after {}; {} services up and left running",
                     millis(d.outcome.elapsed_ms),
                     up.len()
                 );

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod instance;
+pub mod stack;
 
 use std::process::Output;
 use std::time::{Duration, Instant};

@@ -253,6 +253,7 @@ fn status(shared: &SharedRef) -> StackStatus {
             .map(|(name, s)| ServiceStatus {
                 name: name.clone(),
                 class: s.spec.class,
+                description: s.spec.description.clone(),
                 state: s.state,
                 health: s.health,
                 pid: s.pid,
@@ -808,4 +809,145 @@ pub(crate) fn write_json_atomic<T: serde::Serialize>(
         serde_json::to_vec_pretty(value).map_err(std::io::Error::other)?,
     )?;
     std::fs::rename(tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::spec::{Environment, parse_str};
+
+    fn svc(restart: &str, class: &str) -> Svc {
+        let text = format!(
+            "services:\n  s:\n    command: x\n    restart: \"{restart}\"\n    labels:\n      dive.service.class: {class}\n"
+        );
+        let stack = parse_str(
+            &text,
+            Path::new("/nonexistent-dive-daemon-test/stack.yml"),
+            None,
+            &Environment::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let spec = stack.services.into_values().next().unwrap();
+        Svc {
+            hash: spec.definition_hash(),
+            spec,
+            state: ServiceState::Running,
+            health: Health::None,
+            generation: 1,
+            pid: None,
+            process: None,
+            started_at_ms: None,
+            started_at: None,
+            desired: true,
+            ever_ready: true,
+            restarts: 0,
+            restarts_in_a_row: 0,
+            last_exit: None,
+            note: None,
+            exited: watch::channel(None).1,
+        }
+    }
+
+    fn exit(code: i32) -> ExitInfo {
+        ExitInfo {
+            code: Some(code),
+            signal: None,
+            at_ms: 0,
+        }
+    }
+
+    fn config() -> DaemonConfig {
+        DaemonConfig {
+            restart_backoff: crate::retry::Backoff {
+                base: Duration::from_millis(100),
+                max: Duration::from_secs(10),
+                jitter: 0.0,
+            },
+            ..DaemonConfig::default()
+        }
+    }
+
+    const SHORT: Duration = Duration::from_millis(50);
+
+    fn restarts(d: AfterExit) -> Option<Duration> {
+        match d {
+            AfterExit::Restart(after) => Some(after),
+            AfterExit::Stay(..) => None,
+        }
+    }
+
+    #[test]
+    fn each_policy_restarts_on_the_exits_it_names() {
+        let c = config();
+        for (policy, code, restart) in [
+            ("no", 1, false),
+            ("always", 0, true),
+            ("always", 1, true),
+            ("unless-stopped", 0, true),
+            ("on-failure", 0, false),
+            ("on-failure", 1, true),
+        ] {
+            let mut s = svc(policy, "core");
+            let d = decide_after_exit(&mut s, &exit(code), SHORT, &c);
+            assert_eq!(restarts(d).is_some(), restart, "{policy} after exit {code}");
+        }
+    }
+
+    #[test]
+    fn restarts_back_off_and_stop_at_the_limit() {
+        let c = config();
+        let mut s = svc("always", "core");
+        s.restarts_in_a_row = 3;
+        assert_eq!(
+            restarts(decide_after_exit(&mut s, &exit(1), SHORT, &c)),
+            Some(Duration::from_millis(800)),
+            "100 ms doubling per restart in a row"
+        );
+        s.restarts_in_a_row = c.restart_limit;
+        match decide_after_exit(&mut s, &exit(1), SHORT, &c) {
+            AfterExit::Stay(ServiceState::Exited, Some(note)) => {
+                assert!(note.contains("restart limit reached"), "{note}")
+            }
+            _ => panic!("restarted past the limit"),
+        }
+        // A run longer than `stable_after` starts the count again.
+        assert!(restarts(decide_after_exit(&mut s, &exit(1), c.stable_after, &c)).is_some());
+        assert_eq!(s.restarts_in_a_row, 0);
+        let mut s = svc("on-failure:2", "core");
+        s.restarts = 2;
+        match decide_after_exit(&mut s, &exit(1), SHORT, &c) {
+            AfterExit::Stay(ServiceState::Exited, Some(note)) => {
+                assert_eq!(note, "restart limit reached (on-failure:2)")
+            }
+            _ => panic!("on-failure:2 restarted a third time"),
+        }
+    }
+
+    #[test]
+    fn stopped_unready_and_init_services_are_never_restarted() {
+        let c = config();
+        let mut s = svc("always", "core");
+        s.desired = false;
+        assert!(matches!(
+            decide_after_exit(&mut s, &exit(1), SHORT, &c),
+            AfterExit::Stay(ServiceState::Stopped, None)
+        ));
+        let mut s = svc("always", "core");
+        s.ever_ready = false; // a failed start belongs to the scheduler's retries
+        assert!(matches!(
+            decide_after_exit(&mut s, &exit(1), SHORT, &c),
+            AfterExit::Stay(ServiceState::Exited, Some(_))
+        ));
+        let mut s = svc("always", "init");
+        assert!(matches!(
+            decide_after_exit(&mut s, &exit(0), SHORT, &c),
+            AfterExit::Stay(ServiceState::Completed, None)
+        ));
+        assert!(matches!(
+            decide_after_exit(&mut s, &exit(1), SHORT, &c),
+            AfterExit::Stay(ServiceState::Exited, Some(_))
+        ));
+    }
 }

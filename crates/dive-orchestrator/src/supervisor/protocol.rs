@@ -159,6 +159,9 @@ impl ExitInfo {
 pub struct ServiceStatus {
     pub name: String,
     pub class: ServiceClass,
+    /// The `dive.service.description` label.
+    #[serde(default)]
+    pub description: Option<String>,
     pub state: ServiceState,
     pub health: Health,
     pub pid: Option<u32>,
