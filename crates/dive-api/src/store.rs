@@ -520,6 +520,28 @@ impl ResourceStore {
         Ok(row.try_get::<i64, _>("n")?.max(0) as u64)
     }
 
+    /// Delete a document and its ZTDF. `Ok(Some(generation))` (the new catalog generation)
+    /// when it existed, `Ok(None)` when there was nothing to delete.
+    pub async fn delete(&self, id: &str) -> Result<Option<i64>, ApiError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM api_resource_content WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let removed = sqlx::query("DELETE FROM api_resources WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if removed == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let generation = bump_generation(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Some(generation))
+    }
+
     /// Append audit entries in one transaction.
     pub async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), ApiError> {
         const COLS: &[&str] = &[

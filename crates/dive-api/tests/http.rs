@@ -888,6 +888,46 @@ async fn resource_service_end_to_end() {
             "{p}"
         );
     }
+    // --- delete: the uploader (while still allowed to read it) or an administrator
+    let delete = |token: String, id: String| {
+        let (http, url) = (e.http.clone(), e.url(&format!("/api/resources/{id}")));
+        async move {
+            let r = http.delete(url).bearer_auth(token).send().await.unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (_, v) = e.get(Some(&frank), "/api/resources?q=notes.md").await;
+    let notes = v["items"][0]["id"].as_str().unwrap().to_string();
+    let (_, v) = e.get(Some(&sam), "/api/resources?q=convoy+schedule").await;
+    let convoy = v["items"][0]["id"].as_str().unwrap().to_string();
+    // Not the uploader and not an administrator: refused, with the admin policy's reason.
+    let (s, v) = delete(sam.clone(), notes.clone()).await;
+    assert_eq!(s, 403, "{v}");
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("Admin role required"),
+        "{v}"
+    );
+    // The uploader deletes its document: gone from get and search, and a second delete is 404.
+    let (s, v) = delete(frank.clone(), notes.clone()).await;
+    assert_eq!(s, 204, "{v}");
+    let (s, _) = e
+        .get(Some(&frank), &format!("/api/resources/{notes}"))
+        .await;
+    assert_eq!(s, 404);
+    let (_, v) = e.get(Some(&frank), "/api/resources?q=notes.md").await;
+    assert_eq!(v["total"], 0, "{v}");
+    let (s, _) = delete(frank.clone(), notes.clone()).await;
+    assert_eq!(s, 404);
+    // An administrator deletes someone else's upload.
+    let (s, v) = delete(ada.clone(), convoy.clone()).await;
+    assert_eq!(s, 204, "{v}");
+    let (s, _) = e.get(Some(&sam), &format!("/api/resources/{convoy}")).await;
+    assert_eq!(s, 404);
+
     let _ = &e.home;
     e.api.stop().await;
     e.idp.stop().await;
@@ -918,6 +958,7 @@ async fn openapi_describes_exactly_the_routes() {
         let r = match method.as_str() {
             "GET" => e.http.get(&url),
             "POST" => e.http.post(&url),
+            "DELETE" => e.http.delete(&url),
             m => panic!("unexpected method {m}"),
         }
         .send()
@@ -931,7 +972,7 @@ async fn openapi_describes_exactly_the_routes() {
     }
     let r = e
         .http
-        .delete(e.url("/api/resources/fixed-unclass"))
+        .put(e.url("/api/resources/fixed-unclass"))
         .send()
         .await
         .unwrap();

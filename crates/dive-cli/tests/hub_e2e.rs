@@ -47,6 +47,7 @@ const FULL_STACK_CHECKS: &[&str] = &[
     "api.upload.tampered",
     "api.upload.incoherent",
     "api.audit",
+    "api.delete",
     "kas.public_keys",
     "kas.roundtrip",
     "kas.forbidden",

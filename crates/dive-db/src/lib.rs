@@ -207,7 +207,10 @@ mod tests {
         for columns in [1, 2, 11, 13, 18, 240, 1000] {
             let rows = rows_per_statement(columns);
             assert!(rows >= 1, "{columns} columns");
-            assert!(rows * columns <= MAX_BIND_PARAMETERS || rows == 1, "{columns} columns");
+            assert!(
+                rows * columns <= MAX_BIND_PARAMETERS || rows == 1,
+                "{columns} columns"
+            );
         }
         assert_eq!(rows_per_statement(0), MAX_BIND_PARAMETERS);
     }

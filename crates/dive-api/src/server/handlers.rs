@@ -242,26 +242,7 @@ async fn decide_on(
     action: &str,
     started: Instant,
 ) -> Result<(std::sync::Arc<ResourceMeta>, Decision), Failure> {
-    let catalog = s.catalog();
-    let Some(entry) = catalog.get(id) else {
-        record(
-            s,
-            Some(who),
-            Outcome {
-                action,
-                resource: Some(id),
-                allow: false,
-                reason: "no such resource",
-                policy_version: None,
-                detail: None,
-            },
-            started,
-        )
-        .await;
-        return Err(Failure::not_found(format!("no resource with id {id:?}")));
-    };
-    let meta = entry.meta.clone();
-    drop(catalog);
+    let meta = catalog_meta(s, who, id, action, started).await?;
     let d = s
         .access
         .decide(&input(&who.attributes, action, id, &meta.label));
@@ -270,6 +251,70 @@ async fn decide_on(
         return Err(Failure::forbidden(&d, Some(id)));
     }
     Ok((meta, d))
+}
+
+/// The catalog's metadata of `id`; an unknown id is audited and answered 404.
+async fn catalog_meta(
+    s: &Shared,
+    who: &Principal,
+    id: &str,
+    action: &str,
+    started: Instant,
+) -> Result<std::sync::Arc<ResourceMeta>, Failure> {
+    if let Some(entry) = s.catalog().get(id) {
+        return Ok(entry.meta.clone());
+    }
+    record(
+        s,
+        Some(who),
+        Outcome {
+            action,
+            resource: Some(id),
+            allow: false,
+            reason: "no such resource",
+            policy_version: None,
+            detail: None,
+        },
+        started,
+    )
+    .await;
+    Err(Failure::not_found(format!("no resource with id {id:?}")))
+}
+
+/// `DELETE /api/resources/{id}`: by its uploader while the policy still lets them read it, or
+/// by an administrator (the admin policy: admin role, this instance's own issuer, MFA). Seeded
+/// documents belong to the seed job: only an administrator deletes one (the next seeding
+/// re-creates it).
+pub async fn delete_resource(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
+    let started = Instant::now();
+    let who = authenticate(&s, &headers, "delete", Some(&id), started).await?;
+    let meta = catalog_meta(&s, &who, &id, "delete", started).await?;
+    let d = if !meta.seeded && meta.creator == who.attributes.unique_id {
+        s.access
+            .decide(&input(&who.attributes, "read", &id, &meta.label))
+    } else {
+        s.access.pdp().decide_admin(&Input::new(
+            &who.attributes,
+            "resource.delete",
+            &ResourceAttributes::from_label(&id, meta.label.clone(), false),
+            &RequestContext::default(),
+        ))
+    };
+    record_decision(&s, &who, "delete", Some(&id), &d, started).await;
+    if !d.allow {
+        return Err(Failure::forbidden(&d, Some(&id)));
+    }
+    if s.store.delete(&id).await?.is_none() {
+        return Err(Failure::not_found(format!("no resource with id {id:?}")));
+    }
+    if let Err(e) = s.refresh_catalog().await {
+        tracing::warn!(error = %e, "catalog reload after delete failed; the next refresh picks it up");
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `GET /api/resources/{id}`: metadata with the decision.

@@ -37,6 +37,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/resources"),
     ("POST", "/api/resources/federated-search"),
     ("GET", "/api/resources/{id}"),
+    ("DELETE", "/api/resources/{id}"),
     ("GET", "/api/resources/{id}/download"),
     ("GET", "/api/audit"),
     ("GET", "/api/openapi.json"),
@@ -448,7 +449,10 @@ fn router(state: Shared, max_upload: usize) -> Router {
             "/api/resources/federated-search",
             axum::routing::post(federated::federated_search),
         )
-        .route("/api/resources/{id}", get(handlers::get_resource))
+        .route(
+            "/api/resources/{id}",
+            get(handlers::get_resource).delete(handlers::delete_resource),
+        )
         .route("/api/resources/{id}/download", get(handlers::download))
         .route("/api/audit", get(handlers::audit))
         .route("/api/openapi.json", get(handlers::openapi))

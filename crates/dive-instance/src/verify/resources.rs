@@ -56,6 +56,7 @@ pub async fn run(ctx: &Ctx, shared: &Shared) -> Vec<Found> {
         t_tampered,
         t_incoherent,
         t_audit,
+        t_delete,
     ] = module_titles();
     out.push(found(t_search.0, t_search.1, async { search_totals(&totals) }).await);
     let (seeded, (upload, uploaded)) = tokio::join!(
@@ -90,7 +91,51 @@ pub async fn run(ctx: &Ctx, shared: &Shared) -> Vec<Found> {
         )
         .await,
     );
+    out.push(
+        found(
+            t_delete.0,
+            t_delete.1,
+            delete_upload(ctx, uploaded.as_ref()),
+        )
+        .await,
+    );
     out
+}
+
+/// The uploader deletes its upload: 204, then GET answers 404.
+async fn delete_upload(ctx: &Ctx, up: Option<&Uploaded>) -> Outcome {
+    let Some(up) = up else {
+        return Outcome::Skip("no uploaded document to delete".into());
+    };
+    let r: Result<String, String> = async {
+        let http = ctx.http.as_ref().ok_or("no HTTPS client")?;
+        let path = format!("/api/resources/{}", up.id);
+        let url = format!("{}{path}", ctx.cfg.urls.api);
+        let status = http
+            .delete(&url)
+            .bearer_auth(&up.token)
+            .send()
+            .await
+            .map_err(|e| format!("DELETE {url}: {e}"))?
+            .status()
+            .as_u16();
+        if status != 204 {
+            return Err(format!("DELETE {url}: HTTP {status}, expected 204"));
+        }
+        let (status, _) = get(ctx, &up.token, &path).await?;
+        if status != 404 {
+            return Err(format!(
+                "{} is still there after the delete (HTTP {status})",
+                up.id
+            ));
+        }
+        Ok(format!(
+            "{} deleted by its uploader; GET now answers 404",
+            up.id
+        ))
+    }
+    .await;
+    r.into()
 }
 
 fn skipped(id: String, title: String, why: &str) -> Found {
@@ -119,7 +164,7 @@ fn actor_titles(name: &str) -> [(String, String); 3] {
     ]
 }
 
-fn module_titles() -> [(String, String); 6] {
+fn module_titles() -> [(String, String); 7] {
     let t = |a: &str, b: &str| (a.to_string(), b.to_string());
     [
         t(
@@ -142,6 +187,10 @@ fn module_titles() -> [(String, String); 6] {
         t(
             "api.audit",
             "the decision log has rows for the requests above",
+        ),
+        t(
+            "api.delete",
+            "the uploader deletes the upload, which is gone afterwards (verify leaves nothing behind)",
         ),
     ]
 }
