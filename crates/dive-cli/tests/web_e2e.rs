@@ -163,16 +163,55 @@ impl Browser {
     async fn post(&self, p: &str, form: &[(&str, &str)]) -> Page {
         self.send(self.http.post(self.url(p)).form(form)).await
     }
+
+    /// A multipart form post (as a browser sends a form with a file input).
+    async fn post_multipart(
+        &self,
+        p: &str,
+        fields: &[(&str, &str)],
+        file: Option<(&str, &str, &[u8])>,
+    ) -> Page {
+        let boundary = "----web-e2e-boundary-4d1f";
+        let mut body = Vec::new();
+        for (k, v) in fields {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+        if let Some((name, ct, data)) = file {
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: {ct}\r\n\r\n").as_bytes(),
+            );
+            body.extend_from_slice(data);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let rb = self
+            .http
+            .post(self.url(p))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body);
+        self.send(rb).await
+    }
 }
 
 fn unescape(s: &str) -> String {
     s.replace("&lt;", "<")
+        .replace("&#60;", "<")
         .replace("&gt;", ">")
+        .replace("&#62;", ">")
         .replace("&#34;", "\"")
         .replace("&quot;", "\"")
         .replace("&#39;", "'")
         .replace("&#x27;", "'")
         .replace("&amp;", "&")
+        .replace("&#38;", "&")
 }
 
 /// The text between `start` and the next `end` after it.
@@ -477,6 +516,51 @@ fn web_ui_signs_in_searches_explains_and_opens_documents() {
         assert_eq!(z.header("content-type"), "application/zip");
         assert!(z.bytes.starts_with(b"PK"), "a ZIP container");
 
+        // Upload: the label is checked first (marking preview, coherence problems), then the
+        // file goes to the API, and the new document is found by search and opens.
+        let csrf = between(&top.get("/upload").await.body, "name=\"csrf\" value=\"", "\"").unwrap().to_string();
+        let label = |coi: &str, action: &'static str| -> Vec<(&'static str, String)> {
+            vec![
+                ("csrf", csrf.clone()),
+                ("action", action.to_string()),
+                ("title", "Harbour survey <b>web</b> zq7upload".to_string()),
+                ("classification", "SECRET".to_string()),
+                ("releasable_to", "USA, GBR".to_string()),
+                ("coi", coi.to_string()),
+                ("coi_operator", "ALL".to_string()),
+            ]
+        };
+        let post = |fields: Vec<(&'static str, String)>, file: Option<(&'static str, &'static str, &'static [u8])>| {
+            let top = &top;
+            async move {
+                let f: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                top.post_multipart("/upload", &f, file).await
+            }
+        };
+        let no_csrf: Vec<(&'static str, String)> = label("FVEY", "upload").into_iter().filter(|(k, _)| *k != "csrf").collect();
+        let r = post(no_csrf, Some(("a.txt", "text/plain", b"x"))).await;
+        assert_eq!(r.status, 403, "upload without the CSRF token: {}", r.body);
+        let r = post(label("US-ONLY, NATO", "preview"), None).await;
+        assert_eq!(r.status, 422, "{}", r.body);
+        assert!(r.body.contains("US-ONLY cannot be combined with another COI"), "{}", r.body);
+        let r = post(label("FVEY", "preview"), None).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.body.contains("SECRET//FVEY//REL TO USA, GBR</div>"), "the marking preview: {}", r.body);
+        const UPLOADED: &[u8] = b"Harbour survey notes\n<script>alert('x')</script>\n";
+        let r = post(label("FVEY", "upload"), Some(("survey.txt", "text/plain", UPLOADED))).await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        let new_doc = r.location();
+        assert!(new_doc.starts_with("/documents/"), "{new_doc}");
+        let shown = top.get(&new_doc).await;
+        assert_clean(&shown, "uploaded document");
+        assert!(shown.body.contains("Harbour survey &#60;b&#62;web&#60;/b&#62; zq7upload"), "escaped title: {}", shown.body);
+        let found = top.get("/documents?q=zq7upload").await;
+        assert_clean(&found, "search for the upload");
+        assert_eq!(doc_ids(&found.body), vec![new_doc.trim_start_matches("/documents/").to_string()]);
+        let open = top.get(&format!("{new_doc}/open")).await;
+        assert_clean(&open, "open the upload");
+        assert!(open.body.contains("&#60;script&#62;alert("), "the text is escaped: {}", open.body);
+
         // A TOP SECRET document, for the denial below.
         let ts = first_doc(&top, "classification=TOP_SECRET", &seed).await;
 
@@ -526,7 +610,9 @@ fn web_ui_signs_in_searches_explains_and_opens_documents() {
         assert_clean(&fed, "federated");
         assert!(fed.body.contains("Partial results"), "{}", fed.body);
         assert!(fed.body.contains("<td>FRA</td><td><span class=\"status status-"), "{}", fed.body);
-        assert!(fed.body.contains(&format!("{reach} document(s) you may read")), "{}", fed.body);
+        // This instance's documents (and the upload above) are all there.
+        let fed_total = reach + 1;
+        assert!(fed.body.contains(&format!("{fed_total} document(s) you may read")), "{}", fed.body);
 
         // CSRF: a post without the session's token, or with another, is refused.
         let r = top.post("/auth/logout", &[]).await;

@@ -177,27 +177,7 @@ impl ApiClient {
         }
         let status = resp.status().as_u16();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
-        let message = body["message"]
-            .as_str()
-            .unwrap_or("no explanation given")
-            .to_string();
-        Err(match status {
-            401 => ApiError::Unauthorized(message),
-            403 => ApiError::Forbidden(Box::new(Denial {
-                reason: body["reason"].as_str().unwrap_or(&message).to_string(),
-                checks: checks(&body["checks"]),
-                aal: body["authentication"]["aal"].as_str().map(str::to_string),
-                aal_required: body["authentication"]["required"]
-                    .as_str()
-                    .map(str::to_string),
-            })),
-            404 => ApiError::NotFound(message),
-            400 => ApiError::BadRequest(match body["param"].as_str() {
-                Some(p) => format!("{p}: {message}"),
-                None => message,
-            }),
-            _ => ApiError::Status { status, message },
-        })
+        Err(error_of(status, &body))
     }
 
     async fn json<T: serde::de::DeserializeOwned>(
@@ -276,6 +256,31 @@ impl ApiClient {
     }
 }
 
+/// The error of a non-2xx answer (`{"error", "message", …}`).
+fn error_of(status: u16, body: &Value) -> ApiError {
+    let message = body["message"]
+        .as_str()
+        .unwrap_or("no explanation given")
+        .to_string();
+    match status {
+        401 => ApiError::Unauthorized(message),
+        403 => ApiError::Forbidden(Box::new(Denial {
+            reason: body["reason"].as_str().unwrap_or(&message).to_string(),
+            checks: checks(&body["checks"]),
+            aal: body["authentication"]["aal"].as_str().map(str::to_string),
+            aal_required: body["authentication"]["required"]
+                .as_str()
+                .map(str::to_string),
+        })),
+        404 => ApiError::NotFound(message),
+        400 => ApiError::BadRequest(match body["param"].as_str() {
+            Some(p) => format!("{p}: {message}"),
+            None => message,
+        }),
+        _ => ApiError::Status { status, message },
+    }
+}
+
 /// The PDP's per-check results (`{"clearance": true, …}`), by name.
 fn checks(v: &Value) -> Vec<(String, bool)> {
     v.as_object()
@@ -290,4 +295,133 @@ fn checks(v: &Value) -> Vec<(String, bool)> {
 /// A document id as one URL path segment (ids are `[A-Za-z0-9._:-]`, but never trust that).
 pub fn path_segment(id: &str) -> String {
     url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
+}
+
+/// A file to upload, with the label the user chose.
+pub struct NewUpload {
+    pub file_name: String,
+    pub content_type: Option<String>,
+    pub bytes: Vec<u8>,
+    /// The label as the API's JSON (the policy's attribute names).
+    pub label: Value,
+    pub title: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Why the API refused an upload: its message and, for an incoherent label, every violation.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub message: String,
+    pub violations: Vec<String>,
+}
+
+impl ApiClient {
+    /// `POST /api/resources` (multipart): the API checks size, type, label and coherence, asks
+    /// the PDP, encrypts to the KAS and stores. Returns the new document's id, or the refusal.
+    pub async fn upload(&self, token: &str, up: &NewUpload) -> Result<String, UploadRefused> {
+        let boundary = format!("dive-web-{}", dive_idp::util::random_token(16));
+        let body = multipart_body(&boundary, up);
+        let rb = self
+            .http
+            .post(format!("{}/api/resources", self.base))
+            .bearer_auth(token)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(body);
+        let resp = rb
+            .send()
+            .await
+            .map_err(|e| UploadRefused::Api(ApiError::Unreachable(e.to_string())))?;
+        let status = resp.status().as_u16();
+        if matches!(status, 413 | 415 | 422) {
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            let mut message = body["message"].as_str().unwrap_or("refused").to_string();
+            if let Some(d) = body["detail"].as_str() {
+                message = format!("{message}: {d}");
+            }
+            let violations = body["violations"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Err(UploadRefused::Rejected(Rejection {
+                message,
+                violations,
+            }));
+        }
+        if !(200..300).contains(&status) {
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            return Err(UploadRefused::Api(error_of(status, &body)));
+        }
+        let body: Value = resp
+            .json()
+            .await
+            .map_err(|e| UploadRefused::Api(ApiError::Invalid(e.to_string())))?;
+        body["id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| UploadRefused::Api(ApiError::Invalid("the answer names no id".into())))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadRefused {
+    #[error("{}", .0.message)]
+    Rejected(Rejection),
+    #[error(transparent)]
+    Api(ApiError),
+}
+
+/// A multipart/form-data body (RFC 7578). Names are ours; the file name is the user's, so
+/// quotes and line breaks in it are replaced.
+fn multipart_body(boundary: &str, up: &NewUpload) -> Vec<u8> {
+    let mut b = Vec::with_capacity(up.bytes.len() + 1024);
+    let mut text = |name: &str, value: &str| {
+        b.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    };
+    text("label", &up.label.to_string());
+    if let Some(t) = &up.title {
+        text("title", t);
+    }
+    if let Some(d) = &up.description {
+        text("description", d);
+    }
+    let name: String = up
+        .file_name
+        .chars()
+        .map(|c| {
+            if matches!(c, '"' | '\\' | '\r' | '\n') || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    b.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+        )
+        .as_bytes(),
+    );
+    if let Some(ct) = up
+        .content_type
+        .as_deref()
+        .filter(|c| !c.contains(['\r', '\n']))
+    {
+        b.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
+    }
+    b.extend_from_slice(b"\r\n");
+    b.extend_from_slice(&up.bytes);
+    b.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    b
 }

@@ -12,6 +12,7 @@ mod pages;
 pub mod security;
 pub mod session;
 mod templates;
+mod upload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -62,6 +62,12 @@ pub fn router(state: Shared) -> Router {
         .route("/documents/{id}/content", get(content_raw))
         .route("/documents/{id}/inspect", get(inspect))
         .route("/documents/{id}/download", get(download))
+        .route(
+            "/upload",
+            get(crate::upload::form).post(crate::upload::submit).layer(
+                axum::extract::DefaultBodyLimit::max(crate::upload::MAX_BODY),
+            ),
+        )
         .with_state(state)
 }
 
@@ -77,7 +83,7 @@ pub async fn sweep_loop(state: Shared) {
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
-fn render(t: &impl Template) -> Response {
+pub(crate) fn render(t: &impl Template) -> Response {
     match t.render() {
         Ok(html) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
         Err(e) => {
@@ -87,12 +93,12 @@ fn render(t: &impl Template) -> Response {
     }
 }
 
-fn with_status(status: StatusCode, mut r: Response) -> Response {
+pub(crate) fn with_status(status: StatusCode, mut r: Response) -> Response {
     *r.status_mut() = status;
     r
 }
 
-fn redirect(to: &str) -> Response {
+pub(crate) fn redirect(to: &str) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
     match HeaderValue::from_str(to) {
         Ok(v) => {
@@ -106,7 +112,7 @@ fn redirect(to: &str) -> Response {
     r
 }
 
-fn nav(s: &AppState, user: Option<&User>, active: &'static str) -> Nav {
+pub(crate) fn nav(s: &AppState, user: Option<&User>, active: &'static str) -> Nav {
     Nav {
         instance: s.settings.instance.to_string(),
         user: user.map(|u| NavUser {
@@ -117,7 +123,7 @@ fn nav(s: &AppState, user: Option<&User>, active: &'static str) -> Nav {
     }
 }
 
-fn error_page(
+pub(crate) fn error_page(
     s: &AppState,
     user: Option<&User>,
     status: StatusCode,
@@ -173,13 +179,13 @@ async fn css() -> Response {
 // Sessions
 
 /// The signed-in user of a request, with a fresh access token.
-struct User {
+pub(crate) struct User {
     session_id: String,
     session: SharedSession,
-    token: String,
-    csrf: String,
+    pub token: String,
+    pub csrf: String,
     unique_id: String,
-    claims: Map<String, Value>,
+    pub claims: Map<String, Value>,
 }
 
 /// The request's session, refreshed if its access token is about to expire; `None` when there
@@ -246,7 +252,11 @@ async fn refresh(s: &AppState, g: &mut Session) -> Result<(), String> {
 }
 
 /// The user, or a redirect to sign in that comes back to this page.
-async fn require_user(s: &AppState, headers: &HeaderMap, uri: &Uri) -> Result<User, Response> {
+pub(crate) async fn require_user(
+    s: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+) -> Result<User, Response> {
     match current_user(s, headers).await {
         Some(u) => Ok(u),
         None => {

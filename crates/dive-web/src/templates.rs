@@ -202,3 +202,29 @@ pub struct InspectPage {
     pub back_href: String,
     pub ins: Inspected,
 }
+
+/// The upload form's values, echoed back after a check or a refusal.
+#[derive(Default)]
+pub struct UploadFields {
+    pub title: String,
+    pub description: String,
+    pub classification: String,
+    pub releasable_to: String,
+    pub coi: String,
+    pub coi_operator: String,
+    pub caveats: String,
+    pub industry: bool,
+}
+
+#[derive(Template)]
+#[template(path = "upload.html")]
+pub struct UploadPage {
+    pub nav: Nav,
+    pub csrf: String,
+    pub f: UploadFields,
+    pub classifications: Vec<SelectOption>,
+    /// (classification id, display marking) of the checked label.
+    pub preview: Option<(String, String)>,
+    pub problems: Vec<String>,
+    pub error: Option<String>,
+}
