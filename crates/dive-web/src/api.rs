@@ -281,12 +281,13 @@ fn error_of(status: u16, body: &Value) -> ApiError {
     }
 }
 
-/// The PDP's per-check results (`{"clearance": true, …}`), by name.
+/// The PDP's per-check results (`{"clearance": true, …}`), by name. Members that are not
+/// pass/fail (`coherence_violations` is a count) are details, not checks.
 fn checks(v: &Value) -> Vec<(String, bool)> {
     v.as_object()
         .map(|m| {
             m.iter()
-                .map(|(k, v)| (k.clone(), v.as_bool().unwrap_or(false)))
+                .filter_map(|(k, v)| v.as_bool().map(|b| (k.clone(), b)))
                 .collect()
         })
         .unwrap_or_default()
@@ -424,4 +425,18 @@ fn multipart_body(boundary: &str, up: &NewUpload) -> Vec<u8> {
     b.extend_from_slice(&up.bytes);
     b.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_boolean_members_are_checks() {
+        let c = checks(&json!({"clearance": false, "coi": true, "coherence_violations": 0}));
+        assert_eq!(
+            c,
+            vec![("clearance".to_string(), false), ("coi".to_string(), true)]
+        );
+    }
 }
