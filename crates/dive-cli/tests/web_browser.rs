@@ -2,7 +2,9 @@
 //! WebDriver protocol by `chromedriver`, against a hub deployed by the `dive` binary. A user
 //! signs in through the IdP's pages (password, then TOTP enrolment with its QR code), sees home,
 //! searches, opens a document, uploads an HTML file whose script must not run in the sandboxed
-//! frame, is denied a TOP SECRET document with the reason, inspects a ZTDF and signs out.
+//! frame, is denied a TOP SECRET document with the reason, inspects a ZTDF and signs out; then,
+//! with a FRA spoke deployed and linked, a French user signs in at the hub's UI through the
+//! French IdP and opens a hub document releasable to France.
 //! Screenshots of each page are saved under `$CARGO_TARGET_TMPDIR/ui-screenshots/` (the path is
 //! printed).
 //!
@@ -159,9 +161,46 @@ impl Browser {
             .collect()
     }
 
+    /// Click a link or submit button and wait until the browser has loaded the next page: the
+    /// click may return before a form post navigates, so wait for the old document to go stale
+    /// and the new one to be complete.
     async fn click(&self, css: &str) {
+        let old = self.find("html").await;
         let e = self.find(css).await;
         self.post(&format!("/element/{e}/click"), json!({})).await;
+        let t0 = Instant::now();
+        loop {
+            let r = self
+                .http
+                .get(format!("{}/element/{old}/name", self.base))
+                .send()
+                .await
+                .unwrap();
+            if r.status() == reqwest::StatusCode::NOT_FOUND {
+                break; // stale element reference: a new document
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "no navigation after clicking {css}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        loop {
+            let state = self
+                .post(
+                    "/execute/sync",
+                    json!({"script": "return document.readyState", "args": []}),
+                )
+                .await;
+            if state == "complete" {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "page load after {css}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn type_into(&self, css: &str, text: &str) {
@@ -469,6 +508,41 @@ fn a_user_works_through_the_ui_in_chromium() {
         b.wait_url("the IdP's logout to return", |u| u == format!("{web}/signin?return_to=%2F")).await;
         b.go(&format!("{web}/")).await;
         assert!(b.url().await.contains("/signin"), "{}", b.url().await);
+
+        // A spoke, linked with the hub by its deployment: a French user signs in at the hub's UI
+        // through the French IdP (brokered, with the IdP hint) and opens a hub document
+        // releasable to France.
+        let q = ports();
+        let out = env.run(&args(
+            &["spoke", "deploy", "FRA", "--seed", "--seed-count", "20"],
+            &port_flags(&q),
+        ));
+        assert!(out.status.success(), "{}", text(&out));
+        let fra_issuer = format!("https://localhost:{}", q[0]);
+        let fra_passwords = env.json("instances/fra/test-users.json");
+        b.go(&format!("{web}/signin")).await;
+        assert!(b.body_text().await.contains("Sign in with FRA (federated partner)"));
+        b.screenshot(&shots, "12-signin-partners").await;
+        b.click("a[href*='idp=fra-idp']").await;
+        b.wait_url("the French IdP", |u| u.starts_with(&fra_issuer)).await;
+        b.type_into("input[name=username]", "testuser-fra-1").await;
+        b.type_into(
+            "input[name=password]",
+            fra_passwords["testuser-fra-1"].as_str().unwrap(),
+        )
+        .await;
+        b.click("button[type=submit]").await;
+        b.wait_url("the return to the hub's UI", |u| u == format!("{web}/")).await;
+        let home = b.body_text().await;
+        assert!(home.contains("FRA") && home.contains(&fra_issuer), "{home}");
+        b.screenshot(&shots, "13-home-brokered").await;
+        b.go(&format!("{web}/documents?type=text%2Fplain")).await;
+        b.click("table.docs tbody tr a").await;
+        let doc = b.body_text().await;
+        assert!(doc.contains("FRA") && doc.contains("releasability: passed"), "{doc}");
+        b.click("p.actions a.primary").await;
+        assert!(b.text_of("pre.text").await.len() > 20);
+        b.screenshot(&shots, "14-open-brokered").await;
         b.cmd(reqwest::Method::DELETE, "", None).await;
     });
 }

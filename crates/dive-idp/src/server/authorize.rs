@@ -289,7 +289,6 @@ async fn handle(state: &Shared, headers: &HeaderMap, p: AuthParams) -> Response 
                 &csrf,
                 p.login_hint.as_deref().unwrap_or(""),
                 None,
-                &pending.redirect_uri,
             )
             .await
         }
@@ -298,28 +297,22 @@ async fn handle(state: &Shared, headers: &HeaderMap, p: AuthParams) -> Response 
     r
 }
 
-/// The login page, offering every enabled upstream IdP besides the password form. Its forms
-/// may lead to the client (`redirect_uri`) and to each upstream's authorization endpoint (on the
-/// upstream issuer's origin).
+/// The login page, offering every enabled upstream IdP besides the password form.
 async fn login_page(
     state: &Shared,
     request_id: &str,
     csrf: &str,
     hint: &str,
     error: Option<String>,
-    redirect_uri: &str,
 ) -> Response {
-    let enabled: Vec<crate::upstreams::Upstream> = match crate::upstreams::list(&state.db).await {
-        Ok(list) => list.into_iter().filter(|u| u.enabled).collect(),
+    let upstreams: Vec<(String, String)> = match crate::upstreams::list(&state.db).await {
+        Ok(list) => list
+            .into_iter()
+            .filter(|u| u.enabled)
+            .map(|u| (u.alias, u.display_name))
+            .collect(),
         Err(e) => return super::OAuthError::server(e).into_response(),
     };
-    let origins = pages::form_origins(
-        std::iter::once(redirect_uri).chain(enabled.iter().map(|u| u.issuer.as_str())),
-    );
-    let upstreams: Vec<(String, String)> = enabled
-        .into_iter()
-        .map(|u| (u.alias, u.display_name))
-        .collect();
     pages::login(
         state.instance.as_str(),
         request_id,
@@ -327,13 +320,7 @@ async fn login_page(
         hint,
         &upstreams,
         error,
-        &origins,
     )
-}
-
-/// Where a stage's forms may lead besides this IdP: the client's redirect URI.
-fn stage_origins(st: &Stage) -> Vec<String> {
-    pages::form_origins([st.pending.redirect_uri.as_str()])
 }
 
 /// An authenticated browser session.
@@ -506,16 +493,7 @@ pub async fn login(
         Ok(s) => s,
         Err(r) => return r,
     };
-    let page = |msg: String| {
-        login_page(
-            &state,
-            &st.id,
-            &st.csrf,
-            &f.username,
-            Some(msg),
-            &st.pending.redirect_uri,
-        )
-    };
+    let page = |msg: String| login_page(&state, &st.id, &st.csrf, &f.username, Some(msg));
     let account = bruteforce::account_key(&f.username);
     let address = bruteforce::address_key(&peer.ip());
     for subject in [&account, &address] {
@@ -566,7 +544,7 @@ pub(super) async fn second_factor(state: &Shared, st: &Stage, user: &User) -> Re
         if let Err(r) = advance(state, &st.id, &user.id, "otp", None).await {
             return r;
         }
-        return pages::otp(&st.id, &st.csrf, None, &stage_origins(st));
+        return pages::otp(&st.id, &st.csrf, None);
     }
     let secret = crate::totp::generate_secret();
     let recovery: Vec<String> = (0..10).map(|_| recovery_code()).collect();
@@ -591,15 +569,7 @@ fn enrol_page(
         secret,
     );
     let svg = crate::totp::qr_svg(&uri).unwrap_or_default();
-    pages::enrol(
-        &st.id,
-        &st.csrf,
-        secret,
-        &svg,
-        recovery,
-        error,
-        &stage_origins(st),
-    )
+    pages::enrol(&st.id, &st.csrf, secret, &svg, recovery, error)
 }
 
 fn recovery_code() -> String {
@@ -736,7 +706,6 @@ pub async fn otp(
             Some(&format!(
                 "Too many failed attempts. Try again in {wait} seconds."
             )),
-            &stage_origins(&st),
         );
     }
     let code = f.code.trim();
@@ -765,12 +734,7 @@ pub async fn otp(
     if !ok {
         state.count_login("otp_failure");
         let _ = bruteforce::record_failure(&state.db, &account, bruteforce::ACCOUNT).await;
-        return pages::otp(
-            &st.id,
-            &st.csrf,
-            Some("Invalid or already used code."),
-            &stage_origins(&st),
-        );
+        return pages::otp(&st.id, &st.csrf, Some("Invalid or already used code."));
     }
     let _ = bruteforce::clear(&state.db, &account).await;
     finish(&state, &st, &user, amr_with_otp(&st), "2").await
