@@ -4,7 +4,7 @@
 //! searches, opens a document, uploads an HTML file whose script must not run in the sandboxed
 //! frame, is denied a TOP SECRET document with the reason, inspects a ZTDF and signs out; then,
 //! with a FRA spoke deployed and linked, a French user signs in at the hub's UI through the
-//! French IdP and opens a hub document releasable to France.
+//! French IdP, opens a hub document releasable to France and searches both instances.
 //! Screenshots of each page are saved under `$CARGO_TARGET_TMPDIR/ui-screenshots/` (the path is
 //! printed).
 //!
@@ -543,6 +543,12 @@ fn a_user_works_through_the_ui_in_chromium() {
         b.click("p.actions a.primary").await;
         assert!(b.text_of("pre.text").await.len() > 20);
         b.screenshot(&shots, "14-open-brokered").await;
+        // Federated search from the hub: both instances answer with the user's hub token.
+        b.go(&format!("{web}/documents?scope=federated")).await;
+        let fed = b.body_text().await;
+        assert!(fed.contains("Instances asked") && !fed.contains("Partial results"), "{fed}");
+        assert_eq!(b.find_all("table.instances .status-ok").await.len(), 2, "{fed}");
+        b.screenshot(&shots, "15-federated-search").await;
         b.cmd(reqwest::Method::DELETE, "", None).await;
     });
 }
