@@ -43,6 +43,8 @@ pub struct Settings {
     pub client_secret: String,
     /// `federation/partners.json`: the partners offered on the sign-in page.
     pub partners_file: PathBuf,
+    /// Refresh the user's tokens when the access token has less than this left (seconds).
+    pub refresh_margin_secs: i64,
 }
 
 impl Settings {
@@ -67,6 +69,7 @@ impl Settings {
             client_id: secret.client_id,
             client_secret: secret.client_secret,
             partners_file: paths.partners_file(),
+            refresh_margin_secs: crate::session::REFRESH_MARGIN_SECS,
         })
     }
 

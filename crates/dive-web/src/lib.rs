@@ -67,6 +67,16 @@ impl Running {
 /// The IdP is discovered lazily, so the UI starts (and reports ready) even while the IdP restarts.
 pub async fn start(cfg: WebConfig, on_signals: bool) -> Result<Running, WebError> {
     let settings = Settings::load(&cfg)?;
+    start_with(settings, &cfg, on_signals).await
+}
+
+/// Start the UI with `settings` given rather than read from the instance's files (`cfg` still
+/// names the installation, whose PKI provides the certificate and the trusted CA).
+pub async fn start_with(
+    settings: Settings,
+    cfg: &WebConfig,
+    on_signals: bool,
+) -> Result<Running, WebError> {
     let pki = dive_pki::Pki::open(&cfg.home)?;
     let cert = pki.service("web")?;
     let http = dive_http::https_client(&pki)?;

@@ -200,7 +200,7 @@ async fn current_user(s: &AppState, headers: &HeaderMap) -> Option<User> {
         s.sessions.remove(&id);
         return None;
     }
-    if g.needs_refresh(now)
+    if g.needs_refresh(now, s.settings.refresh_margin_secs)
         && let Err(e) = refresh(s, &mut g).await
     {
         tracing::info!(error = %e, "session refresh failed; the user signs in again");

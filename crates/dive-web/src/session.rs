@@ -14,7 +14,7 @@ pub const ABSOLUTE_TTL_SECS: i64 = 8 * 3600;
 pub const IDLE_TTL_SECS: i64 = 3600;
 /// A sign-in must come back from the IdP within 10 minutes.
 pub const PENDING_TTL_SECS: i64 = 600;
-/// Tokens are refreshed this long before the access token expires.
+/// Tokens are refreshed this long before the access token expires (`Settings::refresh_margin_secs`).
 pub const REFRESH_MARGIN_SECS: i64 = 60;
 /// Bounds on memory: a flood of sign-in starts evicts the oldest pending ones; sessions beyond
 /// the bound are refused.
@@ -46,8 +46,9 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn needs_refresh(&self, now: i64) -> bool {
-        self.tokens.access_expires_at - REFRESH_MARGIN_SECS <= now
+    /// Whether the access token has less than `margin` seconds left.
+    pub fn needs_refresh(&self, now: i64, margin: i64) -> bool {
+        self.tokens.access_expires_at - margin <= now
     }
 
     fn expired(&self, now: i64) -> bool {
@@ -211,8 +212,8 @@ mod tests {
         store.sweep(1000 + IDLE_TTL_SECS + 1).await;
         assert!(store.is_empty(), "idle sessions are dropped");
         let s = session(1000);
-        assert!(!s.needs_refresh(1000));
-        assert!(s.needs_refresh(1000 + 900 - REFRESH_MARGIN_SECS));
+        assert!(!s.needs_refresh(1000, REFRESH_MARGIN_SECS));
+        assert!(s.needs_refresh(1000 + 900 - REFRESH_MARGIN_SECS, REFRESH_MARGIN_SECS));
     }
 
     #[test]
