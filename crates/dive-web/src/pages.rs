@@ -529,6 +529,10 @@ async fn callback(
         created_at: now,
         last_seen: now,
     };
+    // A session this browser held before ends: the new sign-in gets a new id (no fixation).
+    if let Some(old) = security::cookie(&headers, &s.settings.session_cookie()) {
+        s.sessions.remove(&old);
+    }
     let id = match s.sessions.create(session, now) {
         Ok(id) => id,
         Err(e) => {
