@@ -403,6 +403,14 @@ fn a_user_works_through_the_ui_in_chromium() {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
+        // The UI answers before the browser starts (a failure here names the service state).
+        let ca_http = dive_http::https_client_trusting(&env.home.join("pki/ca/cert.pem")).unwrap();
+        let ready = ca_http.get(format!("{web}/ready")).send().await;
+        assert!(
+            ready.as_ref().is_ok_and(|r| r.status().is_success()),
+            "web /ready: {ready:?}; {}",
+            text(&env.run(&["hub", "status"]))
+        );
         let ts_doc = top_secret_doc(&env, &issuer, &api).await;
         let (_driver, b) = start_browser(&env.dir.join("chrome-profile")).await;
 
