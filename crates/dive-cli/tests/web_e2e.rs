@@ -445,6 +445,13 @@ fn web_ui_signs_in_searches_explains_and_opens_documents() {
         let bad = top.get("/documents?classification=ULTRA").await;
         assert_eq!(bad.status, 400);
         assert!(bad.body.contains("not a known level"), "{}", bad.body);
+        let future = top.get("/documents?from=2100-01-01").await;
+        assert_clean(&future, "date filter");
+        assert!(future.body.contains(">0 document(s) you may read"), "{}", future.body);
+        assert!(future.body.contains("value=\"2100-01-01\""), "the date stays in the form");
+        let bad = top.get("/documents?to=yesterday").await;
+        assert_eq!(bad.status, 400, "{}", bad.body);
+        assert!(bad.body.contains("to: "), "the API names the parameter: {}", bad.body);
 
         // Open a text document: KAS rewrap with the user's token, decrypt, show — the exact bytes.
         let id = first_doc(&top, "type=text%2Fplain", &seed).await;

@@ -120,6 +120,9 @@ pub struct Filters {
     pub coi: Option<String>,
     /// A MIME type.
     pub file_type: Option<String>,
+    /// Created on or after / before (`YYYY-MM-DD`; the API checks the form).
+    pub from: Option<String>,
+    pub to: Option<String>,
     pub cursor: Option<String>,
 }
 
@@ -140,6 +143,12 @@ impl Filters {
         }
         if let Some(t) = &self.file_type {
             v.push(("type", t.clone()));
+        }
+        if let Some(d) = &self.from {
+            v.push(("from", d.clone()));
+        }
+        if let Some(d) = &self.to {
+            v.push(("to", d.clone()));
         }
         v
     }

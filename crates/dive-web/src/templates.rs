@@ -83,6 +83,9 @@ pub struct SearchForm {
     pub countries: Vec<SelectOption>,
     pub cois: Vec<SelectOption>,
     pub types: Vec<SelectOption>,
+    /// Creation date bounds as typed (`YYYY-MM-DD`).
+    pub from: String,
+    pub to: String,
     pub federated: bool,
 }
 

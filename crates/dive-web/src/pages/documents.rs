@@ -17,6 +17,8 @@ pub(super) struct DocQuery {
     coi: Option<String>,
     #[serde(rename = "type")]
     file_type: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
     scope: Option<String>,
     cursor: Option<String>,
 }
@@ -50,6 +52,8 @@ impl DocQuery {
             country,
             coi: nonempty(&self.coi),
             file_type: nonempty(&self.file_type),
+            from: nonempty(&self.from),
+            to: nonempty(&self.to),
             cursor: nonempty(&self.cursor),
         })
     }
@@ -77,6 +81,8 @@ impl DocQuery {
         push("country", &self.country);
         push("coi", &self.coi);
         push("type", &self.file_type);
+        push("from", &self.from);
+        push("to", &self.to);
         push("scope", &self.scope);
         push("cursor", &None);
         format!("/documents?{}", query_string(&pairs))
@@ -208,6 +214,8 @@ fn search_form(q: &DocQuery, page: Option<&Page>) -> SearchForm {
             facets.file_type.keys().map(|k| (k.clone(), k.clone())),
             &q.file_type,
         ),
+        from: q.from.clone().unwrap_or_default(),
+        to: q.to.clone().unwrap_or_default(),
         federated: q.federated(),
     }
 }
