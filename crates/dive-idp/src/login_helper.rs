@@ -184,34 +184,41 @@ pub fn parse_redirect(location: &str) -> Result<Vec<(String, String)>, LoginErro
     Ok(pairs)
 }
 
-/// Run the login through the pages and return the authorization code.
-/// `http` must not follow redirects and must trust the IdP's CA.
-pub async fn authorize(
+/// What the login pages ended with: the IdP's redirect to the client.
+#[derive(Debug, Clone)]
+pub struct PagesOutcome {
+    /// The final redirect `Location` (the client's redirect URI with `code`, `state`, `iss`, or
+    /// an error).
+    pub location: String,
+    pub enrolled_totp_secret: Option<String>,
+    pub recovery_codes: Vec<String>,
+    /// `name=value` of the SSO session cookie, when a login happened now.
+    pub session_cookie: Option<String>,
+    /// The IdP answered the authorization request at once (existing session, or an error).
+    pub at_once: bool,
+}
+
+/// Follow an authorization URL — this helper's own, or one another relying party built (a web
+/// UI's redirect) — through the login pages as `username`, and return where the IdP sends the
+/// browser back. An SSO session sent by the caller (in `http`'s default headers) answers at
+/// once. `http` must not follow redirects and must trust the IdP's CA.
+pub async fn login_at(
     http: &reqwest::Client,
-    req: &LoginRequest,
-) -> Result<LoginOutcome, LoginError> {
-    let (url, verifier, state, nonce) = authorization_url(req);
-    let resp = http.get(&url).send().await?;
-    let status = resp.status().as_u16();
-    if status == 303 {
+    issuer: &str,
+    url: &str,
+    username: &str,
+    password: &str,
+    totp_secret: Option<&str>,
+) -> Result<PagesOutcome, LoginError> {
+    let resp = http.get(url).send().await?;
+    if resp.status().as_u16() == 303 {
         // An existing session (sent by the caller's cookie) or an error answered at once.
-        let location = resp
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        let pairs = parse_redirect(&location)?;
-        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        return Ok(LoginOutcome {
-            code: get("code").unwrap_or_default(),
-            code_verifier: verifier,
-            state: get("state").unwrap_or_default(),
-            nonce,
+        return Ok(PagesOutcome {
+            location: location(&resp),
             enrolled_totp_secret: None,
             recovery_codes: vec![],
             session_cookie: None,
-            iss: get("iss"),
+            at_once: true,
         });
     }
     let LoginForm {
@@ -220,24 +227,18 @@ pub async fn authorize(
         csrf_cookie,
     } = login_form(resp, "authorize", |html| html.chars().take(300).collect()).await?;
     let resp = http
-        .post(format!("{}/login", req.issuer))
+        .post(format!("{issuer}/login"))
         .header(reqwest::header::COOKIE, &csrf_cookie)
         .form(&[
             ("request_id", request_id.as_str()),
             ("csrf", csrf.as_str()),
-            ("username", req.username.as_str()),
-            ("password", req.password.as_str()),
+            ("username", username),
+            ("password", password),
         ])
         .send()
         .await?;
-    let (resp, enrolled, recovery) = second_factor(
-        http,
-        &req.issuer,
-        resp,
-        &csrf_cookie,
-        req.totp_secret.as_deref(),
-    )
-    .await?;
+    let (resp, enrolled, recovery) =
+        second_factor(http, issuer, resp, &csrf_cookie, totp_secret).await?;
     let status = resp.status().as_u16();
     if status != 303 {
         return Err(LoginError::Unexpected {
@@ -246,38 +247,55 @@ pub async fn authorize(
             detail: page_message(&resp.text().await?),
         });
     }
-    let session_cookie = cookies(&resp)
-        .into_iter()
-        .find(|c| is_cookie(c, "dive_idp_session"));
-    let location = resp
-        .headers()
-        .get(reqwest::header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let pairs = parse_redirect(&location)?;
+    Ok(PagesOutcome {
+        session_cookie: cookies(&resp)
+            .into_iter()
+            .find(|c| is_cookie(c, "dive_idp_session")),
+        location: location(&resp),
+        enrolled_totp_secret: enrolled,
+        recovery_codes: recovery,
+        at_once: false,
+    })
+}
+
+/// Run the login through the pages and return the authorization code.
+/// `http` must not follow redirects and must trust the IdP's CA.
+pub async fn authorize(
+    http: &reqwest::Client,
+    req: &LoginRequest,
+) -> Result<LoginOutcome, LoginError> {
+    let (url, verifier, state, nonce) = authorization_url(req);
+    let pages = login_at(
+        http,
+        &req.issuer,
+        &url,
+        &req.username,
+        &req.password,
+        req.totp_secret.as_deref(),
+    )
+    .await?;
+    let pairs = parse_redirect(&pages.location)?;
     let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    Ok(LoginOutcome {
+    let at_once = pages.at_once;
+    let outcome = LoginOutcome {
         code: get("code").unwrap_or_default(),
         code_verifier: verifier,
         state: get("state").unwrap_or_default(),
         nonce,
-        enrolled_totp_secret: enrolled,
-        recovery_codes: recovery,
-        session_cookie,
+        enrolled_totp_secret: pages.enrolled_totp_secret,
+        recovery_codes: pages.recovery_codes,
+        session_cookie: pages.session_cookie,
         iss: get("iss"),
-    })
-    .and_then(|o| {
-        if o.state == state {
-            Ok(o)
-        } else {
-            Err(LoginError::Unexpected {
-                step: "redirect",
-                status: 303,
-                detail: "state does not match".to_string(),
-            })
-        }
-    })
+    };
+    // The state of an answer given after the login pages must be ours.
+    if !at_once && outcome.state != state {
+        return Err(LoginError::Unexpected {
+            step: "redirect",
+            status: 303,
+            detail: "state does not match".to_string(),
+        });
+    }
+    Ok(outcome)
 }
 
 /// When `resp` is the second-factor page (200: TOTP code or enrolment), answer it with a code

@@ -207,7 +207,7 @@ mod tests {
         assert_eq!(s.spec.name, "usa");
         assert_eq!(
             s.start.iter().map(String::as_str).collect::<Vec<_>>(),
-            ["api", "idp", "kas"]
+            ["api", "idp", "kas", "web"]
         );
         assert_eq!(
             s.seed.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -229,6 +229,20 @@ mod tests {
         assert_eq!(ca_file.unwrap(), home.path().join("pki/ca/cert.pem"));
         let api = &s.plan.services["api"].spec;
         assert!(api.argv.contains(&"https://localhost:8445/kas".to_string()));
+        let web = &s.plan.services["web"].spec;
+        assert!(
+            web.argv.contains(&"127.0.0.1:8446".to_string()),
+            "{:?}",
+            web.argv
+        );
+        assert!(
+            ["idp", "kas", "api"].iter().all(|d| web
+                .depends_on
+                .iter()
+                .any(|x| x.service == *d && x.condition == DependencyCondition::Healthy)),
+            "{:?}",
+            web.depends_on
+        );
         let seed = &s.plan.services["seed"].spec;
         assert!(seed.argv.ends_with(&[
             "--count".into(),

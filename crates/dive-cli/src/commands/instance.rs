@@ -673,6 +673,7 @@ fn status_cmd(role: Role, code: CountryCode) -> String {
 
 /// URLs, the CA, and where the test users' credentials are.
 fn print_access(cfg: &InstanceConfig, paths: &InstancePaths, home: &std::path::Path) {
+    println!("  web UI  {}/ (sign in with a test user)", cfg.urls.web);
     println!("  issuer  {}", cfg.urls.issuer);
     println!("  idp     {}", cfg.urls.idp);
     println!("  api     {}", cfg.urls.api);

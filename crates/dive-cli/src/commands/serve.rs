@@ -22,6 +22,8 @@ pub enum ServeCommand {
     Kas(ServeKasArgs),
     /// The instance's resource service and policy enforcement point (HTTPS).
     Api(ServeApiArgs),
+    /// The instance's browser UI (HTTPS): sign-in through the IdP, documents, decisions, opening.
+    Web(ServeWebArgs),
 }
 
 #[derive(Debug, Args)]
@@ -46,6 +48,7 @@ pub fn run(command: ServeCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
         ServeCommand::Idp(a) => serve_idp(ctx, a),
         ServeCommand::Kas(a) => serve_kas(ctx, a),
         ServeCommand::Api(a) => serve_api(ctx, a),
+        ServeCommand::Web(a) => serve_web(ctx, a),
     }
 }
 
@@ -257,6 +260,36 @@ fn serve_api(ctx: &Context, a: ServeApiArgs) -> anyhow::Result<ExitCode> {
             a.instance,
             running.addr,
             running.store.location()
+        );
+        running.wait().await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct ServeWebArgs {
+    /// The instance (ISO 3166-1 alpha-3 code, e.g. USA, FRA). Its URLs and the UI's client
+    /// secret are read from $DIVE_HOME/instances/<code>/ (written when the instance is deployed).
+    #[arg(long)]
+    pub instance: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8446")]
+    pub bind: SocketAddr,
+}
+
+fn serve_web(ctx: &Context, a: ServeWebArgs) -> anyhow::Result<ExitCode> {
+    let mut cfg = dive_web::WebConfig::new(instance(&a.instance)?, ctx.home.clone());
+    cfg.bind = a.bind;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let running = dive_web::start(cfg, true).await.map_err(|e| match e {
+            dive_web::WebError::Config(m) => bad_input(m),
+            other => anyhow::Error::new(other),
+        })?;
+        println!(
+            "web {} listening on {} (open {})",
+            a.instance, running.addr, running.url
         );
         running.wait().await;
         anyhow::Ok(())

@@ -72,7 +72,7 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
         },
     )
     .await;
-    for name in ["idp", "kas", "api"] {
+    for name in ["idp", "kas", "api", "web"] {
         let home = home.clone();
         rec.check(
             format!("pki.{name}"),
