@@ -31,11 +31,9 @@ impl Health {
     }
 }
 
-/// An HTTPS client trusting the installation CA.
+/// An HTTPS client trusting the installation CA and every registered partner CA.
 pub fn client(home: &Path) -> Result<reqwest::Client, FederationError> {
-    let ca = home.join("pki").join("ca").join("cert.pem");
-    dive_http::https_client_trusting(&ca)
-        .map_err(|e| FederationError::Invalid(format!("{}: {e}", ca.display())))
+    dive_http::trust::partner_client(home).map_err(|e| FederationError::Invalid(e.to_string()))
 }
 
 /// Probe with `http`, or report why there is no client (e.g. no installation CA yet).

@@ -88,8 +88,9 @@ pub(crate) struct AppState {
     pub logins: Family<OutcomeLabel, Counter>,
     pub tokens: Family<GrantLabel, Counter>,
     pub clients: ClientCache,
-    /// The installation CA: trusted for upstream IdPs besides their own CA PEM.
-    pub ca_path: PathBuf,
+    /// `$DIVE_HOME`: its installation CA and partner CAs are trusted for upstream IdPs besides
+    /// their own CA PEM.
+    pub home: PathBuf,
     /// Upstreams' discovery documents, HTTPS clients and JWKS verifiers.
     pub upstreams: broker::UpstreamCache,
 }
@@ -224,7 +225,7 @@ pub async fn start(cfg: IdpConfig, on_signals: bool) -> Result<Running, IdpError
         logins,
         tokens,
         clients: ClientCache::default(),
-        ca_path: pki.ca_cert_path(),
+        home: cfg.home.clone(),
         upstreams: broker::UpstreamCache::default(),
     });
     let readiness = dive_http::Readiness::default();
