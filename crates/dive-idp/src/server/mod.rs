@@ -41,6 +41,9 @@ pub struct IdpConfig {
     pub alg: Alg,
     /// Rotate the signing key at start-up when it is older than this.
     pub key_max_age_secs: i64,
+    /// Further routes served beside the IdP's own (e.g. the federation endpoints, which belong
+    /// to `dive-federation`: the IdP serves them without depending on it).
+    pub extra_routes: Option<Router>,
 }
 
 impl IdpConfig {
@@ -53,6 +56,7 @@ impl IdpConfig {
             database: None,
             alg: Alg::RS256,
             key_max_age_secs: 30 * 24 * 3600,
+            extra_routes: None,
         }
     }
 
@@ -229,7 +233,11 @@ pub async fn start(cfg: IdpConfig, on_signals: bool) -> Result<Running, IdpError
         upstreams: broker::UpstreamCache::default(),
     });
     let readiness = dive_http::Readiness::default();
-    let app = dive_http::with_operations(router(state), readiness.clone(), metrics);
+    let mut routes = router(state);
+    if let Some(extra) = cfg.extra_routes {
+        routes = routes.merge(extra);
+    }
+    let app = dive_http::with_operations(routes, readiness.clone(), metrics);
     readiness.set(true);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
