@@ -282,6 +282,43 @@ fn a_spoke_of_another_installation_joins_the_hub_over_the_network() {
         assert_eq!(body["partial"], false, "{body:#}");
     });
 
+    // Suspended on the hub and pushed to FRA. A push FRA refuses (a wrong link key) is reported
+    // with exit 1 while the hub's side stands; the same command again repairs it.
+    let key_file = a.home.join("instances/usa/secrets/federation/FRA.link-key");
+    let key = std::fs::read(&key_file).unwrap();
+    std::fs::write(&key_file, "not-the-link-key").unwrap();
+    let out = a.run(&["federation", "suspend", "FRA"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("the hub's side took effect") && t.contains("401"),
+        "{t}"
+    );
+    assert_eq!(
+        b.json("instances/fra/federation/hub.json")["status"],
+        "active"
+    );
+    std::fs::write(&key_file, key).unwrap();
+    let out = a.run(&["federation", "suspend", "FRA"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        b.json("instances/fra/federation/hub.json")["status"],
+        "suspended"
+    );
+    rt.block_on(async {
+        let e = fra.brokered(&usa, "testuser-usa-1").await.unwrap_err();
+        assert!(e.contains("usa-idp"), "{e}");
+    });
+    let out = a.run(&["federation", "resume", "FRA"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        b.json("instances/fra/federation/hub.json")["status"],
+        "active"
+    );
+    rt.block_on(async {
+        fra.brokered(&usa, "testuser-usa-1").await.unwrap();
+    });
+
     // Revoked on the hub: applied there at once and pushed to FRA, which applies its side.
     let out = a.run(&["federation", "revoke", "FRA", "--reason", "e2e"]);
     let t = text(&out);
