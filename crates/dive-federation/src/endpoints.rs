@@ -61,13 +61,14 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Response> {
+/// The JSON body, or the 400 answer naming what is wrong with it.
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Box<Response>> {
     serde_json::from_slice(bytes).map_err(|e| {
-        error(
+        Box::new(error(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             format!("request body: {e}"),
-        )
+        ))
     })
 }
 
@@ -89,7 +90,7 @@ async fn ca_pem(State(s): State<Arc<Endpoints>>) -> Response {
 async fn join(State(s): State<Arc<Endpoints>>, headers: HeaderMap, bytes: Bytes) -> Response {
     let req: JoinRequest = match body(&bytes) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     match crate::remote::accept_join(&s.home, s.instance, bearer(&headers), &req).await {
         Ok(answer) => {
@@ -119,7 +120,7 @@ async fn link_status(
 ) -> Response {
     let push: StatusPush = match body(&bytes) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     match crate::spoke::apply_push(&s.home, s.instance, bearer(&headers), &push).await {
         Ok(changed) => {
