@@ -376,6 +376,12 @@ fn join_cmd(ctx: &Context, a: &JoinArgs) -> anyhow::Result<ExitCode> {
         }
         None => match <[_; 1]>::try_from(spokes) {
             Ok([s]) => s,
+            Err(v) if v.is_empty() => {
+                return Err(bad_input(format!(
+                    "no spoke in {}: deploy one and join in one go (`dive spoke deploy CODE --hub …`)",
+                    ctx.home.display()
+                )));
+            }
             Err(v) => {
                 return Err(bad_input(format!(
                     "{} spokes in {}: name the one that joins with --instance CODE",

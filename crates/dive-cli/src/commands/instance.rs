@@ -295,9 +295,19 @@ fn federate(
         }
     };
     if !has_hub {
-        say(format!(
-            "  federation: no hub in this installation; {code} runs standalone"
-        ));
+        // A spoke that joined a hub of another installation stays joined across redeploys.
+        match dive_federation::spoke::read_hub_link(&ctx.home, code) {
+            Ok(Some(l)) => say(format!(
+                "  federation: {} ⇄ {code} {} (remote hub {})",
+                l.hub.code, l.status, l.hub.issuer
+            )),
+            Ok(None) => say(format!(
+                "  federation: no hub in this installation; {code} runs standalone"
+            )),
+            Err(e) => say(format!(
+                "  federation: cannot read the link with the hub: {e}"
+            )),
+        }
         return Ok(deployed);
     }
     let outcome = dive_federation::Pair::load(&ctx.home, code).and_then(|pair| {
