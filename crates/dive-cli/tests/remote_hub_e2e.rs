@@ -195,6 +195,13 @@ fn a_spoke_of_another_installation_joins_the_hub_over_the_network() {
     assert_eq!(l["history"][0]["reason"], "joined remotely", "{l:#}");
     let t = text(&a.run(&["federation", "status"]));
     assert!(t.contains("remote"), "{t}");
+    let t = text(&b.run(&["federation", "status"]));
+    assert!(
+        t.contains(&format!(
+            "FRA is linked with the remote hub USA ({hub_url}): active"
+        )),
+        "{t}"
+    );
 
     // Refusals: a wrong CA pin (naming both fingerprints), the used token, an expired token.
     let wrong = "00".repeat(32);

@@ -166,7 +166,21 @@ fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if report.is_empty() {
-        println!("no federation links (link a spoke: dive federation link CODE)");
+        // No hub here: this installation's spokes may have joined a hub elsewhere.
+        let joined = remote_hubs(ctx)?;
+        if joined.is_empty() {
+            println!("no federation links (link a spoke: dive federation link CODE)");
+        }
+        for (code, l) in joined {
+            println!(
+                "{code} is linked with the remote hub {} ({}): {} since {} (the hub's registry \
+                 holds the link; `dive federation status` there shows it)",
+                l.hub.code,
+                l.hub.issuer,
+                l.status,
+                dive_federation::invites::rfc3339(l.updated_at_ms)
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     println!(
@@ -421,6 +435,19 @@ pub fn join_hub(
             &a.hub_ca_sha256,
             &a.join_token,
         ))
+}
+
+/// The spokes of this installation that joined a hub of another one, with what they keep of it.
+fn remote_hubs(
+    ctx: &Context,
+) -> anyhow::Result<Vec<(dive_core::CountryCode, dive_federation::spoke::HubLink)>> {
+    let mut out = Vec::new();
+    for cfg in dive_instance::config::all(&ctx.home)? {
+        if let Some(l) = dive_federation::spoke::read_hub_link(&ctx.home, cfg.code)? {
+            out.push((cfg.code, l));
+        }
+    }
+    Ok(out)
 }
 
 fn yes_no(b: bool) -> &'static str {
