@@ -307,4 +307,17 @@ async fn a_spoke_joins_a_remote_hub_and_follows_its_status_pushes() {
     );
     hub_db.pool.close().await;
     fra_db.pool.close().await;
+
+    // Unlinked (already revoked: nothing to push): the hub forgets FRA, its CA and link key;
+    // the history stays.
+    let done = remote::unlink(a.path(), &hub, &desc, "test").await.unwrap();
+    assert_eq!(done.pushed, Ok(()));
+    assert!(!a.path().join("pki/partners/FRA.pem").exists());
+    assert!(!remote::link_key_file(a.path(), cc("USA"), cc("FRA")).exists());
+    let reg = registry(a.path()).await;
+    assert!(reg.get(cc("FRA")).await.unwrap().is_none());
+    assert!(reg.remote(cc("FRA")).await.unwrap().is_none());
+    assert_eq!(reg.history(cc("FRA")).await.unwrap().len(), 4);
+    reg.close().await;
+    assert!(remote::find(a.path(), cc("FRA")).await.unwrap().is_none());
 }
