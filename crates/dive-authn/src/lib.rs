@@ -37,8 +37,9 @@ const TOKEN_CACHE_MAX: usize = 20_000;
 /// How a service authenticates bearer tokens.
 #[derive(Clone)]
 pub struct AuthnConfig {
-    /// Trusts the installation CA (`dive_http::https_client`).
-    pub http: reqwest::Client,
+    /// Trusts the installation CA, and in a service also the partner CAs registered through
+    /// federation (`dive_http::TrustedClient`, which follows them without a restart).
+    pub http: dive_http::HttpsSource,
     /// `<policy data>/trusted_issuers.json`: an object keyed by issuer URL.
     pub trusted_issuers_file: PathBuf,
     /// The instance IdP's revocation list, polled with the service's client credentials.
@@ -57,9 +58,12 @@ pub struct AuthnConfig {
 }
 
 impl AuthnConfig {
-    pub fn new(http: reqwest::Client, trusted_issuers_file: impl Into<PathBuf>) -> AuthnConfig {
+    pub fn new(
+        http: impl Into<dive_http::HttpsSource>,
+        trusted_issuers_file: impl Into<PathBuf>,
+    ) -> AuthnConfig {
         AuthnConfig {
-            http,
+            http: http.into(),
             trusted_issuers_file: trusted_issuers_file.into(),
             revocation: None,
             leeway_secs: 30,
@@ -139,7 +143,7 @@ impl Authenticator {
         let revocation = config
             .revocation
             .clone()
-            .map(|s| RevocationList::new(s, config.http.clone()));
+            .map(|s| RevocationList::new(s, config.http.get()));
         Ok(Authenticator {
             inner: Arc::new(Inner {
                 config,
@@ -255,7 +259,7 @@ impl Authenticator {
         if let Some(v) = map.get(issuer) {
             return Ok(v.clone());
         }
-        let jwks_uri = discover_jwks_uri(&self.inner.config.http, issuer).await?;
+        let jwks_uri = discover_jwks_uri(&self.inner.config.http.get(), issuer).await?;
         let cfg = &self.inner.config;
         let mut validation = Validation::new(issuer);
         validation.leeway = cfg.leeway_secs;
@@ -267,7 +271,7 @@ impl Authenticator {
             validation = validation.with_typ("at+jwt");
         }
         let v = Arc::new(
-            JwksVerifier::new(jwks_uri, cfg.http.clone(), validation)
+            JwksVerifier::new(jwks_uri, cfg.http.get(), validation)
                 .with_min_refresh_interval(Duration::from_secs(5)),
         );
         map.insert(issuer.to_string(), v.clone());

@@ -6,10 +6,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use dive_core::CountryCode;
-use dive_instance::InstanceConfig;
 use serde::Serialize;
 
 use crate::FederationError;
+use crate::descriptor::Descriptor;
 
 pub const TIMEOUT: Duration = Duration::from_millis(1500);
 
@@ -31,15 +31,13 @@ impl Health {
     }
 }
 
-/// An HTTPS client trusting the installation CA.
+/// An HTTPS client trusting the installation CA and every registered partner CA.
 pub fn client(home: &Path) -> Result<reqwest::Client, FederationError> {
-    let ca = home.join("pki").join("ca").join("cert.pem");
-    dive_http::https_client_trusting(&ca)
-        .map_err(|e| FederationError::Invalid(format!("{}: {e}", ca.display())))
+    dive_http::trust::partner_client(home).map_err(|e| FederationError::Invalid(e.to_string()))
 }
 
 /// Probe with `http`, or report why there is no client (e.g. no installation CA yet).
-pub async fn probe_with(http: &Result<reqwest::Client, String>, cfg: &InstanceConfig) -> Health {
+pub async fn probe_with(http: &Result<reqwest::Client, String>, cfg: &Descriptor) -> Health {
     match http {
         Ok(http) => probe(http, cfg).await,
         Err(e) => Health {
@@ -50,9 +48,9 @@ pub async fn probe_with(http: &Result<reqwest::Client, String>, cfg: &InstanceCo
 }
 
 /// Probe the IdP's discovery document and the resource service's readiness, concurrently.
-pub async fn probe(http: &reqwest::Client, cfg: &InstanceConfig) -> Health {
-    let idp = format!("{}/.well-known/openid-configuration", cfg.urls.issuer);
-    let api = format!("{}/ready", cfg.urls.api);
+pub async fn probe(http: &reqwest::Client, cfg: &Descriptor) -> Health {
+    let idp = format!("{}/.well-known/openid-configuration", cfg.issuer);
+    let api = format!("{}/ready", cfg.api_url);
     let (idp, api) = tokio::join!(answers(http, &idp), answers(http, &api));
     let mut problems = Vec::new();
     if let Err(e) = idp {
@@ -86,7 +84,7 @@ async fn answers(http: &reqwest::Client, url: &str) -> Result<(), String> {
 }
 
 /// reqwest's top-level message only says "error sending request"; the cause says why.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     while let Some(next) = cur.source() {
         cur = next;

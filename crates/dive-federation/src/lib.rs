@@ -10,8 +10,13 @@
 //! records nothing new.
 
 pub mod broker;
+pub mod descriptor;
+pub mod endpoints;
 pub mod health;
+pub mod invites;
 pub mod registry;
+pub mod remote;
+pub mod spoke;
 pub mod trust;
 pub mod verify;
 
@@ -21,6 +26,7 @@ use dive_core::CountryCode;
 use dive_core::federation::LinkStatus;
 use dive_instance::{InstanceConfig, InstancePaths, Role};
 
+pub use descriptor::Descriptor;
 pub use registry::{Change, Link, Registry};
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +66,9 @@ pub enum FederationError {
         last_error: String,
         until: String,
     },
+    /// A remote partner could not be reached, refused, or answered something unacceptable.
+    #[error("{0}")]
+    Remote(String),
     /// Bad input: the operator named something that cannot be linked.
     #[error("{0}")]
     Invalid(String),
@@ -144,33 +153,39 @@ impl Pair {
         Registry::open(&self.registry_location().display().to_string()).await
     }
 
-    /// Hold the installation's federation lock: every link operation rewrites the hub's shared
-    /// files (trusted issuers, federation matrix, partners), so two spokes deploying at once
-    /// must take turns or one's read-modify-write would drop the other's partner. The lock is
-    /// an OS file lock, released when the returned file is dropped, also if the process dies.
     pub async fn lock(&self) -> Result<std::fs::File, FederationError> {
-        let path = InstancePaths::new(&self.home, self.hub.code).federation_lock();
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| FederationError::io("open", &path, e))?;
-        tokio::task::spawn_blocking(move || file.lock().map(|()| file))
-            .await
-            .map_err(|e| FederationError::Corrupt(format!("federation lock task: {e}")))?
-            .map_err(|e| FederationError::io("lock", &path, e))
+        lock(&self.home, self.hub.code).await
     }
 
     /// Write the link's state to both sides: PDP data and partners files, and both IdPs'
     /// upstreams and broker clients. Returns what changed.
     pub async fn apply(&self, status: Option<LinkStatus>) -> Result<Vec<String>, FederationError> {
-        let mut changed = trust::apply(&self.home, &self.hub, &self.spoke, status)?;
-        changed.extend(trust::apply(&self.home, &self.spoke, &self.hub, status)?);
+        let (hub, spoke) = (Descriptor::from(&self.hub), Descriptor::from(&self.spoke));
+        let mut changed = trust::apply(&self.home, hub.code, &spoke, status)?;
+        changed.extend(trust::apply(&self.home, spoke.code, &hub, status)?);
         changed.extend(broker::apply(&self.home, &self.hub, &self.spoke, status).await?);
         changed.extend(broker::apply(&self.home, &self.spoke, &self.hub, status).await?);
         Ok(changed)
     }
+}
+
+/// Hold the installation's federation lock: every link operation rewrites the hub's shared
+/// files (trusted issuers, federation matrix, partners), so two spokes deploying (or joining) at
+/// once must take turns or one's read-modify-write would drop the other's partner. The lock is
+/// an OS file lock on `instances/<hub>/federation.lock`, released when the returned file is
+/// dropped, also if the process dies.
+pub async fn lock(home: &Path, hub: CountryCode) -> Result<std::fs::File, FederationError> {
+    let path = InstancePaths::new(home, hub).federation_lock();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| FederationError::io("open", &path, e))?;
+    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await
+        .map_err(|e| FederationError::Corrupt(format!("federation lock task: {e}")))?
+        .map_err(|e| FederationError::io("lock", &path, e))
 }
 
 /// What an operation did.
@@ -282,8 +297,11 @@ pub struct LinkReport {
     pub link: Link,
     /// The hub trusts the spoke's issuer now (its PDP data says so).
     pub hub_trusts_spoke: bool,
-    /// The spoke trusts the hub's issuer now.
-    pub spoke_trusts_hub: bool,
+    /// The spoke trusts the hub's issuer now; `None` for a remote spoke, whose files are in
+    /// another installation.
+    pub spoke_trusts_hub: Option<bool>,
+    /// Set for a spoke of another installation (joined over the network): how it is reached.
+    pub remote: Option<Descriptor>,
     /// Whether each side answers now (its IdP and resource service), probed during `status`.
     pub hub_health: health::Health,
     pub spoke_health: health::Health,
@@ -305,21 +323,30 @@ pub async fn status(home: &Path) -> Result<Vec<LinkReport>, FederationError> {
         let hub_trusts = trust::trusted_partners(home, hub.code)?;
         let http = health::client(home).map_err(|e| e.to_string());
         let links = reg.list().await?;
-        let hub_health = health::probe_with(&http, hub).await;
-        let mut spoke_health = Vec::with_capacity(links.len());
-        for link in &links {
-            spoke_health.push(match all.iter().find(|c| c.code == link.partner) {
-                Some(cfg) => health::probe_with(&http, cfg).await,
-                None => health::Health::unknown(link.partner),
-            });
-        }
-        for (link, spoke_health) in links.into_iter().zip(spoke_health) {
-            let spoke_trusts = trust::trusted_partners(home, link.partner).unwrap_or_default();
+        let hub_health = health::probe_with(&http, &Descriptor::from(hub)).await;
+        for link in links {
+            let remote = reg.remote(link.partner).await?;
+            let local = all.iter().find(|c| c.code == link.partner);
+            let spoke_health = match (local, &remote) {
+                (Some(cfg), _) => health::probe_with(&http, &Descriptor::from(cfg)).await,
+                (None, Some(d)) => health::probe_with(&http, d).await,
+                (None, None) => health::Health::unknown(link.partner),
+            };
+            let spoke_trusts_hub = match remote {
+                Some(_) => None,
+                None => Some(
+                    trust::trusted_partners(home, link.partner)
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|(i, _)| i == hub.code.as_str()),
+                ),
+            };
             out.push(LinkReport {
                 hub_health: hub_health.clone(),
                 spoke_health,
                 hub_trusts_spoke: hub_trusts.iter().any(|(i, _)| i == link.partner.as_str()),
-                spoke_trusts_hub: spoke_trusts.iter().any(|(i, _)| i == hub.code.as_str()),
+                spoke_trusts_hub,
+                remote,
                 history: reg.history(link.partner).await?,
                 link,
             });

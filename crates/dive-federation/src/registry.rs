@@ -14,6 +14,7 @@ const SCHEMA: dive_db::Schema = dive_db::Schema {
     migrations: &[
         (1, "links", include_str!("../migrations/0001_links.sql")),
         (2, "breaker", include_str!("../migrations/0002_breaker.sql")),
+        (3, "remote", include_str!("../migrations/0003_remote.sql")),
     ],
     table: "federation_schema_migrations",
 };
@@ -46,7 +47,7 @@ pub struct Change {
 
 #[derive(Clone)]
 pub struct Registry {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
 }
 
 pub fn now_ms() -> i64 {

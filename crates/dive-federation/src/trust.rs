@@ -5,21 +5,22 @@
 
 use dive_core::CountryCode;
 use dive_core::federation::{LinkStatus, Partner, PartnersFile};
+use dive_instance::InstancePaths;
 use dive_instance::config::write_if_changed;
-use dive_instance::{InstanceConfig, InstancePaths};
 use serde_json::{Map, Value, json};
 
 use crate::FederationError;
+use crate::descriptor::Descriptor;
 
 /// Bring `side`'s files in line with its link to `partner` being `status` (`None`: no link).
 /// Returns the files that changed.
 pub fn apply(
     home: &std::path::Path,
-    side: &InstanceConfig,
-    partner: &InstanceConfig,
+    side: CountryCode,
+    partner: &Descriptor,
     status: Option<LinkStatus>,
 ) -> Result<Vec<String>, FederationError> {
-    let paths = InstancePaths::new(home, side.code);
+    let paths = InstancePaths::new(home, side);
     let trusted = status.is_some_and(LinkStatus::is_active);
     let mut changed = Vec::new();
 
@@ -32,7 +33,7 @@ pub fn apply(
     });
     if trusted {
         issuers.insert(
-            partner.urls.issuer.clone(),
+            partner.issuer.clone(),
             json!({"instance": partner.code.as_str(), "name": format!("DIVE {} ({}) identity provider, federation partner", partner.role.as_str(), partner.code)}),
         );
     }
@@ -41,7 +42,7 @@ pub fn apply(
     let federation_path = paths.policy_dir().join("federation.json");
     let mut federation = read_object(&federation_path)?;
     let mut mine: Vec<String> = federation
-        .get(side.code.as_str())
+        .get(side.as_str())
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
@@ -55,7 +56,7 @@ pub fn apply(
         mine.push(partner.code.as_str().to_string());
         mine.sort();
     }
-    federation.insert(side.code.as_str().to_string(), json!(mine));
+    federation.insert(side.as_str().to_string(), json!(mine));
     write_json(&federation_path, &Value::Object(federation), &mut changed)?;
 
     let partners_path = paths.partners_file();
@@ -68,7 +69,7 @@ pub fn apply(
     match status {
         Some(s) => partners.upsert(Partner {
             code: partner.code,
-            api_url: partner.urls.api.clone(),
+            api_url: partner.api_url.clone(),
             status: s,
         }),
         None => partners.remove(partner.code),

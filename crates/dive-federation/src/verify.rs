@@ -225,8 +225,8 @@ async fn upstream(
         }
     };
     let (mine, theirs) = (open(side).await?, open(partner).await?);
-    let alias = broker::upstream_alias(partner);
-    let client_id = broker::broker_client_id(side);
+    let alias = broker::upstream_alias(partner.code);
+    let client_id = broker::broker_client_id(side.code);
     let up = dive_idp::upstreams::find(&mine, &alias).await;
     let client = dive_idp::clients::find(&theirs, &client_id).await;
     mine.pool.close().await;
@@ -324,7 +324,7 @@ async fn brokered_login(
             totp_secret: None,
             extra: vec![],
         },
-        alias: broker::upstream_alias(partner),
+        alias: broker::upstream_alias(partner.code),
         use_hint: true,
         local_totp_secret: None,
     };

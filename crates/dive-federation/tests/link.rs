@@ -165,7 +165,7 @@ async fn link_suspend_resume_revoke_relink_and_unlink_act_on_both_sides() {
     );
     let report = dive_federation::status(home).await.unwrap();
     assert_eq!(report.len(), 1);
-    assert!(report[0].hub_trusts_spoke && report[0].spoke_trusts_hub);
+    assert!(report[0].hub_trusts_spoke && report[0].spoke_trusts_hub == Some(true));
     let steps: Vec<String> = report[0]
         .history
         .iter()

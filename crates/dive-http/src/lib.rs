@@ -29,6 +29,9 @@ use tower::ServiceExt;
 
 pub use axum::extract::ConnectInfo;
 
+pub mod trust;
+pub use trust::{HttpsSource, TrustedClient};
+
 /// Errors starting a server.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {

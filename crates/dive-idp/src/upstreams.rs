@@ -2,8 +2,6 @@
 //! IdP): alias, issuer, the client this IdP holds there, scopes, claim mapping, and optionally the
 //! CA that signs the upstream's HTTPS certificate (partners have their own installation CA).
 
-use std::time::Duration;
-
 use dive_core::CountryCode;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -117,33 +115,15 @@ impl Upstream {
         format!("{issuer}/broker/{}/callback", self.alias)
     }
 
-    /// An HTTPS client for this upstream: trusts the installation CA and the upstream's CA PEM.
-    pub fn http_client(
-        &self,
-        installation_ca: &std::path::Path,
-    ) -> Result<reqwest::Client, IdpError> {
-        let mut certs = Vec::new();
-        match std::fs::read(installation_ca) {
-            Ok(pem) => certs.extend(
-                reqwest::Certificate::from_pem_bundle(&pem)
-                    .map_err(|e| IdpError::invalid("ca_pem", format!("installation CA: {e}")))?,
-            ),
-            Err(source) => {
-                return Err(IdpError::Io {
-                    action: "read",
-                    path: installation_ca.display().to_string(),
-                    source,
-                });
-            }
-        }
+    /// An HTTPS client for this upstream: trusts the installation CA of `home`, the partner CAs
+    /// registered through federation (`pki/partners`) and the upstream's own CA PEM.
+    pub fn http_client(&self, home: &std::path::Path) -> Result<reqwest::Client, IdpError> {
+        let mut certs = dive_http::trust::trusted_certs(home)
+            .map_err(|e| IdpError::invalid("ca_pem", format!("installation CAs: {e}")))?;
         if let Some(pem) = &self.ca_pem {
             certs.extend(parse_ca_pem(pem)?);
         }
-        reqwest::Client::builder()
-            .tls_certs_only(certs)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(15))
-            .build()
+        dive_http::trust::client_trusting(certs)
             .map_err(|e| IdpError::invalid("ca_pem", format!("cannot build HTTPS client: {e}")))
     }
 }

@@ -227,7 +227,8 @@ pub async fn start(cfg: KasConfig, on_signals: bool) -> Result<Running, KasError
         policy_dir: None,
         data_dir: data_dir.clone(),
     })?);
-    let http = dive_http::https_client(&pki)?;
+    // Partners' JWKS may sit behind another installation's CA (followed without a restart).
+    let http = dive_http::TrustedClient::new(&cfg.home)?;
     let issuers_file = trusted_issuers_file(&cfg, data_dir.as_ref())?;
     let mut authn_cfg = AuthnConfig::new(http, &issuers_file)
         .with_audience(cfg.audience())

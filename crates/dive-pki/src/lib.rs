@@ -7,6 +7,8 @@
 //! From these files it builds rustls server configurations (TLS 1.2/1.3, aws-lc-rs) and client
 //! configurations that trust only the installation CA.
 
+pub mod partners;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -118,7 +118,7 @@ pub(super) async fn federated_search(
             });
             continue;
         }
-        let (http, token, qs) = (s.http.clone(), token.clone(), qs.clone());
+        let (http, token, qs) = (s.partner_http.get(), token.clone(), qs.clone());
         asks.spawn(async move {
             let t0 = Instant::now();
             let url = format!("{}/api/resources?{qs}", p.api_url.trim_end_matches('/'));

@@ -142,8 +142,9 @@ pub(crate) struct AppState {
     pub kas: KasKeys,
     pub authn: Authenticator,
     pub max_upload_bytes: usize,
-    /// HTTPS client trusting the installation CA (KAS, partners).
-    pub http: reqwest::Client,
+    /// HTTPS client for partners' resource services: the installation CA and every partner CA
+    /// (followed without a restart).
+    pub partner_http: dive_http::TrustedClient,
     pub partners: crate::federation::Partners,
     pub breakers: crate::federation::Breakers,
     pub decisions: Family<DecisionLabels, Counter>,
@@ -283,6 +284,8 @@ pub async fn start(cfg: ApiConfig, on_signals: bool) -> Result<Running, ApiError
     let pki = dive_pki::Pki::open(&cfg.home)?;
     let cert = pki.service("api")?;
     let http = dive_http::https_client(&pki)?;
+    // Partners (federated search, partners' JWKS) may sit behind another installation's CA.
+    let partner_http = dive_http::TrustedClient::new(&cfg.home)?;
     let data_dir = cfg.policy_data_dir();
     let pdp = Arc::new(Pdp::new(Sources {
         policy_dir: None,
@@ -290,7 +293,7 @@ pub async fn start(cfg: ApiConfig, on_signals: bool) -> Result<Running, ApiError
     })?);
     let access = Arc::new(Access::new(pdp.clone())?);
     let (issuers_path, issuers_tmp) = issuers_file(data_dir.as_deref(), &pdp)?;
-    let mut authn_cfg = AuthnConfig::new(http.clone(), issuers_path)
+    let mut authn_cfg = AuthnConfig::new(partner_http.clone(), issuers_path)
         .with_audience(
             cfg.audience
                 .clone()
@@ -348,7 +351,7 @@ pub async fn start(cfg: ApiConfig, on_signals: bool) -> Result<Running, ApiError
         kas: KasKeys::new(&cfg.kas_url, http.clone()),
         authn,
         max_upload_bytes: cfg.max_upload_bytes,
-        http,
+        partner_http,
         partners: crate::federation::Partners::new(
             cfg.partners_file
                 .clone()

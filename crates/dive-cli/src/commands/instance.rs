@@ -104,6 +104,17 @@ pub struct SpokeDeployArgs {
     /// with the local hub both ways, as `dive federation link CODE` does).
     #[arg(long)]
     pub standalone: bool,
+    /// Join the hub of another installation, at this URL (its IdP), instead of this
+    /// installation's hub; with --hub-ca-sha256 and --join-token, as printed by the hub's
+    /// `dive federation invite CODE`.
+    #[arg(long, value_name = "URL", requires_all = ["hub_ca_sha256", "join_token"], conflicts_with = "standalone")]
+    pub hub: Option<String>,
+    /// The SHA-256 fingerprint of the remote hub's installation CA (refused if it differs).
+    #[arg(long, value_name = "HEX", requires = "hub")]
+    pub hub_ca_sha256: Option<String>,
+    /// The one-time join token of the invitation.
+    #[arg(long, value_name = "TOKEN", requires = "hub")]
+    pub join_token: Option<String>,
     #[command(flatten)]
     pub deploy: DeployArgs,
 }
@@ -269,6 +280,9 @@ fn federate(
     if deployed != ExitCode::SUCCESS || a.standalone || ctx.dry_run {
         return Ok(deployed);
     }
+    if let (Some(hub), Some(pin), Some(token)) = (&a.hub, &a.hub_ca_sha256, &a.join_token) {
+        return join_remote(ctx, code, a, deployed, hub, pin, token);
+    }
     let has_hub = dive_instance::config::all(&ctx.home)?
         .iter()
         .any(|c| c.role == Role::Hub);
@@ -281,9 +295,19 @@ fn federate(
         }
     };
     if !has_hub {
-        say(format!(
-            "  federation: no hub in this installation; {code} runs standalone"
-        ));
+        // A spoke that joined a hub of another installation stays joined across redeploys.
+        match dive_federation::spoke::read_hub_link(&ctx.home, code) {
+            Ok(Some(l)) => say(format!(
+                "  federation: {} ⇄ {code} {} (remote hub {})",
+                l.hub.code, l.status, l.hub.issuer
+            )),
+            Ok(None) => say(format!(
+                "  federation: no hub in this installation; {code} runs standalone"
+            )),
+            Err(e) => say(format!(
+                "  federation: cannot read the link with the hub: {e}"
+            )),
+        }
         return Ok(deployed);
     }
     let outcome = dive_federation::Pair::load(&ctx.home, code).and_then(|pair| {
@@ -303,6 +327,47 @@ fn federate(
         Err(e) => {
             eprintln!(
                 "error: {code} is deployed, but linking it with the hub failed: {e}\n  retry: dive federation link {code}   (or deploy with --standalone)"
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// `--hub URL`: join the hub of another installation (pinned CA, one-time token).
+fn join_remote(
+    ctx: &Context,
+    code: CountryCode,
+    a: &SpokeDeployArgs,
+    deployed: ExitCode,
+    hub: &str,
+    pin: &str,
+    token: &str,
+) -> anyhow::Result<ExitCode> {
+    let say = |line: String| {
+        if a.deploy.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    let cfg = dive_instance::config::load(&dive_instance::InstancePaths::new(&ctx.home, code))?
+        .ok_or_else(|| anyhow::anyhow!("{code} has no instance.json after its deployment"))?;
+    let args = super::federation::HubArgs {
+        hub: hub.to_string(),
+        hub_ca_sha256: pin.to_string(),
+        join_token: token.to_string(),
+    };
+    match super::federation::join_hub(ctx, &cfg, &args) {
+        Ok(j) => {
+            say(format!(
+                "  federation: {} ⇄ {code} active (remote hub {})",
+                j.hub.code, j.hub.issuer
+            ));
+            Ok(deployed)
+        }
+        Err(e) => {
+            eprintln!(
+                "error: {code} is deployed, but joining the hub at {hub} failed: {e}\n  retry: dive federation join --instance {code} --hub {hub} --hub-ca-sha256 {pin} --join-token <a new token if this one was used>"
             );
             Ok(ExitCode::from(1))
         }

@@ -127,7 +127,9 @@ pub fn instance(code: &str) -> anyhow::Result<dive_core::CountryCode> {
 
 fn serve_idp(ctx: &Context, a: ServeIdpArgs) -> anyhow::Result<ExitCode> {
     limit_arena_growth();
-    let mut cfg = dive_idp::IdpConfig::new(instance(&a.instance)?, ctx.home.clone());
+    let code = instance(&a.instance)?;
+    let mut cfg = dive_idp::IdpConfig::new(code, ctx.home.clone());
+    cfg.extra_routes = Some(dive_federation::endpoints::router(ctx.home.clone(), code));
     cfg.bind = a.bind;
     cfg.issuer = a.issuer;
     cfg.database = a.database;

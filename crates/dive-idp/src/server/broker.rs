@@ -72,7 +72,7 @@ async fn resolve(state: &Shared, up: &Upstream) -> Result<Arc<Resolved>, String>
             return Ok(r.clone());
         }
     }
-    let http = up.http_client(&state.ca_path).map_err(|e| e.to_string())?;
+    let http = up.http_client(&state.home).map_err(|e| e.to_string())?;
     let url = format!(
         "{}/.well-known/openid-configuration",
         up.issuer.trim_end_matches('/')

@@ -42,6 +42,9 @@ pub struct IdpConfig {
     pub alg: Alg,
     /// Rotate the signing key at start-up when it is older than this.
     pub key_max_age_secs: i64,
+    /// Further routes served beside the IdP's own (e.g. the federation endpoints, which belong
+    /// to `dive-federation`: the IdP serves them without depending on it).
+    pub extra_routes: Option<Router>,
 }
 
 impl IdpConfig {
@@ -54,6 +57,7 @@ impl IdpConfig {
             database: None,
             alg: Alg::RS256,
             key_max_age_secs: 30 * 24 * 3600,
+            extra_routes: None,
         }
     }
 
@@ -89,8 +93,9 @@ pub(crate) struct AppState {
     pub logins: Family<OutcomeLabel, Counter>,
     pub tokens: Family<GrantLabel, Counter>,
     pub clients: ClientCache,
-    /// The installation CA: trusted for upstream IdPs besides their own CA PEM.
-    pub ca_path: PathBuf,
+    /// `$DIVE_HOME`: its installation CA and partner CAs are trusted for upstream IdPs besides
+    /// their own CA PEM.
+    pub home: PathBuf,
     /// Upstreams' discovery documents, HTTPS clients and JWKS verifiers.
     pub upstreams: broker::UpstreamCache,
     /// Group-committed writes of the code and refresh grants.
@@ -227,12 +232,16 @@ pub async fn start(cfg: IdpConfig, on_signals: bool) -> Result<Running, IdpError
         logins,
         tokens,
         clients: ClientCache::default(),
-        ca_path: pki.ca_cert_path(),
+        home: cfg.home.clone(),
         upstreams: broker::UpstreamCache::default(),
         issue_log: issue_log::IssueLog::start(db.pool.clone()),
     });
     let readiness = dive_http::Readiness::default();
-    let app = dive_http::with_operations(router(state), readiness.clone(), metrics);
+    let mut routes = router(state);
+    if let Some(extra) = cfg.extra_routes {
+        routes = routes.merge(extra);
+    }
+    let app = dive_http::with_operations(routes, readiness.clone(), metrics);
     readiness.set(true);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
