@@ -24,3 +24,7 @@ pub use equivalency::{Equivalency, EquivalencyFile, NATO_TABLE};
 pub use error::CoreError;
 pub use label::{CoherenceViolation, KNOWN_CAVEATS, SecurityLabel};
 pub use normalize::label_key;
+
+/// The role administrative operations need by default (the policy data's `settings.adminRole`),
+/// and the role of each instance's `admin-<code>` test user.
+pub const ADMIN_ROLE: &str = "dive-admin";

@@ -336,7 +336,7 @@ pub async fn seed_test_users(
         country,
         coi: vec!["NATO".to_string()],
         organization_type: OrganizationType::Gov,
-        roles: vec!["user".to_string(), "admin".to_string()],
+        roles: vec!["user".to_string(), dive_core::ADMIN_ROLE.to_string()],
     });
     let confidential = label(Clearance::Confidential).unwrap_or_default();
     specs.push(NewUser {

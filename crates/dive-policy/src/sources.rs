@@ -237,7 +237,7 @@ fn fill_setting_defaults(settings: &mut Value) {
         "embargoSkewSeconds": 300,
         "requireAal3ForTopSecret": false,
         "strictCoherence": false,
-        "adminRole": "dive-admin",
+        "adminRole": dive_core::ADMIN_ROLE,
         "guardrails": {},
     });
     for (k, v) in defaults.as_object().into_iter().flatten() {

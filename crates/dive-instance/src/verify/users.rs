@@ -90,7 +90,7 @@ pub async fn run(ctx: &mut Ctx, rec: &mut Recorder<'_>) {
     let permits = Arc::new(tokio::sync::Semaphore::new(LOGIN_CONCURRENCY));
     let mut tasks = tokio::task::JoinSet::new();
     for (user, password) in users.clone() {
-        let admin = user.roles.iter().any(|r| r == "admin");
+        let admin = user.roles.iter().any(|r| r == dive_core::ADMIN_ROLE);
         // The admin logs in through the web client (confidential), the others through the CLI
         // client (public, PKCE only): both registrations get exercised.
         let (client_id, client_secret, redirect_uri) = match (&web, admin) {
