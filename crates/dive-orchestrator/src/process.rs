@@ -79,8 +79,20 @@ pub fn group_alive(pgid: u32) -> bool {
 
 /// Resident set size of a process in bytes, from `/proc/<pid>/status`.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    proc_kb(pid, "status", "VmRSS:")
+}
+
+/// Proportional set size of a process: its resident pages, each shared page divided among the
+/// processes that map it. Summed over processes that run the same binary, the code is counted
+/// once, where a sum of RSS counts it per process.
+pub fn pss_bytes(pid: u32) -> Option<u64> {
+    proc_kb(pid, "smaps_rollup", "Pss:")
+}
+
+/// A `<key> <n> kB` line of `/proc/<pid>/<file>`, in bytes.
+fn proc_kb(pid: u32, file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }

@@ -395,6 +395,7 @@ fn supervise(ctx: &Context, a: &SuperviseArgs) -> anyhow::Result<ExitCode> {
             a.project
         ));
     }
+    super::serve::limit_arena_growth();
     // Two workers: spawning a process (fork/exec) blocks its thread, and a second one keeps
     // answering the scheduler and running probes meanwhile.
     let rt = tokio::runtime::Builder::new_multi_thread()
