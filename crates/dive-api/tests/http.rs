@@ -1129,6 +1129,36 @@ async fn federated_search_merges_partners_and_bounds_the_ones_that_fail() {
     assert!(took < Duration::from_millis(3000), "{took:?}");
     drop(silent);
 
+    // A partner that is up but refuses the caller's token (FRA no longer trusts this IdP, as
+    // right after linking before its services re-read the trust files) is an error with its
+    // reason, but never opens its breaker: it answered.
+    std::fs::write(fra_policy.join("trusted_issuers.json"), "{}").unwrap();
+    let t0 = std::time::Instant::now();
+    loop {
+        let (_, body, _) = federated(&e, Some(&sam), json!({})).await;
+        if instance(&body, "FRA")["status"] == "error" {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "FRA still trusts: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for _ in 0..4 {
+        let (_, body, _) = federated(&e, Some(&sam), json!({})).await;
+        let fra_status = instance(&body, "FRA");
+        assert_eq!(fra_status["status"], "error", "{body}");
+        assert!(
+            fra_status["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("HTTP 401"),
+            "{body}"
+        );
+        assert_eq!(fra_status["breaker"], "closed", "{body}");
+    }
+
     // A broken partners file: no partner is asked, and the answer says why.
     std::fs::write(partners.join("partners.json"), "{not json").unwrap();
     let (status, body, _) = federated(&e, Some(&sam), json!({})).await;

@@ -148,17 +148,18 @@ pub(super) async fn federated_search(
         let Ok((p, took, asked)) = done else {
             continue;
         };
-        let (status, error, body) = match asked {
-            Ok(Ok(body)) => ("ok", None, Some(body)),
-            Ok(Err(e)) => ("error", Some(e), None),
+        let (status, error, body, up) = match asked {
+            Ok(Ok(body)) => ("ok", None, Some(body), true),
+            Ok(Err(e)) => ("error", Some(e.message), None, e.refused),
             Err(_) => (
                 "timeout",
                 Some(format!("no answer within {} ms", timeout.as_millis())),
                 None,
+                false,
             ),
         };
         let now = Instant::now();
-        s.breakers.record(p.code, body.is_some(), now);
+        s.breakers.record(p.code, up, now);
         statuses.push(InstanceStatus {
             instance: p.code.to_string(),
             status,
@@ -217,28 +218,49 @@ pub(super) async fn federated_search(
     Ok(Json(out).into_response())
 }
 
+/// Why a partner gave no search answer.
+struct NoAnswer {
+    message: String,
+    /// The partner answered and refused (4xx: e.g. it does not trust the caller's issuer yet).
+    /// It is up, so this does not count towards its breaker, which guards against partners
+    /// that are down, failing (5xx) or slow.
+    refused: bool,
+}
+
+impl NoAnswer {
+    fn failed(message: String) -> NoAnswer {
+        NoAnswer {
+            message,
+            refused: false,
+        }
+    }
+}
+
 /// One partner's search answer, or why there is none.
-async fn ask(http: &reqwest::Client, url: &str, authorization: &str) -> Result<Value, String> {
+async fn ask(http: &reqwest::Client, url: &str, authorization: &str) -> Result<Value, NoAnswer> {
     let r = http
         .get(url)
         .header(header::AUTHORIZATION, authorization)
         .send()
         .await
-        .map_err(|e| format!("request failed: {e}"))?;
+        .map_err(|e| NoAnswer::failed(format!("request failed: {e}")))?;
     let status = r.status();
     let body: Value = r
         .json()
         .await
-        .map_err(|e| format!("HTTP {status}: unreadable answer: {e}"))?;
+        .map_err(|e| NoAnswer::failed(format!("HTTP {status}: unreadable answer: {e}")))?;
     if !status.is_success() {
         let why = body["message"]
             .as_str()
             .or(body["error"].as_str())
             .unwrap_or("no reason given");
-        return Err(format!("HTTP {}: {why}", status.as_u16()));
+        return Err(NoAnswer {
+            message: format!("HTTP {}: {why}", status.as_u16()),
+            refused: status.is_client_error(),
+        });
     }
     if !body["items"].is_array() {
-        return Err("answer has no items list".into());
+        return Err(NoAnswer::failed("answer has no items list".into()));
     }
     Ok(body)
 }

@@ -174,7 +174,7 @@ pub fn instance(a: &InstanceBenchArgs) -> anyhow::Result<ExitCode> {
         )?;
     }
     let what = if a.full {
-        format!("hub (idp, kas, api, seed {})", a.seed_count)
+        format!("hub (idp, kas, api, web, seed {})", a.seed_count)
     } else {
         "hub, IdP only".to_string()
     };
