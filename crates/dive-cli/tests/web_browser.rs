@@ -16,10 +16,11 @@
 //! still require HTTPS, which they get.
 
 mod support;
+use support::instance::Env;
 use support::{args, port_flags, ports, text};
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -27,49 +28,6 @@ use serde_json::{Value, json};
 
 const SEED_COUNT: &str = "120";
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-struct Env {
-    _tmp: tempfile::TempDir,
-    home: PathBuf,
-    dir: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::Builder::new().prefix("dvb").tempdir().unwrap();
-        let home = tmp.path().join("h");
-        let dir = tmp.path().join("s");
-        std::fs::create_dir_all(&dir).unwrap();
-        Env {
-            _tmp: tmp,
-            home,
-            dir,
-        }
-    }
-
-    fn run(&self, a: &[&str]) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_dive"));
-        c.arg("--home").arg(&self.home).args(a);
-        c.current_dir(&self.dir).stdin(Stdio::null());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("DIVE_") {
-                c.env_remove(k);
-            }
-        }
-        c.output().unwrap()
-    }
-
-    fn json(&self, rel: &str) -> Value {
-        let p = self.home.join(rel);
-        serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = self.run(&["-q", "nuke", "all", "--confirm"]);
-    }
-}
 
 /// `chromedriver` on a free loopback port, killed when dropped.
 struct Driver {

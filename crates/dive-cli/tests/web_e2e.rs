@@ -8,11 +8,10 @@
 //! It lives in dive-cli because it needs the `dive` binary (the stack runs it).
 
 mod support;
+use support::instance::{Env, wait_for_fresh_totp_step};
 use support::{args, port_flags, ports, text};
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -21,52 +20,6 @@ use sha2::{Digest, Sha256};
 
 /// Small: every content type still appears (the seed's weights), and the deploy stays quick.
 const SEED_COUNT: &str = "120";
-
-struct Env {
-    _tmp: tempfile::TempDir,
-    home: PathBuf,
-    dir: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::Builder::new().prefix("dvw").tempdir().unwrap();
-        let home = tmp.path().join("h");
-        let dir = tmp.path().join("s");
-        std::fs::create_dir_all(&dir).unwrap();
-        Env {
-            _tmp: tmp,
-            home,
-            dir,
-        }
-    }
-
-    fn run(&self, a: &[&str]) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_dive"));
-        c.arg("--home").arg(&self.home).args(a);
-        c.current_dir(&self.dir).stdin(Stdio::null());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("DIVE_") {
-                c.env_remove(k);
-            }
-        }
-        c.output().unwrap()
-    }
-
-    fn json(&self, rel: &str) -> Value {
-        let p = self.home.join(rel);
-        serde_json::from_slice(
-            &std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
-        )
-        .unwrap()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = self.run(&["-q", "nuke", "all", "--confirm"]);
-    }
-}
 
 /// A response as a browser sees it.
 struct Page {
@@ -271,27 +224,6 @@ async fn sign_in(
     assert_eq!(done.location(), return_to);
 }
 
-/// TOTP codes are single use per 30 s step and verify has just used this user's: wait, if need
-/// be, until the login helper can make an unused one.
-async fn wait_for_fresh_totp_step(home: &std::path::Path, user: &str) {
-    let db = dive_idp::Db::open(&home.join("instances/usa/idp.db").display().to_string())
-        .await
-        .unwrap();
-    let last = dive_idp::users::find_by_username(&db, user)
-        .await
-        .unwrap()
-        .unwrap()
-        .totp_last_step;
-    db.pool.close().await;
-    let step = dive_idp::totp::STEP_SECS;
-    let now = dive_idp::util::now();
-    if now / step + 1 > last {
-        return;
-    }
-    let wait = (last * step - now).max(0) as u64;
-    tokio::time::sleep(Duration::from_secs(wait) + Duration::from_millis(200)).await;
-}
-
 /// A page of the signed-in UI: 200, no script, no token.
 fn assert_clean(p: &Page, what: &str) {
     assert_eq!(p.status, 200, "{what}: {}", p.body);
@@ -397,7 +329,7 @@ fn web_ui_signs_in_searches_explains_and_opens_documents() {
 
         // A cleared user: password and TOTP at the IdP's pages; the browser gets only the
         // session cookie.
-        wait_for_fresh_totp_step(&env.home, "testuser-usa-5").await;
+        wait_for_fresh_totp_step(&env.home, "USA", "testuser-usa-5").await;
         let top = Browser::new(&http, &web);
         sign_in(&top, &issuer, "testuser-usa-5", &pw("testuser-usa-5"), Some(&top_totp), "/documents").await;
         let cookies = top.set_cookies.lock().unwrap().clone();
