@@ -6,7 +6,7 @@
 
 use std::io::Cursor;
 
-use dive_ztdf::{KeyAccessObject, TdfReader};
+use dive_ztdf::TdfReader;
 
 /// Largest plaintext the UI decrypts (the API's default upload limit).
 pub const MAX_PLAINTEXT: u64 = 16 << 20;
@@ -40,24 +40,16 @@ pub async fn decrypt(
     if reader.plaintext_len() > MAX_PLAINTEXT {
         return Err(ContentError::TooLarge(reader.plaintext_len()));
     }
-    let policy = reader.manifest().encryption_information.policy.clone();
-    let mut groups: Vec<(String, Vec<KeyAccessObject>)> = Vec::new();
-    for kao in reader.key_access_objects() {
-        match groups.iter_mut().find(|(u, _)| *u == kao.kas) {
-            Some((_, v)) => v.push(kao.clone()),
-            None => groups.push((kao.kas.clone(), vec![kao.clone()])),
-        }
-    }
-    let mut all = dive_kas::Rewrapped::default();
-    for (url, kaos) in &groups {
-        let kas = dive_kas::RemoteKas::new(http.clone(), url, token)
-            .with_client_key(dive_kas::ClientKeyKind::EcP256);
-        let got = kas
-            .rewrap_kaos(&policy, kaos)
-            .await
-            .map_err(|e| ContentError::Kas(e.to_string()))?;
-        all.extend(got);
-    }
+    let all = dive_kas::rewrap_all(
+        http,
+        token,
+        &reader.manifest().encryption_information.policy,
+        reader.key_access_objects(),
+        dive_kas::ClientKeyKind::EcP256,
+        None,
+    )
+    .await
+    .map_err(|e| ContentError::Kas(e.to_string()))?;
     if all.released() == 0 {
         return Err(ContentError::Refused(
             "forbidden (the KAS decides again on the label bound in the file)".into(),

@@ -209,6 +209,23 @@ async fn fetch(
     Ok((meta, inst, ztdf))
 }
 
+/// The signed-in user, the document's metadata (with the API's decision), the instance that
+/// holds it, and its plaintext through the KAS: what "open" and the raw content both need.
+async fn decrypted(
+    s: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    id: &str,
+    instance: Option<String>,
+) -> Result<(User, crate::api::Allowed, String, Vec<u8>), Response> {
+    let u = require_user(s, headers, uri).await?;
+    let (meta, inst, ztdf) = fetch(s, &u, id, instance.as_deref()).await?;
+    match content::decrypt(&s.http, &u.token, ztdf).await {
+        Ok(plain) => Ok((u, meta, inst, plain)),
+        Err(e) => Err(content_error(s, &u, e)),
+    }
+}
+
 fn content_error(s: &AppState, u: &User, e: ContentError) -> Response {
     let status = match e {
         ContentError::Refused(_) => StatusCode::FORBIDDEN,
@@ -242,17 +259,9 @@ pub(super) async fn open(
     Path(id): Path<String>,
     Query(iq): Query<InstanceQuery>,
 ) -> Response {
-    let u = match require_user(&s, &headers, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let (meta, inst, ztdf) = match fetch(&s, &u, &id, iq.instance.as_deref()).await {
+    let (u, meta, inst, plain) = match decrypted(&s, &headers, &uri, &id, iq.instance).await {
         Ok(x) => x,
         Err(r) => return r,
-    };
-    let plain = match content::decrypt(&s.http, &u.token, ztdf).await {
-        Ok(p) => p,
-        Err(e) => return content_error(&s, &u, e),
     };
     let own = s.settings.instance;
     let d = meta.item;
@@ -291,17 +300,9 @@ pub(super) async fn content_raw(
     Path(id): Path<String>,
     Query(cq): Query<ContentQuery>,
 ) -> Response {
-    let u = match require_user(&s, &headers, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let (meta, _, ztdf) = match fetch(&s, &u, &id, cq.instance.as_deref()).await {
+    let (_, meta, _, plain) = match decrypted(&s, &headers, &uri, &id, cq.instance).await {
         Ok(x) => x,
         Err(r) => return r,
-    };
-    let plain = match content::decrypt(&s.http, &u.token, ztdf).await {
-        Ok(p) => p,
-        Err(e) => return content_error(&s, &u, e),
     };
     let d = meta.item;
     let mut r = plain.into_response();
