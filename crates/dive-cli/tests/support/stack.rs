@@ -2,38 +2,12 @@
 //! services through the real `dive` binary.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-pub struct Env {
-    _tmp: tempfile::TempDir,
-    pub home: PathBuf,
-    pub dir: PathBuf,
-}
+pub use super::instance::Env;
 
+/// Stack helpers on the shared test environment.
 impl Env {
-    pub fn new() -> Env {
-        let tmp = tempfile::Builder::new().prefix("dv").tempdir().unwrap();
-        let home = tmp.path().join("h");
-        let dir = tmp.path().join("s");
-        std::fs::create_dir_all(&dir).unwrap();
-        Env {
-            _tmp: tmp,
-            home,
-            dir,
-        }
-    }
-
-    pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_dive"));
-        c.arg("--home").arg(&self.home).args(args);
-        c.current_dir(&self.dir).stdin(Stdio::null());
-        c
-    }
-
-    pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
     pub fn stack(&self, name: &str, yaml: &str) -> PathBuf {
         let p = self.dir.join(format!("{name}.yml"));
         std::fs::write(&p, yaml).unwrap();
@@ -62,17 +36,6 @@ impl Env {
 
     pub fn down(&self, name: &str) {
         let _ = self.run(&["stack", "down", "-p", name]);
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        // Never leave supervisors behind, whatever the test did.
-        let _ = Command::new(env!("CARGO_BIN_EXE_dive"))
-            .arg("--home")
-            .arg(&self.home)
-            .args(["-q", "nuke", "all", "--confirm"])
-            .output();
     }
 }
 
