@@ -210,8 +210,8 @@ async fn fetch(
 }
 
 /// The signed-in user, the document's metadata (with the API's decision), the instance that
-/// holds it, and its plaintext through the KAS: what "open" and the raw content both need.
-async fn decrypted(
+/// holds it, and the stored ZTDF: what every page about one document starts from.
+async fn stored(
     s: &AppState,
     headers: &HeaderMap,
     uri: &Uri,
@@ -220,6 +220,19 @@ async fn decrypted(
 ) -> Result<(User, crate::api::Allowed, String, Vec<u8>), Response> {
     let u = require_user(s, headers, uri).await?;
     let (meta, inst, ztdf) = fetch(s, &u, id, instance.as_deref()).await?;
+    Ok((u, meta, inst, ztdf))
+}
+
+/// The signed-in user, the document's metadata (with the API's decision), the instance that
+/// holds it, and its plaintext through the KAS: what "open" and the raw content both need.
+async fn decrypted(
+    s: &AppState,
+    headers: &HeaderMap,
+    uri: &Uri,
+    id: &str,
+    instance: Option<String>,
+) -> Result<(User, crate::api::Allowed, String, Vec<u8>), Response> {
+    let (u, meta, inst, ztdf) = stored(s, headers, uri, id, instance).await?;
     match content::decrypt(&s.http, &u.token, ztdf).await {
         Ok(plain) => Ok((u, meta, inst, plain)),
         Err(e) => Err(content_error(s, &u, e)),
@@ -354,11 +367,7 @@ pub(super) async fn inspect(
     Path(id): Path<String>,
     Query(iq): Query<InstanceQuery>,
 ) -> Response {
-    let u = match require_user(&s, &headers, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let (meta, inst, ztdf) = match fetch(&s, &u, &id, iq.instance.as_deref()).await {
+    let (u, meta, inst, ztdf) = match stored(&s, &headers, &uri, &id, iq.instance).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -385,11 +394,7 @@ pub(super) async fn download(
     Path(id): Path<String>,
     Query(iq): Query<InstanceQuery>,
 ) -> Response {
-    let u = match require_user(&s, &headers, &uri).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let (meta, _, ztdf) = match fetch(&s, &u, &id, iq.instance.as_deref()).await {
+    let (_, meta, _, ztdf) = match stored(&s, &headers, &uri, &id, iq.instance).await {
         Ok(x) => x,
         Err(r) => return r,
     };
