@@ -289,10 +289,93 @@ fn a_spoke_of_another_installation_joins_the_hub_over_the_network() {
         assert_eq!(body["partial"], false, "{body:#}");
     });
 
-    // Suspended on the hub and pushed to FRA. A push FRA refuses (a wrong link key) is reported
-    // with exit 1 while the hub's side stands; the same command again repairs it.
+    // Verified from the hub: its own side and its user brokered into FRA, and FRA's half (its
+    // files and IdP, its user brokered into the hub) run by FRA on request; recorded.
     let key_file = a.home.join("instances/usa/secrets/federation/FRA.link-key");
     let key = std::fs::read(&key_file).unwrap();
+    let out = a.run(&["federation", "verify", "FRA"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    for id in [
+        "USA→FRA.discovery",
+        "USA→FRA.upstream",
+        "USA→FRA.trust",
+        "USA→FRA.brokered_login",
+        "USA→FRA.token_accepted",
+        "FRA→USA.discovery",
+        "FRA→USA.upstream",
+        "FRA→USA.trust",
+        "FRA→USA.hub_ca",
+        "FRA→USA.brokered_login",
+        "FRA→USA.token_accepted",
+    ] {
+        assert!(t.contains(&format!("PASS {id}")), "{id}: {t}");
+    }
+    assert!(t.contains("USA ⇄ FRA: 11/11 checks passed"), "{t}");
+    // The spoke's user brokered into the hub keeps its French clearance, normalised.
+    assert!(
+        t.contains("testuser-fra-1 logged in at USA through fra-idp: national clearance"),
+        "{t}"
+    );
+    let t = text(&a.run(&["federation", "status"]));
+    assert!(t.contains("11/11 passed"), "{t}");
+
+    // FRA's upstream for the hub disabled in B: FRA's half fails truthfully, and so does the
+    // hub user's login through it; recorded, the breaker counts.
+    let upstream = |verb: &str| {
+        let out = b.run(&["idp", "upstreams", verb, "--instance", "FRA", "usa-idp"]);
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    upstream("disable");
+    let out = a.run(&["federation", "verify", "FRA"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("FAIL FRA→USA.upstream"), "{t}");
+    assert!(t.contains("upstream usa-idp is disabled"), "{t}");
+    assert!(t.contains("FAIL FRA→USA.brokered_login"), "{t}");
+    assert!(t.contains("PASS USA→FRA.brokered_login"), "{t}");
+    upstream("enable");
+    let out = a.run(&["federation", "status", "--json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status[0]["lastVerification"]["ok"], false, "{status:#}");
+    assert_eq!(
+        status[0]["breaker"]["consecutive_failures"], 1,
+        "{status:#}"
+    );
+
+    // A wrong link key: FRA refuses to run its half (401), which is a failure too; the third
+    // failure in a row opens the link's breaker and the next verify fails fast.
+    std::fs::write(&key_file, "not-the-link-key").unwrap();
+    for _ in 0..2 {
+        let out = a.run(&["federation", "verify", "FRA"]);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{t}");
+        assert!(
+            t.contains("FAIL FRA→USA.partner_checks") && t.contains("401"),
+            "{t}"
+        );
+        assert!(t.contains("PASS FRA→USA.brokered_login"), "{t}");
+    }
+    let t0v = Instant::now();
+    let out = a.run(&["federation", "verify", "FRA"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("circuit breaker of the link with FRA is open"),
+        "{t}"
+    );
+    assert!(t0v.elapsed() < Duration::from_secs(5), "not fast: {t}");
+    std::fs::write(&key_file, &key).unwrap();
+    let out = a.run(&["federation", "verify", "FRA", "--force"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("11/11 checks passed (link breaker CLOSED)"),
+        "{t}"
+    );
+
+    // Suspended on the hub and pushed to FRA. A push FRA refuses (a wrong link key) is reported
+    // with exit 1 while the hub's side stands; the same command again repairs it.
     std::fs::write(&key_file, "not-the-link-key").unwrap();
     let out = a.run(&["federation", "suspend", "FRA"]);
     let t = text(&out);
