@@ -248,6 +248,77 @@ async fn a_spoke_joins_a_remote_hub_and_follows_its_status_pushes() {
         .to_string();
     assert!(e.contains("already been used"), "{e}");
 
+    // Verification: FRA runs its half only for the hub's link key, and only for its hub.
+    let verify_url = format!("{}/federation/verify", fra.urls.issuer);
+    let fra_http = dive_http::trust::partner_client(a.path()).unwrap();
+    for (key, body, status) in [
+        (None, serde_json::json!({"hub": "USA"}), 401),
+        (Some("wrong"), serde_json::json!({"hub": "USA"}), 401),
+        (Some("x"), serde_json::json!({"nope": 1}), 400),
+    ] {
+        let mut r = fra_http.post(&verify_url).json(&body);
+        if let Some(k) = key {
+            r = r.bearer_auth(k);
+        }
+        assert_eq!(r.send().await.unwrap().status(), status, "{key:?} {body}");
+    }
+    let key =
+        std::fs::read_to_string(remote::link_key_file(a.path(), cc("USA"), cc("FRA"))).unwrap();
+    let r = fra_http
+        .post(&verify_url)
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"hub": "DEU"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Both sides' files and IdPs are in order; only the endpoints run here (no discovery, no
+    // logins), which the checks report as failures: recorded, the breaker counts.
+    let report = dive_federation::verify::verify_remote(a.path(), &hub, &desc, false)
+        .await
+        .unwrap();
+    let by_id = |id: &str| {
+        report
+            .checks
+            .iter()
+            .find(|c| c.id == id)
+            .unwrap_or_else(|| panic!("no {id}: {report:#?}"))
+    };
+    for id in [
+        "USA→FRA.upstream",
+        "USA→FRA.trust",
+        "FRA→USA.upstream",
+        "FRA→USA.trust",
+        "FRA→USA.hub_ca",
+    ] {
+        assert!(by_id(id).ok, "{:#?}", by_id(id));
+    }
+    for id in [
+        "USA→FRA.discovery",
+        "FRA→USA.discovery",
+        "USA→FRA.brokered_login",
+        "FRA→USA.brokered_login",
+    ] {
+        assert!(!by_id(id).ok, "{:#?}", by_id(id));
+    }
+    assert!(!report.ok);
+    assert_eq!(
+        by_id("FRA→USA.discovery").attempts,
+        4,
+        "retried with back-off"
+    );
+    let reg = registry(a.path()).await;
+    let link = reg.get(cc("FRA")).await.unwrap().unwrap();
+    assert_eq!(link.breaker.consecutive_failures, 1);
+    assert_eq!(
+        link.last_verification.unwrap()["checks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        report.checks.len()
+    );
+    reg.close().await;
+
     // Suspended on the hub: pushed to FRA, whose upstream is disabled and trust withdrawn.
     let done = remote::set_status(a.path(), &hub, &desc, LinkStatus::Suspended, "test")
         .await
