@@ -1,8 +1,12 @@
 //! Remote hubs, through the real `dive` binary: two installations (two DIVE_HOMEs, two CAs) on
-//! one machine. The hub of A invites FRA; FRA is deployed in B with `--hub` and joins over the
-//! network (the hub's CA pinned by fingerprint, a one-time token). Then brokered logins both
-//! ways, federated search from the hub reaching FRA, refusals (wrong CA pin, reused and expired
-//! tokens), and a revocation on the hub that B applies too.
+//! one machine, as if on two: A's services listen on and are named by 127.0.0.2 only, B's by
+//! 127.0.0.3 (`--public-host`/`--bind-host`, and the same through `DIVE_PUBLIC_HOST` and
+//! `DIVE_BIND_HOST`), so a certificate naming only localhost would fail every connection. The
+//! hub of A invites FRA; FRA is deployed in B with `--hub` and joins over the network (the hub's
+//! CA pinned by fingerprint, a one-time token). Then brokered logins both ways, federated search
+//! from the hub reaching FRA, `federation verify` of the link (FRA running its half on request),
+//! refusals (wrong CA pin, reused and expired tokens), and a revocation on the hub that B
+//! applies too.
 
 mod support;
 use support::instance::{Api, Env, claims_of, login, wait_for_fresh_totp_step};
@@ -115,19 +119,35 @@ fn invitation(out: &str) -> (String, String, String) {
 fn a_spoke_of_another_installation_joins_the_hub_over_the_network() {
     let (a, b) = (Env::new(), Env::new());
     let (hp, fp) = (ports(), ports());
+    // Two hosts, as two machines would be (Linux routes all of 127/8 to the loopback).
+    let (host_a, host_b) = ("127.0.0.2", "127.0.0.3");
     let t0 = Instant::now();
     let out = a.run(&args(
-        &["hub", "deploy", "--seed-count", "30"],
+        &[
+            "hub",
+            "deploy",
+            "--seed-count",
+            "30",
+            "--public-host",
+            host_a,
+            "--bind-host",
+            host_a,
+        ],
         &port_flags(&hp),
     ));
     assert!(out.status.success(), "{}", text(&out));
+    let cfg = a.json("instances/usa/instance.json");
+    assert_eq!(cfg["public_host"], host_a, "{cfg:#}");
+    assert_eq!(cfg["bind_host"], host_a, "{cfg:#}");
+    // Listening on A's address only: nothing answers at 127.0.0.1.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", hp[0])).is_err());
 
     let out = a.run(&["federation", "invite", "FRA", "--ttl", "10m"]);
     assert!(out.status.success(), "{}", text(&out));
     let (hub_url, pin, token) = invitation(&text(&out));
-    assert_eq!(hub_url, format!("https://localhost:{}", hp[0]));
+    assert_eq!(hub_url, format!("https://{host_a}:{}", hp[0]));
 
-    let out = b.run(&args(
+    let mut deploy_b = b.cmd(&args(
         &[
             "spoke",
             "deploy",
@@ -144,8 +164,14 @@ fn a_spoke_of_another_installation_joins_the_hub_over_the_network() {
         ],
         &port_flags(&fp),
     ));
+    let out = deploy_b
+        .env("DIVE_PUBLIC_HOST", host_b)
+        .env("DIVE_BIND_HOST", host_b)
+        .output()
+        .unwrap();
     let t = text(&out);
     assert!(out.status.success(), "{t}");
+    assert_eq!(b.json("instances/fra/instance.json")["public_host"], host_b);
     assert!(
         t.contains("federation: USA ⇄ FRA active (remote hub"),
         "{t}"
@@ -188,7 +214,7 @@ fn a_spoke_of_another_installation_joins_the_hub_over_the_network() {
     assert_eq!(l["spokeTrustsHub"], Value::Null, "{l:#}");
     assert_eq!(
         l["remote"]["issuer"],
-        format!("https://localhost:{}", fp[0]),
+        format!("https://{host_b}:{}", fp[0]),
         "{l:#}"
     );
     assert_eq!(l["spokeHealth"]["ok"], true, "{l:#}");
@@ -237,19 +263,19 @@ fn a_spoke_of_another_installation_joins_the_hub_over_the_network() {
     let usa = Side {
         env: &a,
         code: "USA",
-        issuer: format!("https://localhost:{}", hp[0]),
+        issuer: format!("https://{host_a}:{}", hp[0]),
         api: Api {
             http: http.clone(),
-            base: format!("https://localhost:{}", hp[1]),
+            base: format!("https://{host_a}:{}", hp[1]),
         },
     };
     let fra = Side {
         env: &b,
         code: "FRA",
-        issuer: format!("https://localhost:{}", fp[0]),
+        issuer: format!("https://{host_b}:{}", fp[0]),
         api: Api {
             http: http.clone(),
-            base: format!("https://localhost:{}", fp[1]),
+            base: format!("https://{host_b}:{}", fp[1]),
         },
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
