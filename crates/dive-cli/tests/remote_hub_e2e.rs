@@ -319,9 +319,11 @@ fn a_spoke_of_another_installation_joins_the_hub_over_the_network() {
     // files and IdP, its user brokered into the hub) run by FRA on request; recorded.
     let key_file = a.home.join("instances/usa/secrets/federation/FRA.link-key");
     let key = std::fs::read(&key_file).unwrap();
+    let tv = Instant::now();
     let out = a.run(&["federation", "verify", "FRA"]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
+    eprintln!("remote federation verify passed in {:?}:\n{t}", tv.elapsed());
     for id in [
         "USA→FRA.discovery",
         "USA→FRA.upstream",
