@@ -323,7 +323,10 @@ fn a_spoke_of_another_installation_joins_the_hub_over_the_network() {
     let out = a.run(&["federation", "verify", "FRA"]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
-    eprintln!("remote federation verify passed in {:?}:\n{t}", tv.elapsed());
+    eprintln!(
+        "remote federation verify passed in {:?}:\n{t}",
+        tv.elapsed()
+    );
     for id in [
         "USA→FRA.discovery",
         "USA→FRA.upstream",

@@ -360,7 +360,9 @@ pub async fn push(
         status,
         reason: reason.to_string(),
     };
-    post_with_link_key(home, &http, hub, spoke, "link-status", &body, 10).await?;
+    post_with_link_key(home, &http, hub, spoke, "link-status", &body, 10)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -390,17 +392,18 @@ pub async fn ask_verify(
     http: &reqwest::Client,
     hub: CountryCode,
     spoke: &Descriptor,
-) -> Result<Vec<crate::verify::Check>, String> {
+) -> Result<Vec<crate::verify::Check>, PostError> {
     let body = VerifyRequest { hub };
     let answer =
         post_with_link_key(home, http, hub, spoke, "verify", &body, VERIFY_TIMEOUT_S).await?;
+    let refused = PostError::Refused;
     let answer: VerifyAnswer = serde_json::from_value(answer)
-        .map_err(|e| format!("{}'s verification answer: {e}", spoke.code))?;
+        .map_err(|e| refused(format!("{}'s verification answer: {e}", spoke.code)))?;
     if answer.spoke != spoke.code {
-        return Err(format!(
+        return Err(refused(format!(
             "{} answered as {}, not {}",
             spoke.issuer, answer.spoke, spoke.code
-        ));
+        )));
     }
     // Only the spoke's checks of this link are taken (ids naming the two of them).
     let (a, b) = (
@@ -412,12 +415,23 @@ pub async fn ask_verify(
         .iter()
         .find(|c| !c.id.starts_with(&a) && !c.id.starts_with(&b))
     {
-        return Err(format!(
+        return Err(refused(format!(
             "{} reported a check of another link: {}",
             spoke.code, c.id
-        ));
+        )));
     }
     Ok(answer.checks)
+}
+
+/// Why a request to a remote spoke failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    /// Not answered (connection refused, timeout, TLS): may pass when tried again.
+    #[error("{0}")]
+    Unreachable(String),
+    /// Answered with a refusal or something unacceptable, or not sent (no link key).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// `POST <spoke issuer>/federation/<path>` with the link key as bearer; the JSON answer, or why
@@ -430,10 +444,10 @@ async fn post_with_link_key<T: Serialize>(
     path: &str,
     body: &T,
     timeout_s: u64,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, PostError> {
     let key_file = link_key_file(home, hub, spoke.code);
     let key = std::fs::read_to_string(&key_file)
-        .map_err(|e| format!("cannot read {}: {e}", key_file.display()))?;
+        .map_err(|e| PostError::Refused(format!("cannot read {}: {e}", key_file.display())))?;
     let url = format!("{}/federation/{path}", spoke.issuer);
     let r = http
         .post(&url)
@@ -442,16 +456,16 @@ async fn post_with_link_key<T: Serialize>(
         .timeout(std::time::Duration::from_secs(timeout_s))
         .send()
         .await
-        .map_err(|e| format!("{url}: {}", crate::health::root_cause(&e)))?;
+        .map_err(|e| PostError::Unreachable(format!("{url}: {}", crate::health::root_cause(&e))))?;
     let code = r.status();
     let answer: serde_json::Value = r.json().await.unwrap_or_default();
     if code.is_success() {
         return Ok(answer);
     }
-    Err(format!(
+    Err(PostError::Refused(format!(
         "{url} answered {code}: {}",
         answer["message"].as_str().unwrap_or("(no message)")
-    ))
+    )))
 }
 
 /// The remote partner `code` of the installation's hub at `home`, if it is one: the hub and how

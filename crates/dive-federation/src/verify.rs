@@ -209,23 +209,34 @@ async fn hub_half(
 }
 
 /// The spoke's checks of the same link, as it reports them; one failed check naming why when
-/// it cannot be asked or refuses.
+/// it cannot be asked or refuses. A spoke that does not answer is asked again with the same
+/// back-off as a check (one that answers with a refusal is not: it would refuse again).
 async fn partner_half(
     home: &Path,
     http: &reqwest::Client,
     hub: CountryCode,
     spoke: &Descriptor,
 ) -> Vec<Check> {
+    use crate::remote::PostError;
     let id = format!("{}→{hub}.partner_checks", spoke.code);
     let t0 = Instant::now();
-    match crate::remote::ask_verify(home, http, hub, spoke).await {
-        Ok(checks) if !checks.is_empty() => checks,
-        Ok(_) => vec![Check::failed(
-            id,
-            t0,
-            format!("{} reported no checks", spoke.code),
-        )],
-        Err(e) => vec![Check::failed(id, t0, e)],
+    let mut backoff = FIRST_BACKOFF;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let detail = match crate::remote::ask_verify(home, http, hub, spoke).await {
+            Ok(checks) if !checks.is_empty() => return checks,
+            Ok(_) => format!("{} reported no checks", spoke.code),
+            Err(PostError::Unreachable(_)) if attempts < ATTEMPTS => {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+                continue;
+            }
+            Err(e) => e.to_string(),
+        };
+        let mut c = Check::failed(id, t0, detail);
+        c.attempts = attempts;
+        return vec![c];
     }
 }
 
