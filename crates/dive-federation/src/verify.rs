@@ -243,7 +243,7 @@ async fn partner_half(
 /// A remote link's checks that `side` runs on its own side of its link with `partner`: the
 /// partner's discovery and JWKS, this side's upstream for the partner and client for its broker,
 /// and this side's trust files.
-pub async fn own_side(
+async fn own_side(
     home: &Path,
     http: &reqwest::Client,
     side: &Descriptor,
@@ -269,7 +269,7 @@ pub async fn own_side(
 /// What `home`'s instance `mine` can prove of its partner's half of the link by its own users:
 /// its test user logs in at the partner through the partner's upstream for it, and a token of
 /// its own is accepted by the partner's API.
-pub async fn their_login(
+async fn their_login(
     home: &Path,
     http: &reqwest::Client,
     mine: &Descriptor,
@@ -292,7 +292,7 @@ pub async fn their_login(
 /// its own side (the hub's discovery through the pinned hub CA, its upstream and client, its
 /// trust files, the pinned CA itself), and its test user brokered into the hub and its token
 /// accepted by the hub's API.
-pub async fn spoke_half(
+pub(crate) async fn spoke_half(
     home: &Path,
     spoke: &InstanceConfig,
     link: &crate::spoke::HubLink,
