@@ -181,7 +181,7 @@ impl Pki {
         })?;
         let cert = self.issue(name, &key, hosts)?;
         let dir = sc.cert_path.parent().unwrap_or(&self.dir);
-        let tmp = dir.join(format!(".{CERT_FILE}.{}", std::process::id()));
+        let tmp = dir.join(format!(".{CERT_FILE}.{}", unique_suffix()));
         write_file(&tmp, cert.as_bytes(), 0o644)?;
         std::fs::rename(&tmp, &sc.cert_path).map_err(|source| {
             let _ = std::fs::remove_file(&tmp);
@@ -363,13 +363,7 @@ fn read(path: &Path) -> Result<String, PkiError> {
 /// Write a certificate and its key into a fresh temporary directory, then rename it to `dest`.
 /// If another process published `dest` first, its files win and ours are discarded.
 fn publish_dir(root: &Path, dest: &Path, cert_pem: &str, key_pem: &str) -> Result<(), PkiError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let tmp = root.join(format!(
-        ".tmp-{}-{}-{}",
-        std::process::id(),
-        OffsetDateTime::now_utc().unix_timestamp_nanos(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let tmp = root.join(format!(".tmp-{}", unique_suffix()));
     mkdir(&tmp)?;
     let result = (|| {
         write_file(&tmp.join(CERT_FILE), cert_pem.as_bytes(), 0o644)?;
@@ -390,6 +384,18 @@ fn publish_dir(root: &Path, dest: &Path, cert_pem: &str, key_pem: &str) -> Resul
     })();
     let _ = std::fs::remove_dir_all(&tmp);
     result
+}
+
+/// A name part no other writer uses at the same time: process, time and a counter (threads of
+/// one process may write at once).
+fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}-{}",
+        std::process::id(),
+        OffsetDateTime::now_utc().unix_timestamp_nanos(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Write a file created with `mode` from the start (never briefly world-readable).
