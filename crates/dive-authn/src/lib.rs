@@ -130,7 +130,8 @@ pub struct Authenticator {
 struct Inner {
     config: AuthnConfig,
     issuers: TrustedIssuers,
-    verifiers: tokio::sync::Mutex<HashMap<String, Arc<JwksVerifier>>>,
+    /// Per issuer: its verifier and the generation of the HTTPS client it was built with.
+    verifiers: tokio::sync::Mutex<HashMap<String, (u64, Arc<JwksVerifier>)>>,
     revocation: Option<RevocationList>,
     /// SHA-256 of a token → its principal, so a token is verified once, not per request.
     verified: Mutex<HashMap<[u8; 32], Arc<Principal>>>,
@@ -253,13 +254,18 @@ impl Authenticator {
         })
     }
 
-    /// The verifier of `issuer`, discovering its JWKS on first use.
+    /// The verifier of `issuer`, discovering its JWKS on first use — and again after the HTTPS
+    /// client changed (a partner CA added, replaced or removed): a partner that re-joined with a
+    /// new CA is then fetched from with the client that trusts it, not the one of first use.
     async fn verifier(&self, issuer: &str) -> Result<Arc<JwksVerifier>, AuthnError> {
         let mut map = self.inner.verifiers.lock().await;
-        if let Some(v) = map.get(issuer) {
+        let (http, generation) = self.inner.config.http.current();
+        if let Some((g, v)) = map.get(issuer)
+            && *g == generation
+        {
             return Ok(v.clone());
         }
-        let jwks_uri = discover_jwks_uri(&self.inner.config.http.get(), issuer).await?;
+        let jwks_uri = discover_jwks_uri(&http, issuer).await?;
         let cfg = &self.inner.config;
         let mut validation = Validation::new(issuer);
         validation.leeway = cfg.leeway_secs;
@@ -271,10 +277,10 @@ impl Authenticator {
             validation = validation.with_typ("at+jwt");
         }
         let v = Arc::new(
-            JwksVerifier::new(jwks_uri, cfg.http.get(), validation)
+            JwksVerifier::new(jwks_uri, http, validation)
                 .with_min_refresh_interval(Duration::from_secs(5)),
         );
-        map.insert(issuer.to_string(), v.clone());
+        map.insert(issuer.to_string(), (generation, v.clone()));
         Ok(v)
     }
 }

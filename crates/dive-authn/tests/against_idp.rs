@@ -75,6 +75,21 @@ async fn env() -> Env {
     let home = tempfile::tempdir().unwrap();
     let cfg = IdpConfig::new(CountryCode::new("FRA").unwrap(), home.path().to_path_buf());
     let idp = dive_idp::start(cfg, false).await.unwrap();
+    let secret = provision(&idp).await;
+    let pki = dive_pki::Pki::open(home.path()).unwrap();
+    let http = dive_http::https_client(&pki).unwrap();
+    let e = Env {
+        home,
+        idp,
+        http,
+        secret,
+    };
+    e.trust(&[&e.idp.issuer]);
+    e
+}
+
+/// The client `svc` (its secret returned) and the user `alice` in `idp`'s database.
+async fn provision(idp: &Running) -> String {
     let (_, secret) = dive_idp::clients::create(
         &idp.db,
         &NewClient {
@@ -102,16 +117,7 @@ async fn env() -> Env {
     )
     .await
     .unwrap();
-    let pki = dive_pki::Pki::open(home.path()).unwrap();
-    let http = dive_http::https_client(&pki).unwrap();
-    let e = Env {
-        home,
-        idp,
-        http,
-        secret: secret.unwrap(),
-    };
-    e.trust(&[&e.idp.issuer]);
-    e
+    secret.unwrap()
 }
 
 #[tokio::test]
@@ -244,4 +250,78 @@ async fn trust_follows_the_issuers_file() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("trusted_issuers.json"), "{err}");
+}
+
+/// A partner that re-joins with a new CA (a new installation at the same issuer URL, with new
+/// signing keys): once its new CA is registered, its tokens are verified — the JWKS is fetched
+/// with the client that trusts the new CA, not the one the issuer's verifier was first built
+/// with — without restarting the authenticator.
+#[tokio::test]
+async fn a_partner_rejoining_with_a_new_ca_is_verified_without_restart() {
+    let ours = tempfile::tempdir().unwrap();
+    dive_pki::Pki::open(ours.path()).unwrap();
+    let (old, new) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let fra = CountryCode::new("FRA").unwrap();
+    let ca = |home: &Path| {
+        std::fs::read_to_string(dive_pki::partners::installation_ca_path(home)).unwrap()
+    };
+    let login = |idp: &Running, secret: String, home: &Path| {
+        let http = dive_http::https_client(&dive_pki::Pki::open(home).unwrap()).unwrap();
+        let req = LoginRequest {
+            issuer: idp.issuer.clone(),
+            client_id: "svc".into(),
+            client_secret: Some(secret),
+            redirect_uri: REDIRECT.into(),
+            scope: "openid profile coalition roles".into(),
+            username: "alice".into(),
+            password: PASSWORD.into(),
+            totp_secret: None,
+            extra: vec![],
+        };
+        async move {
+            let (tokens, _) = login_helper::login(&http, &req).await.unwrap();
+            tokens["access_token"].as_str().unwrap().to_string()
+        }
+    };
+
+    let first = dive_idp::start(IdpConfig::new(fra, old.path().to_path_buf()), false)
+        .await
+        .unwrap();
+    let secret = provision(&first).await;
+    dive_pki::partners::store_partner_ca(ours.path(), "FRA", &ca(old.path())).unwrap();
+    let issuers = ours.path().join("trusted_issuers.json");
+    write(
+        &issuers,
+        &json!({&first.issuer: {"instance": "FRA", "name": "partner"}}).to_string(),
+    );
+    let trusted = dive_http::TrustedClient::new(ours.path()).unwrap();
+    let auth = Authenticator::new(AuthnConfig::new(trusted, &issuers)).unwrap();
+    let token = login(&first, secret, old.path()).await;
+    auth.authenticate(&token).await.unwrap();
+
+    // The partner comes back as another installation at the same address.
+    let (addr, issuer) = (first.addr, first.issuer.clone());
+    first.stop().await;
+    let mut cfg = IdpConfig::new(fra, new.path().to_path_buf());
+    cfg.bind = addr;
+    let second = dive_idp::start(cfg, false).await.unwrap();
+    assert_eq!(second.issuer, issuer);
+    let secret = provision(&second).await;
+    let token = login(&second, secret, new.path()).await;
+    dive_pki::partners::store_partner_ca(ours.path(), "FRA", &ca(new.path())).unwrap();
+    let t0 = std::time::Instant::now();
+    loop {
+        match auth.authenticate(&token).await {
+            Ok(p) => {
+                assert_eq!(p.issuer, issuer);
+                break;
+            }
+            Err(e) => assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "the new CA is never used: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    second.stop().await;
 }

@@ -617,6 +617,14 @@ fn bad_input_is_refused_with_exit_2_and_changes_nothing() {
         (vec!["hub", "status"], "has not been deployed"),
         (vec!["nuke", "spoke", "FRA"], "without --confirm"),
         (vec!["stack", "export", "moon"], "choose hub or spoke"),
+        (
+            vec!["hub", "deploy", "--public-host", "https://hub.example.org"],
+            "public host \"https://hub.example.org\" is not a DNS name or an IP address",
+        ),
+        (
+            vec!["spoke", "deploy", "FRA", "--bind-host", "hub.example.org"],
+            "bind host \"hub.example.org\" is not an IP address",
+        ),
     ] {
         let out = env.run(&a);
         assert_eq!(out.status.code(), Some(2), "{a:?}: {}", text(&out));

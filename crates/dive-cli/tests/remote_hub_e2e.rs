@@ -1,8 +1,12 @@
 //! Remote hubs, through the real `dive` binary: two installations (two DIVE_HOMEs, two CAs) on
-//! one machine. The hub of A invites FRA; FRA is deployed in B with `--hub` and joins over the
-//! network (the hub's CA pinned by fingerprint, a one-time token). Then brokered logins both
-//! ways, federated search from the hub reaching FRA, refusals (wrong CA pin, reused and expired
-//! tokens), and a revocation on the hub that B applies too.
+//! one machine, as if on two: A's services listen on and are named by 127.0.0.2 only, B's by
+//! 127.0.0.3 (`--public-host`/`--bind-host`, and the same through `DIVE_PUBLIC_HOST` and
+//! `DIVE_BIND_HOST`), so a certificate naming only localhost would fail every connection. The
+//! hub of A invites FRA; FRA is deployed in B with `--hub` and joins over the network (the hub's
+//! CA pinned by fingerprint, a one-time token). Then brokered logins both ways, federated search
+//! from the hub reaching FRA, `federation verify` of the link (FRA running its half on request),
+//! refusals (wrong CA pin, reused and expired tokens), and a revocation on the hub that B
+//! applies too.
 
 mod support;
 use support::instance::{Api, Env, claims_of, login, wait_for_fresh_totp_step};
@@ -115,19 +119,35 @@ fn invitation(out: &str) -> (String, String, String) {
 fn a_spoke_of_another_installation_joins_the_hub_over_the_network() {
     let (a, b) = (Env::new(), Env::new());
     let (hp, fp) = (ports(), ports());
+    // Two hosts, as two machines would be (Linux routes all of 127/8 to the loopback).
+    let (host_a, host_b) = ("127.0.0.2", "127.0.0.3");
     let t0 = Instant::now();
     let out = a.run(&args(
-        &["hub", "deploy", "--seed-count", "30"],
+        &[
+            "hub",
+            "deploy",
+            "--seed-count",
+            "30",
+            "--public-host",
+            host_a,
+            "--bind-host",
+            host_a,
+        ],
         &port_flags(&hp),
     ));
     assert!(out.status.success(), "{}", text(&out));
+    let cfg = a.json("instances/usa/instance.json");
+    assert_eq!(cfg["public_host"], host_a, "{cfg:#}");
+    assert_eq!(cfg["bind_host"], host_a, "{cfg:#}");
+    // Listening on A's address only: nothing answers at 127.0.0.1.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", hp[0])).is_err());
 
     let out = a.run(&["federation", "invite", "FRA", "--ttl", "10m"]);
     assert!(out.status.success(), "{}", text(&out));
     let (hub_url, pin, token) = invitation(&text(&out));
-    assert_eq!(hub_url, format!("https://localhost:{}", hp[0]));
+    assert_eq!(hub_url, format!("https://{host_a}:{}", hp[0]));
 
-    let out = b.run(&args(
+    let mut deploy_b = b.cmd(&args(
         &[
             "spoke",
             "deploy",
@@ -144,8 +164,14 @@ fn a_spoke_of_another_installation_joins_the_hub_over_the_network() {
         ],
         &port_flags(&fp),
     ));
+    let out = deploy_b
+        .env("DIVE_PUBLIC_HOST", host_b)
+        .env("DIVE_BIND_HOST", host_b)
+        .output()
+        .unwrap();
     let t = text(&out);
     assert!(out.status.success(), "{t}");
+    assert_eq!(b.json("instances/fra/instance.json")["public_host"], host_b);
     assert!(
         t.contains("federation: USA ⇄ FRA active (remote hub"),
         "{t}"
@@ -188,7 +214,7 @@ fn a_spoke_of_another_installation_joins_the_hub_over_the_network() {
     assert_eq!(l["spokeTrustsHub"], Value::Null, "{l:#}");
     assert_eq!(
         l["remote"]["issuer"],
-        format!("https://localhost:{}", fp[0]),
+        format!("https://{host_b}:{}", fp[0]),
         "{l:#}"
     );
     assert_eq!(l["spokeHealth"]["ok"], true, "{l:#}");
@@ -237,19 +263,19 @@ fn a_spoke_of_another_installation_joins_the_hub_over_the_network() {
     let usa = Side {
         env: &a,
         code: "USA",
-        issuer: format!("https://localhost:{}", hp[0]),
+        issuer: format!("https://{host_a}:{}", hp[0]),
         api: Api {
             http: http.clone(),
-            base: format!("https://localhost:{}", hp[1]),
+            base: format!("https://{host_a}:{}", hp[1]),
         },
     };
     let fra = Side {
         env: &b,
         code: "FRA",
-        issuer: format!("https://localhost:{}", fp[0]),
+        issuer: format!("https://{host_b}:{}", fp[0]),
         api: Api {
             http: http.clone(),
-            base: format!("https://localhost:{}", fp[1]),
+            base: format!("https://{host_b}:{}", fp[1]),
         },
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -289,10 +315,98 @@ fn a_spoke_of_another_installation_joins_the_hub_over_the_network() {
         assert_eq!(body["partial"], false, "{body:#}");
     });
 
-    // Suspended on the hub and pushed to FRA. A push FRA refuses (a wrong link key) is reported
-    // with exit 1 while the hub's side stands; the same command again repairs it.
+    // Verified from the hub: its own side and its user brokered into FRA, and FRA's half (its
+    // files and IdP, its user brokered into the hub) run by FRA on request; recorded.
     let key_file = a.home.join("instances/usa/secrets/federation/FRA.link-key");
     let key = std::fs::read(&key_file).unwrap();
+    let tv = Instant::now();
+    let out = a.run(&["federation", "verify", "FRA"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    eprintln!(
+        "remote federation verify passed in {:?}:\n{t}",
+        tv.elapsed()
+    );
+    for id in [
+        "USA→FRA.discovery",
+        "USA→FRA.upstream",
+        "USA→FRA.trust",
+        "USA→FRA.brokered_login",
+        "USA→FRA.token_accepted",
+        "FRA→USA.discovery",
+        "FRA→USA.upstream",
+        "FRA→USA.trust",
+        "FRA→USA.hub_ca",
+        "FRA→USA.brokered_login",
+        "FRA→USA.token_accepted",
+    ] {
+        assert!(t.contains(&format!("PASS {id}")), "{id}: {t}");
+    }
+    assert!(t.contains("USA ⇄ FRA: 11/11 checks passed"), "{t}");
+    // The spoke's user brokered into the hub keeps its French clearance, normalised.
+    assert!(
+        t.contains("testuser-fra-1 logged in at USA through fra-idp: national clearance"),
+        "{t}"
+    );
+    let t = text(&a.run(&["federation", "status"]));
+    assert!(t.contains("11/11 passed"), "{t}");
+
+    // FRA's upstream for the hub disabled in B: FRA's half fails truthfully, and so does the
+    // hub user's login through it; recorded, the breaker counts.
+    let upstream = |verb: &str| {
+        let out = b.run(&["idp", "upstreams", verb, "--instance", "FRA", "usa-idp"]);
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    upstream("disable");
+    let out = a.run(&["federation", "verify", "FRA"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("FAIL FRA→USA.upstream"), "{t}");
+    assert!(t.contains("upstream usa-idp is disabled"), "{t}");
+    assert!(t.contains("FAIL FRA→USA.brokered_login"), "{t}");
+    assert!(t.contains("PASS USA→FRA.brokered_login"), "{t}");
+    upstream("enable");
+    let out = a.run(&["federation", "status", "--json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status[0]["lastVerification"]["ok"], false, "{status:#}");
+    assert_eq!(
+        status[0]["breaker"]["consecutive_failures"], 1,
+        "{status:#}"
+    );
+
+    // A wrong link key: FRA refuses to run its half (401), which is a failure too; the third
+    // failure in a row opens the link's breaker and the next verify fails fast.
+    std::fs::write(&key_file, "not-the-link-key").unwrap();
+    for _ in 0..2 {
+        let out = a.run(&["federation", "verify", "FRA"]);
+        let t = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{t}");
+        assert!(
+            t.contains("FAIL FRA→USA.partner_checks") && t.contains("401"),
+            "{t}"
+        );
+        assert!(t.contains("PASS FRA→USA.brokered_login"), "{t}");
+    }
+    let t0v = Instant::now();
+    let out = a.run(&["federation", "verify", "FRA"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("circuit breaker of the link with FRA is open"),
+        "{t}"
+    );
+    assert!(t0v.elapsed() < Duration::from_secs(5), "not fast: {t}");
+    std::fs::write(&key_file, &key).unwrap();
+    let out = a.run(&["federation", "verify", "FRA", "--force"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("11/11 checks passed (link breaker CLOSED)"),
+        "{t}"
+    );
+
+    // Suspended on the hub and pushed to FRA. A push FRA refuses (a wrong link key) is reported
+    // with exit 1 while the hub's side stands; the same command again repairs it.
     std::fs::write(&key_file, "not-the-link-key").unwrap();
     let out = a.run(&["federation", "suspend", "FRA"]);
     let t = text(&out);

@@ -5,7 +5,10 @@
 //! - `POST /federation/join` (hub only): a spoke of another installation joins with a one-time
 //!   join token as bearer and its descriptor; see [`crate::remote::accept_join`];
 //! - `POST /federation/link-status` (a spoke that joined a remote hub): the hub pushes a status
-//!   change, authenticated by the link key; see [`crate::spoke::apply_push`].
+//!   change, authenticated by the link key; see [`crate::spoke::apply_push`];
+//! - `POST /federation/verify` (a spoke that joined a remote hub): the hub asks for the spoke's
+//!   half of a link verification, authenticated by the link key; see
+//!   [`crate::spoke::verify_for_hub`].
 //!
 //! Errors are JSON `{"error": <code>, "message": <text>}` with a 4xx status for what the caller
 //! got wrong, and nothing is changed by a refused request.
@@ -22,7 +25,7 @@ use axum::routing::{get, post};
 use dive_core::CountryCode;
 use serde_json::json;
 
-use crate::remote::{JoinError, JoinRequest, StatusPush};
+use crate::remote::{JoinError, JoinRequest, StatusPush, VerifyRequest};
 use crate::spoke::PushError;
 
 /// Largest request body accepted (a descriptor with a CA certificate is a few KiB).
@@ -39,6 +42,7 @@ pub fn router(home: PathBuf, instance: CountryCode) -> Router {
         .route("/federation/ca.pem", get(ca_pem))
         .route("/federation/join", post(join))
         .route("/federation/link-status", post(link_status))
+        .route("/federation/verify", post(verify))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(Arc::new(Endpoints { home, instance }))
 }
@@ -126,15 +130,33 @@ async fn link_status(
         Ok(changed) => {
             axum::Json(json!({"status": push.status, "changed": changed})).into_response()
         }
-        Err(e) => {
-            let (status, code) = match &e {
-                PushError::NoHub(_) => (StatusCode::NOT_FOUND, "not_linked"),
-                PushError::Unauthorized => (StatusCode::UNAUTHORIZED, "invalid_token"),
-                PushError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-                PushError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
-            };
-            tracing::warn!(error = %e, "link status push refused");
-            error(status, code, e)
-        }
+        Err(e) => refused(e, "link status push refused"),
     }
+}
+
+async fn verify(State(s): State<Arc<Endpoints>>, headers: HeaderMap, bytes: Bytes) -> Response {
+    let req: VerifyRequest = match body(&bytes) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
+    };
+    match crate::spoke::verify_for_hub(&s.home, s.instance, bearer(&headers), &req).await {
+        Ok(answer) => {
+            let passed = answer.checks.iter().filter(|c| c.ok).count();
+            tracing::info!(hub = %req.hub, passed, checks = answer.checks.len(), "link verification for the hub run");
+            axum::Json(answer).into_response()
+        }
+        Err(e) => refused(e, "link verification request refused"),
+    }
+}
+
+/// The answer to a refused request of the hub.
+fn refused(e: PushError, what: &'static str) -> Response {
+    let (status, code) = match &e {
+        PushError::NoHub(_) => (StatusCode::NOT_FOUND, "not_linked"),
+        PushError::Unauthorized => (StatusCode::UNAUTHORIZED, "invalid_token"),
+        PushError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        PushError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "server_error"),
+    };
+    tracing::warn!(error = %e, "{what}");
+    error(status, code, e)
 }

@@ -113,7 +113,7 @@ pub async fn invite(
     r
 }
 
-async fn registry(home: &Path, hub: CountryCode) -> Result<Registry, FederationError> {
+pub(crate) async fn registry(home: &Path, hub: CountryCode) -> Result<Registry, FederationError> {
     Registry::open(
         &InstancePaths::new(home, hub)
             .federation_db()
@@ -354,32 +354,118 @@ pub async fn push(
     status: LinkStatus,
     reason: &str,
 ) -> Result<(), String> {
+    let http = dive_http::trust::partner_client(home).map_err(|e| e.to_string())?;
+    let body = StatusPush {
+        hub,
+        status,
+        reason: reason.to_string(),
+    };
+    post_with_link_key(home, &http, hub, spoke, "link-status", &body, 10)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// What the hub asks a remote spoke to verify (its half of their link).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VerifyRequest {
+    pub hub: CountryCode,
+}
+
+/// The spoke's answer: the checks it ran.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyAnswer {
+    pub spoke: CountryCode,
+    pub checks: Vec<crate::verify::Check>,
+}
+
+/// How long the hub waits for a spoke's half of a verification: its checks retry with back-off
+/// and include two logins across the installations.
+const VERIFY_TIMEOUT_S: u64 = 60;
+
+/// Ask the spoke to run its half of the verification of the link (`POST
+/// <spoke>/federation/verify`, authenticated by the link key).
+pub async fn ask_verify(
+    home: &Path,
+    http: &reqwest::Client,
+    hub: CountryCode,
+    spoke: &Descriptor,
+) -> Result<Vec<crate::verify::Check>, PostError> {
+    let body = VerifyRequest { hub };
+    let answer =
+        post_with_link_key(home, http, hub, spoke, "verify", &body, VERIFY_TIMEOUT_S).await?;
+    let refused = PostError::Refused;
+    let answer: VerifyAnswer = serde_json::from_value(answer)
+        .map_err(|e| refused(format!("{}'s verification answer: {e}", spoke.code)))?;
+    if answer.spoke != spoke.code {
+        return Err(refused(format!(
+            "{} answered as {}, not {}",
+            spoke.issuer, answer.spoke, spoke.code
+        )));
+    }
+    // Only the spoke's checks of this link are taken (ids naming the two of them).
+    let (a, b) = (
+        format!("{}→{hub}.", spoke.code),
+        format!("{hub}→{}.", spoke.code),
+    );
+    if let Some(c) = answer
+        .checks
+        .iter()
+        .find(|c| !c.id.starts_with(&a) && !c.id.starts_with(&b))
+    {
+        return Err(refused(format!(
+            "{} reported a check of another link: {}",
+            spoke.code, c.id
+        )));
+    }
+    Ok(answer.checks)
+}
+
+/// Why a request to a remote spoke failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    /// Not answered (connection refused, timeout, TLS): may pass when tried again.
+    #[error("{0}")]
+    Unreachable(String),
+    /// Answered with a refusal or something unacceptable, or not sent (no link key).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// `POST <spoke issuer>/federation/<path>` with the link key as bearer; the JSON answer, or why
+/// not (unreachable, or its status and message).
+async fn post_with_link_key<T: Serialize>(
+    home: &Path,
+    http: &reqwest::Client,
+    hub: CountryCode,
+    spoke: &Descriptor,
+    path: &str,
+    body: &T,
+    timeout_s: u64,
+) -> Result<serde_json::Value, PostError> {
     let key_file = link_key_file(home, hub, spoke.code);
     let key = std::fs::read_to_string(&key_file)
-        .map_err(|e| format!("cannot read {}: {e}", key_file.display()))?;
-    let http = dive_http::trust::partner_client(home).map_err(|e| e.to_string())?;
-    let url = format!("{}/federation/link-status", spoke.issuer);
+        .map_err(|e| PostError::Refused(format!("cannot read {}: {e}", key_file.display())))?;
+    let url = format!("{}/federation/{path}", spoke.issuer);
     let r = http
         .post(&url)
         .bearer_auth(key.trim())
-        .json(&StatusPush {
-            hub,
-            status,
-            reason: reason.to_string(),
-        })
-        .timeout(std::time::Duration::from_secs(10))
+        .json(body)
+        .timeout(std::time::Duration::from_secs(timeout_s))
         .send()
         .await
-        .map_err(|e| format!("{url}: {}", crate::health::root_cause(&e)))?;
-    if r.status().is_success() {
-        return Ok(());
-    }
+        .map_err(|e| PostError::Unreachable(format!("{url}: {}", crate::health::root_cause(&e))))?;
     let code = r.status();
-    let body: serde_json::Value = r.json().await.unwrap_or_default();
-    Err(format!(
+    let answer: serde_json::Value = r.json().await.unwrap_or_default();
+    if code.is_success() {
+        return Ok(answer);
+    }
+    Err(PostError::Refused(format!(
         "{url} answered {code}: {}",
-        body["message"].as_str().unwrap_or("(no message)")
-    ))
+        answer["message"].as_str().unwrap_or("(no message)")
+    )))
 }
 
 /// The remote partner `code` of the installation's hub at `home`, if it is one: the hub and how

@@ -223,7 +223,7 @@ async fn send_join(
     serde_json::from_value(body).map_err(|e| remote_err(&format!("{url} answer"), e))
 }
 
-/// Why a pushed status change was refused.
+/// Why a request of the hub (a pushed status change, a verification) was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
     #[error("{0} has not joined a remote hub")]
@@ -236,25 +236,56 @@ pub enum PushError {
     Internal(#[from] FederationError),
 }
 
+/// The link with the remote hub `hub`, if `bearer` is its link key (checked in constant time
+/// against the hash kept in `hub.json`).
+fn authenticate(
+    home: &Path,
+    spoke: CountryCode,
+    bearer: Option<&str>,
+    hub: CountryCode,
+) -> Result<HubLink, PushError> {
+    let link = read_hub_link(home, spoke)?.ok_or(PushError::NoHub(spoke))?;
+    let presented = dive_idp::util::sha256_hex(bearer.ok_or(PushError::Unauthorized)?);
+    if !dive_idp::util::ct_eq(&presented, &link.link_key_sha256) {
+        return Err(PushError::Unauthorized);
+    }
+    if hub != link.hub.code {
+        return Err(PushError::BadRequest(format!(
+            "this spoke's hub is {}, not {hub}",
+            link.hub.code
+        )));
+    }
+    Ok(link)
+}
+
+/// Run this spoke's half of the verification of its link with the hub, which asked with the
+/// link key (`bearer`): the checks only this side can run (see
+/// [`crate::verify::spoke_half`]). Changes nothing but what a login records.
+pub async fn verify_for_hub(
+    home: &Path,
+    spoke: CountryCode,
+    bearer: Option<&str>,
+    req: &remote::VerifyRequest,
+) -> Result<remote::VerifyAnswer, PushError> {
+    let link = authenticate(home, spoke, bearer, req.hub)?;
+    let cfg = dive_instance::config::load(&InstancePaths::new(home, spoke))
+        .map_err(FederationError::from)?
+        .ok_or(PushError::NoHub(spoke))?;
+    Ok(remote::VerifyAnswer {
+        spoke,
+        checks: crate::verify::spoke_half(home, &cfg, &link).await,
+    })
+}
+
 /// Apply a status change pushed by the hub to `spoke`'s side, after checking the link key
-/// (`bearer`) in constant time against the hash kept in `hub.json`.
+/// (`bearer`).
 pub async fn apply_push(
     home: &Path,
     spoke: CountryCode,
     bearer: Option<&str>,
     push: &StatusPush,
 ) -> Result<Vec<String>, PushError> {
-    let mut link = read_hub_link(home, spoke)?.ok_or(PushError::NoHub(spoke))?;
-    let presented = dive_idp::util::sha256_hex(bearer.ok_or(PushError::Unauthorized)?);
-    if !dive_idp::util::ct_eq(&presented, &link.link_key_sha256) {
-        return Err(PushError::Unauthorized);
-    }
-    if push.hub != link.hub.code {
-        return Err(PushError::BadRequest(format!(
-            "this spoke's hub is {}, not {}",
-            link.hub.code, push.hub
-        )));
-    }
+    let mut link = authenticate(home, spoke, bearer, push.hub)?;
     if push.status == LinkStatus::Pending {
         return Err(PushError::BadRequest(
             "a link is pending only while joining".into(),

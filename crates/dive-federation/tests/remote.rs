@@ -23,15 +23,7 @@ async fn instance(
     code: &str,
     role: Role,
 ) -> (InstanceConfig, tokio::sync::oneshot::Sender<()>) {
-    let pki = dive_pki::Pki::open(home).unwrap();
-    let cert = pki.service("idp").unwrap();
-    let bound = dive_http::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        cert.server_config().unwrap(),
-    )
-    .await
-    .unwrap();
-    let port = bound.local_addr().port();
+    let (port, stop) = serve(home, cc(code), 0).await;
     let mut cfg = InstanceConfig::new(cc(code), role);
     cfg.ports.idp = port;
     cfg.urls.issuer = format!("https://localhost:{port}");
@@ -43,12 +35,31 @@ async fn instance(
         .await
         .unwrap();
     db.pool.close().await;
-    let app = endpoints::router(home.to_path_buf(), cfg.code);
+    (cfg, stop)
+}
+
+/// Serve `code`'s federation endpoints over HTTPS on 127.0.0.1:`port` (0: a free one). Returns
+/// the port and the server's stop handle.
+async fn serve(
+    home: &Path,
+    code: CountryCode,
+    port: u16,
+) -> (u16, tokio::sync::oneshot::Sender<()>) {
+    let pki = dive_pki::Pki::open(home).unwrap();
+    let cert = pki.service("idp").unwrap();
+    let bound = dive_http::bind(
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        cert.server_config().unwrap(),
+    )
+    .await
+    .unwrap();
+    let port = bound.local_addr().port();
+    let app = endpoints::router(home.to_path_buf(), code);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(bound.serve(app, async {
         let _ = rx.await;
     }));
-    (cfg, tx)
+    (port, tx)
 }
 
 fn json(p: &Path) -> Value {
@@ -121,7 +132,7 @@ async fn join_tokens_are_one_time_bound_to_their_partner_and_expire() {
 async fn a_spoke_joins_a_remote_hub_and_follows_its_status_pushes() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (hub, _stop_hub) = instance(a.path(), "USA", Role::Hub).await;
-    let (fra, _stop_fra) = instance(b.path(), "FRA", Role::Spoke).await;
+    let (fra, stop_fra) = instance(b.path(), "FRA", Role::Spoke).await;
     let inv = remote::invite(a.path(), &hub, cc("FRA"), 60_000)
         .await
         .unwrap();
@@ -247,6 +258,97 @@ async fn a_spoke_joins_a_remote_hub_and_follows_its_status_pushes() {
         .unwrap()
         .to_string();
     assert!(e.contains("already been used"), "{e}");
+
+    // Verification: FRA runs its half only for the hub's link key, and only for its hub.
+    let verify_url = format!("{}/federation/verify", fra.urls.issuer);
+    let fra_http = dive_http::trust::partner_client(a.path()).unwrap();
+    for (key, body, status) in [
+        (None, serde_json::json!({"hub": "USA"}), 401),
+        (Some("wrong"), serde_json::json!({"hub": "USA"}), 401),
+        (Some("x"), serde_json::json!({"nope": 1}), 400),
+    ] {
+        let mut r = fra_http.post(&verify_url).json(&body);
+        if let Some(k) = key {
+            r = r.bearer_auth(k);
+        }
+        assert_eq!(r.send().await.unwrap().status(), status, "{key:?} {body}");
+    }
+    let key =
+        std::fs::read_to_string(remote::link_key_file(a.path(), cc("USA"), cc("FRA"))).unwrap();
+    let r = fra_http
+        .post(&verify_url)
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"hub": "DEU"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Both sides' files and IdPs are in order; only the endpoints run here (no discovery, no
+    // logins), which the checks report as failures: recorded, the breaker counts.
+    let report = dive_federation::verify::verify_remote(a.path(), &hub, &desc, false)
+        .await
+        .unwrap();
+    let by_id = |id: &str| {
+        report
+            .checks
+            .iter()
+            .find(|c| c.id == id)
+            .unwrap_or_else(|| panic!("no {id}: {report:#?}"))
+    };
+    for id in [
+        "USA→FRA.upstream",
+        "USA→FRA.trust",
+        "FRA→USA.upstream",
+        "FRA→USA.trust",
+        "FRA→USA.hub_ca",
+    ] {
+        assert!(by_id(id).ok, "{:#?}", by_id(id));
+    }
+    for id in [
+        "USA→FRA.discovery",
+        "FRA→USA.discovery",
+        "USA→FRA.brokered_login",
+        "FRA→USA.brokered_login",
+    ] {
+        assert!(!by_id(id).ok, "{:#?}", by_id(id));
+    }
+    assert!(!report.ok);
+    assert_eq!(
+        by_id("FRA→USA.discovery").attempts,
+        4,
+        "retried with back-off"
+    );
+    let reg = registry(a.path()).await;
+    let link = reg.get(cc("FRA")).await.unwrap().unwrap();
+    assert_eq!(link.breaker.consecutive_failures, 1);
+    assert_eq!(
+        link.last_verification.unwrap()["checks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        report.checks.len()
+    );
+    reg.close().await;
+
+    // FRA not answering: asked again with back-off, then reported as one failed check.
+    stop_fra.send(()).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let report = dive_federation::verify::verify_remote(a.path(), &hub, &desc, false)
+        .await
+        .unwrap();
+    let asked = report
+        .checks
+        .iter()
+        .find(|c| c.id == "FRA→USA.partner_checks")
+        .unwrap_or_else(|| panic!("{report:#?}"));
+    assert!(!asked.ok);
+    assert_eq!(asked.attempts, 4, "{asked:#?}");
+    assert!(asked.detail.contains("/federation/verify"), "{asked:#?}");
+    let reg = registry(a.path()).await;
+    let link = reg.get(cc("FRA")).await.unwrap().unwrap();
+    assert_eq!(link.breaker.consecutive_failures, 2);
+    reg.close().await;
+    let (_, _stop_fra) = serve(b.path(), cc("FRA"), fra.ports.idp).await;
 
     // Suspended on the hub: pushed to FRA, whose upstream is disabled and trust withdrawn.
     let done = remote::set_status(a.path(), &hub, &desc, LinkStatus::Suspended, "test")

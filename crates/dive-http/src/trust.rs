@@ -75,6 +75,8 @@ struct Cached {
     client: reqwest::Client,
     stamp: Stamp,
     checked: Instant,
+    /// Bumped on every rebuild.
+    generation: u64,
 }
 
 /// A client for a long-running service that follows the installation's partner CAs: cheap to
@@ -105,6 +107,7 @@ impl TrustedClient {
                 client,
                 stamp,
                 checked: Instant::now(),
+                generation: 0,
             })),
         })
     }
@@ -113,9 +116,16 @@ impl TrustedClient {
     /// installation CA became unreadable), the previous client stays in use and the failure is
     /// logged: it never trusts more than the files said when it was built.
     pub fn get(&self) -> reqwest::Client {
+        self.current().0
+    }
+
+    /// The current client and its generation, which changes whenever the client is rebuilt: a
+    /// component that keeps the client (or a connection or cache made with it) rebuilds what
+    /// it keeps when the generation changes.
+    pub fn current(&self) -> (reqwest::Client, u64) {
         let mut c = self.cached.lock().unwrap_or_else(|p| p.into_inner());
         if c.checked.elapsed() < RECHECK {
-            return c.client.clone();
+            return (c.client.clone(), c.generation);
         }
         c.checked = Instant::now();
         let now = stamp(&self.home);
@@ -125,13 +135,14 @@ impl TrustedClient {
                     tracing::info!(home = %self.home.display(), "CA files changed: HTTPS client rebuilt");
                     c.client = client;
                     c.stamp = now;
+                    c.generation += 1;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "CA files changed but the HTTPS client could not be rebuilt")
                 }
             }
         }
-        c.client.clone()
+        (c.client.clone(), c.generation)
     }
 }
 
@@ -145,9 +156,15 @@ pub enum HttpsSource {
 
 impl HttpsSource {
     pub fn get(&self) -> reqwest::Client {
+        self.current().0
+    }
+
+    /// The client and its generation (see [`TrustedClient::current`]; a fixed client's never
+    /// changes).
+    pub fn current(&self) -> (reqwest::Client, u64) {
         match self {
-            HttpsSource::Fixed(c) => c.clone(),
-            HttpsSource::Trusted(t) => t.get(),
+            HttpsSource::Fixed(c) => (c.clone(), 0),
+            HttpsSource::Trusted(t) => t.current(),
         }
     }
 }

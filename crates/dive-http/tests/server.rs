@@ -92,6 +92,7 @@ async fn trusted_client_follows_partner_cas_without_restart() {
     }));
 
     let client = dive_http::TrustedClient::new(ours.path()).unwrap();
+    let (_, first) = client.current();
     assert!(
         client.get().get(&url).send().await.is_err(),
         "an unknown installation's CA is not trusted"
@@ -107,6 +108,8 @@ async fn trusted_client_follows_partner_cas_without_restart() {
         assert!(t0.elapsed().as_secs() < 5, "partner CA never picked up");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
+    let (_, rebuilt) = client.current();
+    assert!(rebuilt > first, "a rebuilt client has a new generation");
     dive_pki::partners::remove_partner_ca(ours.path(), "FRA").unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     // A new connection is needed to see the withdrawal: the rebuilt client has no pool yet.

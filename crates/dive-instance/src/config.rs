@@ -47,8 +47,8 @@ impl std::fmt::Display for Role {
 /// The instance's URLs, as clients reach them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Urls {
-    /// The IdP's issuer (`https://localhost:<idp port>`): what tokens carry in `iss` and what
-    /// the policy data trusts.
+    /// The IdP's issuer (`https://<public host>:<idp port>`, the public host `localhost` unless
+    /// configured): what tokens carry in `iss` and what the policy data trusts.
     pub issuer: String,
     pub idp: String,
     pub api: String,
@@ -60,17 +60,33 @@ pub struct Urls {
 }
 
 impl Urls {
-    pub fn for_ports(p: &Ports) -> Urls {
+    /// The URLs of services reached at `host` (a DNS name or an IP address) on ports `p`. The
+    /// decision API is local only.
+    pub fn new(host: &str, p: &Ports) -> Urls {
+        let h = url_host(host);
         Urls {
-            issuer: format!("https://localhost:{}", p.idp),
-            idp: format!("https://localhost:{}", p.idp),
-            api: format!("https://localhost:{}", p.api),
-            kas: format!("https://localhost:{}/kas", p.kas),
-            web: format!("https://localhost:{}", p.web),
+            issuer: format!("https://{h}:{}", p.idp),
+            idp: format!("https://{h}:{}", p.idp),
+            api: format!("https://{h}:{}", p.api),
+            kas: format!("https://{h}:{}/kas", p.kas),
+            web: format!("https://{h}:{}", p.web),
             pdp: format!("http://127.0.0.1:{}", p.pdp),
         }
     }
 }
+
+/// `host` as it goes into a URL (an IPv6 address in brackets).
+pub fn url_host(host: &str) -> String {
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+        _ => host.to_string(),
+    }
+}
+
+/// The public host of an instance reached on this machine only.
+pub const LOCAL_HOST: &str = "localhost";
+/// The address services listen on unless configured.
+pub const DEFAULT_BIND_HOST: &str = "127.0.0.1";
 
 /// Whether and how the stack's `seed` job runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,8 +104,13 @@ pub struct InstanceConfig {
     pub version: u32,
     pub code: CountryCode,
     pub role: Role,
-    /// Address the services listen on.
+    /// Address the services listen on (an IP address; `0.0.0.0` or `::` for every interface).
     pub bind_host: String,
+    /// The DNS name or IP address other machines reach this instance at (`--public-host`,
+    /// `DIVE_PUBLIC_HOST`): it is the host of the instance's URLs and issuer, and the service
+    /// certificates name it. `None`: `localhost`, one machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_host: Option<String>,
     pub ports: Ports,
     pub urls: Urls,
     pub seed: SeedSettings,
@@ -111,8 +132,9 @@ impl InstanceConfig {
             version: CONFIG_VERSION,
             code,
             role,
-            bind_host: "127.0.0.1".to_string(),
-            urls: Urls::for_ports(&ports),
+            bind_host: DEFAULT_BIND_HOST.to_string(),
+            public_host: None,
+            urls: Urls::new(LOCAL_HOST, &ports),
             ports,
             seed: SeedSettings {
                 enabled: role == Role::Hub,
@@ -140,8 +162,71 @@ impl InstanceConfig {
     ) -> Result<InstanceConfig, InstanceError> {
         self.ports = overrides.apply(self.ports);
         self.ports.validate(self.code)?;
-        self.urls = Urls::for_ports(&self.ports);
+        self.urls = Urls::new(self.public_host(), &self.ports);
         Ok(self)
+    }
+
+    /// Set the public host and the bind address, where given (`localhost` clears the public
+    /// host); the URLs follow. Refuses a public host that is not a DNS name or IP address and a
+    /// bind address that is not an IP address.
+    pub fn with_hosts(
+        mut self,
+        public: Option<&str>,
+        bind: Option<&str>,
+    ) -> Result<InstanceConfig, InstanceError> {
+        if let Some(h) = public {
+            let h = h.trim().trim_end_matches('.').to_ascii_lowercase();
+            if rustls_pki_types::ServerName::try_from(h.as_str()).is_err()
+                || h.contains(':') && h.parse::<std::net::IpAddr>().is_err()
+            {
+                return Err(InstanceError::invalid(format!(
+                    "public host {h:?} is not a DNS name or an IP address (no scheme or port: e.g. dive-fra.example.org or 192.0.2.10)"
+                )));
+            }
+            self.public_host = (h != LOCAL_HOST).then_some(h);
+        }
+        if let Some(b) = bind {
+            let ip: std::net::IpAddr = b.trim().parse().map_err(|_| {
+                InstanceError::invalid(format!(
+                    "bind host {b:?} is not an IP address (e.g. 127.0.0.1, or 0.0.0.0 for every interface)"
+                ))
+            })?;
+            self.bind_host = ip.to_string();
+        }
+        self.urls = Urls::new(self.public_host(), &self.ports);
+        Ok(self)
+    }
+
+    /// The host of the instance's URLs: the public host, or `localhost`.
+    pub fn public_host(&self) -> &str {
+        self.public_host.as_deref().unwrap_or(LOCAL_HOST)
+    }
+
+    /// Where clients on this machine (the orchestrator's health probes) reach the services, as
+    /// a URL host: `localhost` when they listen on every interface or on 127.0.0.1, else the
+    /// bind address.
+    pub fn local_host(&self) -> String {
+        match self.bind_host.parse::<std::net::IpAddr>() {
+            Ok(ip)
+                if !ip.is_unspecified()
+                    && ip != std::net::Ipv4Addr::LOCALHOST
+                    && ip != std::net::Ipv6Addr::LOCALHOST =>
+            {
+                url_host(&self.bind_host)
+            }
+            _ => LOCAL_HOST.to_string(),
+        }
+    }
+
+    /// The names the service certificates must carry besides localhost and the loopback
+    /// addresses: the public host, and the bind address when clients reach it directly.
+    pub fn cert_hosts(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.public_host.iter().cloned().collect();
+        let local = self.local_host();
+        if local != LOCAL_HOST && !out.contains(&self.bind_host) {
+            out.push(self.bind_host.clone());
+        }
+        out
     }
 
     pub fn url(&self, s: Service) -> &str {
@@ -283,6 +368,18 @@ pub fn all(home: &Path) -> Result<Vec<InstanceConfig>, InstanceError> {
     Ok(out)
 }
 
+/// The names every service certificate of the installation must carry (its instances share
+/// them): each instance's [`InstanceConfig::cert_hosts`], sorted, without repeats.
+pub fn installation_cert_hosts(home: &Path) -> Result<Vec<String>, InstanceError> {
+    let mut hosts: Vec<String> = all(home)?
+        .iter()
+        .flat_map(InstanceConfig::cert_hosts)
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    Ok(hosts)
+}
+
 /// Refuse ports that another instance of this installation already uses.
 pub fn check_port_clashes(home: &Path, cfg: &InstanceConfig) -> Result<(), InstanceError> {
     for other in all(home)? {
@@ -353,6 +450,63 @@ mod tests {
         std::fs::copy(paths.config(), fra_paths.config()).unwrap();
         let e = load(&fra_paths).unwrap_err().to_string();
         assert!(e.contains("instance USA, not FRA"), "{e}");
+    }
+
+    #[test]
+    fn a_public_host_names_the_urls_and_certificates_and_the_bind_address_stays_as_configured() {
+        let fra = CountryCode::new("FRA").unwrap();
+        let cfg = InstanceConfig::new(fra, Role::Spoke);
+        assert_eq!(cfg.public_host(), "localhost");
+        assert!(cfg.cert_hosts().is_empty());
+        assert_eq!(cfg.local_host(), "localhost");
+
+        let cfg = cfg.with_hosts(Some("Dive-FRA.Example.org."), None).unwrap();
+        assert_eq!(cfg.public_host.as_deref(), Some("dive-fra.example.org"));
+        assert_eq!(cfg.urls.issuer, "https://dive-fra.example.org:8453");
+        assert_eq!(cfg.urls.kas, "https://dive-fra.example.org:8455/kas");
+        assert_eq!(cfg.bind_host, "127.0.0.1", "not changed by the public host");
+        assert_eq!(cfg.cert_hosts(), ["dive-fra.example.org"]);
+        // Ports change later: the URLs keep the public host.
+        let overrides = PortOverrides([(Service::Idp, 9553)].into_iter().collect());
+        let cfg = cfg.with_ports(&overrides).unwrap();
+        assert_eq!(cfg.urls.issuer, "https://dive-fra.example.org:9553");
+
+        // Listening on every interface: probes go to localhost; on one address: to it, and the
+        // certificates name it.
+        let any = cfg.clone().with_hosts(None, Some("0.0.0.0")).unwrap();
+        assert_eq!(any.local_host(), "localhost");
+        assert_eq!(any.cert_hosts(), ["dive-fra.example.org"]);
+        let one = cfg.clone().with_hosts(None, Some("192.0.2.7")).unwrap();
+        assert_eq!(one.local_host(), "192.0.2.7");
+        assert_eq!(one.cert_hosts(), ["dive-fra.example.org", "192.0.2.7"]);
+        let v6 = cfg
+            .clone()
+            .with_hosts(Some("2001:db8::7"), Some("2001:db8::7"))
+            .unwrap();
+        assert_eq!(v6.urls.issuer, "https://[2001:db8::7]:9553");
+        assert_eq!(v6.local_host(), "[2001:db8::7]");
+        assert_eq!(v6.cert_hosts(), ["2001:db8::7"]);
+
+        // `localhost` clears it; nonsense is refused naming what and why.
+        let back = cfg.clone().with_hosts(Some("localhost"), None).unwrap();
+        assert_eq!(back.public_host, None);
+        assert_eq!(back.urls.issuer, "https://localhost:9553");
+        for bad in ["https://x.example", "x.example:8443", "a b", ""] {
+            let e = cfg
+                .clone()
+                .with_hosts(Some(bad), None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("public host"), "{bad}: {e}");
+        }
+        let e = cfg
+            .with_hosts(None, Some("example.org"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("bind host \"example.org\" is not an IP address"),
+            "{e}"
+        );
     }
 
     #[test]

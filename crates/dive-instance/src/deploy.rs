@@ -136,6 +136,9 @@ pub struct DeployRequest {
     pub role: Role,
     /// `--<service>-port` flags (environment overrides are looked up by [`resolve`]).
     pub port_flags: BTreeMap<Service, u16>,
+    /// `--public-host` and `--bind-host` (`DIVE_PUBLIC_HOST` and `DIVE_BIND_HOST` are looked up
+    /// by [`resolve`]).
+    pub hosts: HostFlags,
     pub seed: SeedChoice,
     pub stack: StackSource,
     /// The `dive` binary the services run (the running one).
@@ -145,6 +148,13 @@ pub struct DeployRequest {
     pub verify: bool,
     /// `up` and `seed` refuse an instance that was never deployed.
     pub require_existing: bool,
+}
+
+/// Where an instance is reached and listens, as flags gave them.
+#[derive(Debug, Clone, Default)]
+pub struct HostFlags {
+    pub public_host: Option<String>,
+    pub bind_host: Option<String>,
 }
 
 /// Cancels a deployment (Ctrl-C): clone it into the signal handler and call [`Cancel::cancel`].
@@ -217,6 +227,17 @@ pub fn resolve(req: &DeployRequest) -> Result<InstanceConfig, InstanceError> {
     let lookup = |k: &str| std::env::var(k).ok();
     let overrides = PortOverrides::resolve(req.code, &req.port_flags, &lookup)?;
     cfg = cfg.with_ports(&overrides)?;
+    let public = req
+        .hosts
+        .public_host
+        .clone()
+        .or_else(|| lookup("DIVE_PUBLIC_HOST"));
+    let bind = req
+        .hosts
+        .bind_host
+        .clone()
+        .or_else(|| lookup("DIVE_BIND_HOST"));
+    cfg = cfg.with_hosts(public.as_deref(), bind.as_deref())?;
     if let Some(e) = req.seed.enabled {
         cfg.seed.enabled = e;
     }

@@ -58,6 +58,8 @@ pub async fn run(
     let pki_existed = paths.home.join("pki/ca/key.pem").exists();
     let pki = Pki::open(&paths.home)?;
     note(!pki_existed, true, "installation CA".into(), &mut r);
+    // The certificates are the installation's: they name every instance's public host.
+    let hosts = config::installation_cert_hosts(&paths.home)?;
     for name in CERT_SERVICES {
         let existed = paths
             .home
@@ -65,8 +67,12 @@ pub async fn run(
             .join(name)
             .join("key.pem")
             .exists();
-        pki.service(name)?;
-        note(!existed, true, format!("{name} certificate"), &mut r);
+        let (_, reissued) = pki.service_for(name, &hosts)?;
+        let what = match (existed && reissued, hosts.is_empty()) {
+            (true, false) => format!("{name} certificate (for {})", hosts.join(", ")),
+            _ => format!("{name} certificate"),
+        };
+        note(!existed || reissued, !existed, what, &mut r);
     }
     for service in SECRET_SERVICES {
         let (_, created) = secrets::ensure(paths, service)?;
@@ -140,6 +146,10 @@ pub fn quick_check(paths: &InstancePaths, cfg: &InstanceConfig) -> Result<(), St
             return Err(format!("{} is missing", f.display()));
         }
     }
+    let hosts = cfg.cert_hosts();
+    let pki = (!hosts.is_empty())
+        .then(|| Pki::open(&paths.home).map_err(|e| e.to_string()))
+        .transpose()?;
     for name in CERT_SERVICES {
         let dir = paths.home.join("pki/services").join(name);
         if !dir.join("cert.pem").is_file() || !dir.join("key.pem").is_file() {
@@ -147,6 +157,11 @@ pub fn quick_check(paths: &InstancePaths, cfg: &InstanceConfig) -> Result<(), St
                 "the {name} certificate under {} is missing",
                 dir.display()
             ));
+        }
+        // Only an instance with a public host has names to check beyond the defaults.
+        if let Some(pki) = &pki {
+            let cert = pki.service(name).map_err(|e| e.to_string())?;
+            pki.check_names(&cert, &hosts)?;
         }
     }
     for service in SECRET_SERVICES {

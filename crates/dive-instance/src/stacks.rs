@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use dive_orchestrator::plan::Plan;
 use dive_orchestrator::spec::{self, Environment, ServiceClass, StackSpec};
 
-use crate::config::{InstanceConfig, InstancePaths, Role, write_if_changed};
+use crate::config::{self, InstanceConfig, InstancePaths, Role, write_if_changed};
 use crate::error::{InstanceError, io};
 
 pub const HUB_YML: &str = include_str!("../../../stacks/hub.yml");
@@ -59,7 +59,8 @@ pub fn variables(home: &Path, cfg: &InstanceConfig, bin: &Path) -> BTreeMap<Stri
         v("DIVE_BINARY_ID", binary_id(bin)),
         v("DIVE_HOME", home.display().to_string()),
         v("DIVE_INSTANCE", cfg.code.to_string()),
-        v("DIVE_BIND_HOST", cfg.bind_host.clone()),
+        v("DIVE_BIND_HOST", config::url_host(&cfg.bind_host)),
+        v("DIVE_LOCAL_HOST", cfg.local_host()),
         v("DIVE_IDP_PORT", cfg.ports.idp.to_string()),
         v("DIVE_API_PORT", cfg.ports.api.to_string()),
         v("DIVE_KAS_PORT", cfg.ports.kas.to_string()),

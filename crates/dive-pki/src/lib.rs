@@ -1,6 +1,7 @@
 //! The installation's private PKI: one CA under `$DIVE_HOME/pki/ca/` and one certificate per
 //! service under `$DIVE_HOME/pki/services/<name>/`, each valid for `localhost`, `127.0.0.1`, `::1`
-//! and the service name. Private keys are written 0600. Everything is idempotent: what exists is
+//! and the service name, plus the public host names (or addresses) the installation's instances
+//! are reached at ([`Pki::service_for`]). Private keys are written 0600. Everything is idempotent: what exists is
 //! reused, and concurrent creators agree on one result (each set of files appears by one atomic
 //! directory rename).
 //!
@@ -41,6 +42,8 @@ pub enum PkiError {
     },
     #[error("invalid service name {0:?}: use 1-63 lowercase letters, digits and '-'")]
     ServiceName(String),
+    #[error("invalid host name {0:?}: use a DNS name or an IP address")]
+    Host(String),
     #[error("TLS configuration: {0}")]
     Tls(#[from] rustls::Error),
 }
@@ -49,6 +52,10 @@ pub enum PkiError {
 const CA_VALIDITY: Duration = Duration::days(3650);
 /// How long a service certificate is valid.
 const SERVICE_VALIDITY: Duration = Duration::days(825);
+
+/// A service certificate that expires within this margin is re-issued by
+/// [`Pki::service_for`] (and reported by `verify`).
+pub const RENEW_MARGIN: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 const CERT_FILE: &str = "cert.pem";
 const KEY_FILE: &str = "key.pem";
@@ -145,8 +152,79 @@ impl Pki {
         if sc.key_path.exists() && sc.cert_path.exists() {
             return Ok(sc);
         }
-        let issuer = self.issuer()?;
         let key = KeyPair::generate()?;
+        let cert = self.issue(name, &key, &[])?;
+        publish_dir(&self.dir, &dir, &cert, &key.serialize_pem())?;
+        Ok(sc)
+    }
+
+    /// The certificate of service `name`, valid also for `hosts` (the DNS names or IP addresses
+    /// clients reach the installation's services at). A certificate that does not name one of
+    /// them (or no longer chains to the CA, or expires within [`RENEW_MARGIN`]) is re-issued
+    /// for all of them with the same key, replacing only `cert.pem` (atomically): a service
+    /// starting meanwhile reads the old or the new certificate, either matching its key.
+    /// Returns whether it was re-issued.
+    pub fn service_for(
+        &self,
+        name: &str,
+        hosts: &[String],
+    ) -> Result<(ServiceCert, bool), PkiError> {
+        let sc = self.service(name)?;
+        if self.check_names(&sc, hosts).is_ok() {
+            return Ok((sc, false));
+        }
+        let key_pem = read(&sc.key_path)?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| PkiError::Pem {
+            path: sc.key_path.display().to_string(),
+            what: "private key",
+            reason: e.to_string(),
+        })?;
+        let cert = self.issue(name, &key, hosts)?;
+        let dir = sc.cert_path.parent().unwrap_or(&self.dir);
+        let tmp = dir.join(format!(".{CERT_FILE}.{}", unique_suffix()));
+        write_file(&tmp, cert.as_bytes(), 0o644)?;
+        std::fs::rename(&tmp, &sc.cert_path).map_err(|source| {
+            let _ = std::fs::remove_file(&tmp);
+            PkiError::Io {
+                action: "replace",
+                path: sc.cert_path.display().to_string(),
+                source,
+            }
+        })?;
+        Ok((sc, true))
+    }
+
+    /// Whether `sc` chains to the CA and is valid for each of `hosts` and the default names, now
+    /// and in [`RENEW_MARGIN`]; `Err` names the first host or time it is not valid for.
+    pub fn check_names(&self, sc: &ServiceCert, hosts: &[String]) -> Result<(), String> {
+        let chain = sc.chain().map_err(|e| e.to_string())?;
+        let roots = Arc::new(self.root_store().map_err(|e| e.to_string())?);
+        let verifier =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider())
+                .build()
+                .map_err(|e| e.to_string())?;
+        let now = rustls_pki_types::UnixTime::now();
+        let later = rustls_pki_types::UnixTime::since_unix_epoch(
+            std::time::Duration::from_secs(now.as_secs()) + RENEW_MARGIN,
+        );
+        let defaults = ["localhost".to_string(), "127.0.0.1".to_string()];
+        for host in defaults.iter().chain(hosts) {
+            let server = rustls_pki_types::ServerName::try_from(host.as_str())
+                .map_err(|e| format!("{host:?}: {e}"))?;
+            for (at, when) in [(now, "now"), (later, "in 30 days")] {
+                use rustls::client::danger::ServerCertVerifier;
+                verifier
+                    .verify_server_cert(&chain[0], &chain[1..], &server, &[], at)
+                    .map_err(|e| format!("{} for {host} {when}: {e}", sc.cert_path.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A certificate (PEM) for service `name` with `key`, signed by the CA: valid for localhost,
+    /// the loopback addresses, the service name and `hosts`.
+    fn issue(&self, name: &str, key: &KeyPair, hosts: &[String]) -> Result<String, PkiError> {
+        let issuer = self.issuer()?;
         let mut params = CertificateParams::new(vec!["localhost".to_string(), name.to_string()])?;
         params
             .subject_alt_names
@@ -154,6 +232,18 @@ impl Pki {
         params
             .subject_alt_names
             .push(SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into()));
+        for host in hosts {
+            if rustls_pki_types::ServerName::try_from(host.as_str()).is_err() {
+                return Err(PkiError::Host(host.clone()));
+            }
+            let san = match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(host.as_str().try_into()?),
+            };
+            if !params.subject_alt_names.contains(&san) {
+                params.subject_alt_names.push(san);
+            }
+        }
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, "DIVE installation");
         dn.push(DnType::CommonName, name);
@@ -167,9 +257,7 @@ impl Pki {
         params.not_before = now - Duration::hours(1);
         params.not_after = now + SERVICE_VALIDITY;
         params.use_authority_key_identifier_extension = true;
-        let cert = params.signed_by(&key, &issuer)?;
-        publish_dir(&self.dir, &dir, &cert.pem(), &key.serialize_pem())?;
-        Ok(sc)
+        Ok(params.signed_by(key, &issuer)?.pem())
     }
 
     /// A root store holding only the installation CA.
@@ -275,13 +363,7 @@ fn read(path: &Path) -> Result<String, PkiError> {
 /// Write a certificate and its key into a fresh temporary directory, then rename it to `dest`.
 /// If another process published `dest` first, its files win and ours are discarded.
 fn publish_dir(root: &Path, dest: &Path, cert_pem: &str, key_pem: &str) -> Result<(), PkiError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let tmp = root.join(format!(
-        ".tmp-{}-{}-{}",
-        std::process::id(),
-        OffsetDateTime::now_utc().unix_timestamp_nanos(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let tmp = root.join(format!(".tmp-{}", unique_suffix()));
     mkdir(&tmp)?;
     let result = (|| {
         write_file(&tmp.join(CERT_FILE), cert_pem.as_bytes(), 0o644)?;
@@ -302,6 +384,18 @@ fn publish_dir(root: &Path, dest: &Path, cert_pem: &str, key_pem: &str) -> Resul
     })();
     let _ = std::fs::remove_dir_all(&tmp);
     result
+}
+
+/// A name part no other writer uses at the same time: process, time and a counter (threads of
+/// one process may write at once).
+fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}-{}",
+        std::process::id(),
+        OffsetDateTime::now_utc().unix_timestamp_nanos(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Write a file created with `mode` from the start (never briefly world-readable).
@@ -351,6 +445,30 @@ mod tests {
         assert!(svc2.server_config().is_ok());
         assert_eq!(again.root_store().unwrap().len(), 1);
         assert!(again.client_config().is_ok());
+    }
+
+    #[test]
+    fn a_certificate_is_reissued_with_its_key_for_public_host_names() {
+        let home = tempfile::tempdir().unwrap();
+        let pki = Pki::open(home.path()).unwrap();
+        let svc = pki.service("idp").unwrap();
+        let key = std::fs::read(&svc.key_path).unwrap();
+        let hosts = ["127.0.0.2".to_string(), "dive-b.example".to_string()];
+        let e = pki.check_names(&svc, &hosts[..1]).unwrap_err();
+        assert!(e.contains("127.0.0.2"), "{e}");
+        let (svc, reissued) = pki.service_for("idp", &hosts).unwrap();
+        assert!(reissued);
+        pki.check_names(&svc, &hosts).unwrap();
+        assert_eq!(std::fs::read(&svc.key_path).unwrap(), key, "same key");
+        assert!(svc.server_config().is_ok(), "certificate and key match");
+        let pem = std::fs::read(&svc.cert_path).unwrap();
+        let (_, reissued) = pki.service_for("idp", &hosts[..1]).unwrap();
+        assert!(!reissued, "already valid: kept");
+        assert_eq!(std::fs::read(&svc.cert_path).unwrap(), pem);
+        let e = pki
+            .service_for("idp", &["not a name".to_string()])
+            .unwrap_err();
+        assert!(e.to_string().contains("not a name"), "{e}");
     }
 
     #[test]

@@ -25,7 +25,8 @@ pub enum FederationCommand {
     /// Revoke a link for good (linking again later starts a new link).
     Revoke(LinkArgs),
     /// Check a link both ways (discovery, upstream and client, trust, a real brokered login of a
-    /// partner test user each way) and record the result; exit 1 if a check fails.
+    /// partner test user each way; for a spoke of another installation, the spoke runs its half
+    /// when asked) and record the result; exit 1 if a check fails.
     Verify {
         /// The spoke's ISO 3166-1 alpha-3 code.
         code: String,
@@ -230,20 +231,21 @@ fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
 
 fn verify(ctx: &Context, code: &str, json: bool, force: bool) -> anyhow::Result<ExitCode> {
     let code = spoke_code(code)?;
-    if let Some((_, spoke)) = runtime()?
+    let rt = runtime()?;
+    let report = match rt
         .block_on(dive_federation::remote::find(&ctx.home, code))
         .map_err(classify)?
     {
-        return Err(bad_input(format!(
-            "{code} is a spoke of another installation ({}): remote links cannot be verified \
-             from here yet (its files and users are there); `dive federation status` probes it",
-            spoke.issuer
-        )));
+        // A spoke of another installation runs its half when the hub asks.
+        Some((hub, spoke)) => rt.block_on(dive_federation::verify::verify_remote(
+            &ctx.home, &hub, &spoke, force,
+        )),
+        None => {
+            let pair = Pair::load(&ctx.home, code).map_err(classify)?;
+            rt.block_on(dive_federation::verify::verify(&pair, force))
+        }
     }
-    let pair = Pair::load(&ctx.home, code).map_err(classify)?;
-    let report = runtime()?
-        .block_on(dive_federation::verify::verify(&pair, force))
-        .map_err(classify)?;
+    .map_err(classify)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

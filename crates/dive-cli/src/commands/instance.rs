@@ -77,6 +77,15 @@ pub struct DeployArgs {
     pub stack_file: Option<PathBuf>,
     #[command(flatten)]
     pub ports: PortArgs,
+    /// The DNS name or IP address other machines reach this instance at: the host of its URLs
+    /// and issuer, named by the service certificates (env DIVE_PUBLIC_HOST; kept in
+    /// instance.json; default localhost, i.e. this machine only).
+    #[arg(long, value_name = "HOST")]
+    pub public_host: Option<String>,
+    /// The IP address the services listen on, e.g. 0.0.0.0 for every interface (env
+    /// DIVE_BIND_HOST; kept in instance.json; default 127.0.0.1).
+    #[arg(long, value_name = "IP")]
+    pub bind_host: Option<String>,
     /// Do not run the seed job (the hub seeds by default).
     #[arg(long, conflicts_with = "seed")]
     pub no_seed: bool,
@@ -234,6 +243,8 @@ pub fn run_hub(cmd: HubCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
             let args = DeployArgs {
                 stack_file: last_stack_file(ctx, &load_config(ctx, usa, Role::Hub)?),
                 ports: PortArgs::none(),
+                public_host: None,
+                bind_host: None,
                 no_seed: false,
                 seed: true,
                 seed_count: a.count,
@@ -502,6 +513,10 @@ fn request(
         code,
         role,
         port_flags: a.ports.flags(),
+        hosts: dive_instance::deploy::HostFlags {
+            public_host: a.public_host.clone(),
+            bind_host: a.bind_host.clone(),
+        },
         seed: SeedChoice {
             enabled: if a.seed {
                 Some(true)
@@ -985,6 +1000,8 @@ fn rotate(
     let args = DeployArgs {
         stack_file: last_stack_file(ctx, &load_config(ctx, code, role)?),
         ports: PortArgs::none(),
+        public_host: None,
+        bind_host: None,
         no_seed: false,
         seed: false,
         seed_count: None,
