@@ -58,7 +58,11 @@ pub async fn run(
     let pki_existed = paths.home.join("pki/ca/key.pem").exists();
     let pki = Pki::open(&paths.home)?;
     note(!pki_existed, true, "installation CA".into(), &mut r);
-    // The certificates are the installation's: they name every instance's public host.
+    // The certificates are the installation's: they name every instance's public host. This
+    // instance's config is saved above, so whoever holds the lock next sees its host.
+    // Held only while names are read and certificates issued (milliseconds), so blocking
+    // this thread for it is acceptable.
+    let certificates_lock = pki.lock_certificates()?;
     let hosts = config::installation_cert_hosts(&paths.home)?;
     for name in CERT_SERVICES {
         let existed = paths
@@ -74,6 +78,7 @@ pub async fn run(
         };
         note(!existed || reissued, !existed, what, &mut r);
     }
+    drop(certificates_lock);
     for service in SECRET_SERVICES {
         let (_, created) = secrets::ensure(paths, service)?;
         note(created, true, format!("{service} client secret"), &mut r);

@@ -139,6 +139,28 @@ impl Pki {
         Ok(Issuer::new(Self::ca_params(), key))
     }
 
+    /// Hold the installation's certificate lock (an OS file lock on `pki/certificates.lock`,
+    /// released when the returned file is dropped, also if the process dies). Instances
+    /// initialised at once each re-issue the shared service certificates for every instance's
+    /// host names: reading the names and issuing must take turns, or a certificate issued from
+    /// an older list of names could replace one naming them all. Blocks until it is free.
+    pub fn lock_certificates(&self) -> Result<std::fs::File, PkiError> {
+        let path = self.dir.join("certificates.lock");
+        let io = |action, source| PkiError::Io {
+            action,
+            path: path.display().to_string(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io("open", e))?;
+        file.lock().map_err(|e| io("lock", e))?;
+        Ok(file)
+    }
+
     /// The certificate of service `name`, issued now if it does not exist yet.
     pub fn service(&self, name: &str) -> Result<ServiceCert, PkiError> {
         validate_service_name(name)?;
@@ -469,6 +491,17 @@ mod tests {
             .service_for("idp", &["not a name".to_string()])
             .unwrap_err();
         assert!(e.to_string().contains("not a name"), "{e}");
+    }
+
+    #[test]
+    fn the_certificate_lock_is_held_by_one_holder_at_a_time() {
+        let home = tempfile::tempdir().unwrap();
+        let pki = Pki::open(home.path()).unwrap();
+        let held = pki.lock_certificates().unwrap();
+        let other = std::fs::File::open(home.path().join("pki/certificates.lock")).unwrap();
+        assert!(other.try_lock().is_err(), "a second holder must wait");
+        drop(held);
+        other.try_lock().expect("free once the first holder drops it");
     }
 
     #[test]
