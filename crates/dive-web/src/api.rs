@@ -41,6 +41,33 @@ pub struct Denial {
     pub aal_required: Option<String>,
 }
 
+/// One decision of the API's audit log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    /// RFC 3339.
+    pub at: String,
+    pub subject: String,
+    #[serde(default)]
+    pub issuer: Option<String>,
+    pub action: String,
+    #[serde(default)]
+    pub resource_id: Option<String>,
+    pub allow: bool,
+    pub reason: String,
+    pub latency_us: u64,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+}
+
 /// A document as listed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -211,6 +238,22 @@ impl ApiClient {
             .get(format!("{}/api/resources", self.base))
             .bearer_auth(token)
             .query(&pairs);
+        self.json(rb).await
+    }
+
+    /// A page of the decision log (`GET /api/audit`, admin role), newest first; `query` holds
+    /// the API's own parameters (subject, resource, action, decision, since, until, limit,
+    /// cursor).
+    pub async fn audit(
+        &self,
+        token: &str,
+        query: &[(&str, String)],
+    ) -> Result<AuditPage, ApiError> {
+        let rb = self
+            .http
+            .get(format!("{}/api/audit", self.base))
+            .bearer_auth(token)
+            .query(query);
         self.json(rb).await
     }
 
