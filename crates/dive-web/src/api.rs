@@ -8,8 +8,9 @@ use dive_core::SecurityLabel;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-/// One page size for every list.
+/// The documents page's default page size, and the sizes a user may choose.
 pub const PAGE_SIZE: u32 = 20;
+pub const PAGE_SIZES: [u32; 3] = [20, 50, 100];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -151,11 +152,21 @@ pub struct Filters {
     pub from: Option<String>,
     pub to: Option<String>,
     pub cursor: Option<String>,
+    /// Documents per page (one of [`PAGE_SIZES`]); 0 means [`PAGE_SIZE`].
+    pub per_page: u32,
 }
 
 impl Filters {
+    pub fn page_size(&self) -> u32 {
+        if self.per_page == 0 {
+            PAGE_SIZE
+        } else {
+            self.per_page
+        }
+    }
+
     fn pairs(&self) -> Vec<(&'static str, String)> {
-        let mut v = vec![("limit", PAGE_SIZE.to_string())];
+        let mut v = vec![("limit", self.page_size().to_string())];
         if let Some(q) = &self.q {
             v.push(("q", q.clone()));
         }

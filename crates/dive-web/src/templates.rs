@@ -92,6 +92,8 @@ pub struct SearchForm {
     pub from: String,
     pub to: String,
     pub federated: bool,
+    /// Documents per page.
+    pub per_page: Vec<SelectOption>,
 }
 
 pub struct FacetEntry {
