@@ -11,8 +11,11 @@ const HEIGHT: u32 = 240;
 const LEFT: u32 = 48;
 const BOTTOM: u32 = 28;
 const TOP: u32 = 10;
-/// Horizontal grid lines (and y labels) above zero.
-const TICKS: u32 = 4;
+/// Horizontal grid lines (and y labels) above zero: five, so that steps of a 1, 2 or 5 × 10ⁿ
+/// axis stay round (0.2, 0.4, 1, 2, …).
+const TICKS: u32 = 5;
+/// The widest a bar gets (a chart of one deployment is not one wide slab).
+const MAX_BAR: u32 = 40;
 
 pub struct Rect {
     pub x: u32,
@@ -101,7 +104,7 @@ pub fn bars(
     let top = nice_max(columns.iter().map(total).fold(0.0, f64::max));
     let n = columns.len().max(1) as u32;
     let slot = plot_w / n;
-    let bar_w = (slot * 7 / 10).max(1);
+    let bar_w = (slot * 7 / 10).clamp(1, MAX_BAR);
     let mut rects = Vec::new();
     let mut legend: Vec<(&'static str, String)> = Vec::new();
     for (i, c) in columns.iter().enumerate() {
