@@ -126,7 +126,7 @@ impl Session {
         cfg: &InstanceConfig,
         user: &str,
         password: &str,
-        totp: Option<&str>,
+        totp_secret: Option<&str>,
     ) -> anyhow::Result<Session> {
         let web = cfg.urls.web.trim_end_matches('/').to_string();
         let mut s = Session {
@@ -144,7 +144,7 @@ impl Session {
             &authorize,
             user,
             password,
-            totp,
+            totp_secret,
         )
         .await
         .map_err(|e| anyhow::anyhow!("signing in as {user}: {e}"))?;
@@ -190,8 +190,9 @@ fn instance(ctx: &Context, code: Option<&str>) -> anyhow::Result<InstanceConfig>
     })
 }
 
-/// The cleared user's session: TOTP codes are single use per 30 s step, so a code already used
-/// (another run a moment ago) is retried once at the next step.
+/// The cleared user's session. TOTP codes are single use, and the IdP accepts a step of clock
+/// drift, so a code may be refused as used (the deployment's verification signed this user in a
+/// moment ago): then try again at the next steps.
 async fn cleared_session(
     http: reqwest::Client,
     cfg: &InstanceConfig,
@@ -199,19 +200,16 @@ async fn cleared_session(
     password: &str,
     secret: &str,
 ) -> anyhow::Result<Session> {
-    let code = || {
-        dive_idp::totp::code_at(secret, dive_idp::util::now())
-            .with_context(|| format!("{user}'s TOTP secret is not usable"))
-    };
-    let first = Session::sign_in(http.clone(), cfg, user, password, Some(&code()?)).await;
-    match first {
-        Ok(s) => Ok(s),
-        Err(_) => {
-            let step = dive_idp::totp::STEP_SECS;
-            let wait = step - dive_idp::util::now() % step;
-            tokio::time::sleep(Duration::from_secs(wait as u64 + 1)).await;
-            Session::sign_in(http, cfg, user, password, Some(&code()?)).await
+    let step = dive_idp::totp::STEP_SECS;
+    let mut attempt = 0;
+    loop {
+        match Session::sign_in(http.clone(), cfg, user, password, Some(secret)).await {
+            Ok(s) => return Ok(s),
+            Err(e) if attempt >= 3 => return Err(e),
+            Err(_) => attempt += 1,
         }
+        let wait = step - dive_idp::util::now() % step;
+        tokio::time::sleep(Duration::from_secs(wait as u64 + 1)).await;
     }
 }
 
