@@ -368,6 +368,19 @@ fn web_ui_signs_in_searches_explains_and_opens_documents() {
         assert_clean(&page2, "page 2");
         let (p1, p2) = (doc_ids(&docs.body), doc_ids(&page2.body));
         assert!(!p2.is_empty() && p2.iter().all(|id| !p1.contains(id)), "page 2 differs");
+        let fifty = top.get("/documents?per_page=50").await;
+        assert_clean(&fifty, "50 per page");
+        assert_eq!(doc_ids(&fifty.body).len() as u64, reach.min(50), "50 per page");
+        assert!(fifty.body.contains("<option value=\"50\" selected>"), "the choice stays");
+        let next50 = next_link(&fifty.body).unwrap();
+        assert!(next50.contains("per_page=50"), "the next page keeps the size: {next50}");
+        let bad = top.get("/documents?per_page=7").await;
+        assert_eq!(bad.status, 400, "{}", bad.body);
+        assert!(
+            unescape(&bad.body).contains("per_page \"7\": choose one of 20, 50, 100"),
+            "{}",
+            bad.body
+        );
         let secret = top.get("/documents?classification=SECRET").await;
         assert_clean(&secret, "SECRET filter");
         assert!(secret.body.contains("<option value=\"SECRET\" selected>"), "the filter stays selected");
