@@ -161,6 +161,12 @@ impl Browser {
         }
     }
 
+    /// Choose an `<option>` of a select (no navigation follows).
+    async fn choose(&self, css: &str) {
+        let e = self.find(css).await;
+        self.post(&format!("/element/{e}/click"), json!({})).await;
+    }
+
     async fn type_into(&self, css: &str, text: &str) {
         let e = self.find(css).await;
         self.post(&format!("/element/{e}/clear"), json!({})).await;
@@ -515,6 +521,59 @@ fn a_user_works_through_the_ui_in_chromium() {
         assert!(fed.contains("Instances asked") && !fed.contains("Partial results"), "{fed}");
         assert_eq!(b.find_all("table.instances .status-ok").await.len(), 2, "{fed}");
         b.screenshot(&shots, "15-federated-search").await;
+
+        // Operations are for the hub's administrators: the French user gets 403.
+        assert!(b.find_all("header nav a[href='/ops']").await.is_empty(), "no entry for a user");
+        b.go(&format!("{web}/ops")).await;
+        assert!(b.body_text().await.contains("Administrators only"));
+        b.screenshot(&shots, "16-ops-forbidden").await;
+        b.click("header form button[type=submit]").await;
+        b.wait_url("the sign-out", |u| u.starts_with(&format!("{web}/signin"))).await;
+
+        // The hub's administrator (password and TOTP at the hub's IdP).
+        let totp = env.json("instances/usa/test-users-totp.json");
+        let secret = totp["admin-usa"]["secret"].as_str().unwrap().to_string();
+        fresh_totp_step(&env.home, "admin-usa").await;
+        b.go(&format!("{web}/ops")).await;
+        b.click("ul.idps a.primary").await;
+        b.type_into("input[name=username]", "admin-usa").await;
+        b.type_into("input[name=password]", passwords["admin-usa"].as_str().unwrap()).await;
+        b.click("button[type=submit]").await;
+        let code = dive_idp::totp::code_at(&secret, dive_idp::util::now()).unwrap();
+        b.type_into("input[name=code]", &code).await;
+        b.click("button[type=submit]").await;
+        b.wait_url("the operations page", |u| u == format!("{web}/ops")).await;
+        let status = b.body_text().await;
+        assert!(status.contains("running") && status.contains("healthy"), "{status}");
+        assert_eq!(b.find_all("header nav a[href='/ops']").await.len(), 1, "the nav entry");
+        b.screenshot(&shots, "17-ops-status").await;
+
+        // Federation: the linked spoke, then a verification of the link run from the page.
+        b.click("nav.ops a[href='/ops/federation']").await;
+        let fed = b.body_text().await;
+        assert!(fed.contains("France (FRA)") && fed.contains("active"), "{fed}");
+        b.screenshot(&shots, "18-ops-federation").await;
+        b.click("form[action='/ops/federation/verify'] button").await;
+        b.wait_url("the verification", |u| u.ends_with("/ops/federation/verify")).await;
+        let verified = b.body_text().await;
+        assert!(verified.contains("Verified:"), "{verified}");
+        assert!(verified.contains("USA→FRA.brokered_login: passed"), "{verified}");
+        b.screenshot(&shots, "19-ops-federation-verified").await;
+
+        // Deployment history (the hub's deployment, charted) and the audit log with its chart.
+        b.click("nav.ops a[href='/ops/deployments']").await;
+        assert_eq!(b.find_all("svg.chart rect.bar-ok").await.len(), 1, "one deployment charted");
+        assert!(b.body_text().await.contains("The last deployment's report"));
+        b.screenshot(&shots, "20-ops-deployments").await;
+        b.click("nav.ops a[href='/ops/audit']").await;
+        assert!(!b.find_all("svg.chart rect.bar-ok").await.is_empty(), "decisions this hour");
+        assert!(!b.find_all("svg.chart rect.bar-bad").await.is_empty(), "the denial");
+        b.screenshot(&shots, "21-ops-audit").await;
+        b.choose("#decision option[value=deny]").await;
+        b.click("form.filters button[type=submit]").await;
+        b.wait_url("the filter", |u| u.contains("decision=deny")).await;
+        let denied = b.body_text().await;
+        assert!(denied.contains("denied") && denied.contains("Insufficient clearance"), "{denied}");
         b.cmd(reqwest::Method::DELETE, "", None).await;
     });
 }

@@ -368,6 +368,19 @@ fn web_ui_signs_in_searches_explains_and_opens_documents() {
         assert_clean(&page2, "page 2");
         let (p1, p2) = (doc_ids(&docs.body), doc_ids(&page2.body));
         assert!(!p2.is_empty() && p2.iter().all(|id| !p1.contains(id)), "page 2 differs");
+        let fifty = top.get("/documents?per_page=50").await;
+        assert_clean(&fifty, "50 per page");
+        assert_eq!(doc_ids(&fifty.body).len() as u64, reach.min(50), "50 per page");
+        assert!(fifty.body.contains("<option value=\"50\" selected>"), "the choice stays");
+        let next50 = next_link(&fifty.body).unwrap();
+        assert!(next50.contains("per_page=50"), "the next page keeps the size: {next50}");
+        let bad = top.get("/documents?per_page=7").await;
+        assert_eq!(bad.status, 400, "{}", bad.body);
+        assert!(
+            unescape(&bad.body).contains("per_page \"7\": choose one of 20, 50, 100"),
+            "{}",
+            bad.body
+        );
         let secret = top.get("/documents?classification=SECRET").await;
         assert_clean(&secret, "SECRET filter");
         assert!(secret.body.contains("<option value=\"SECRET\" selected>"), "the filter stays selected");
@@ -570,5 +583,252 @@ fn web_ui_signs_in_searches_explains_and_opens_documents() {
         assert_eq!(back.status().as_u16(), 303);
         assert_eq!(back.headers()["location"].to_str().unwrap(), format!("{web}/"));
         assert_eq!(top.get("/").await.status, 303, "signed out");
+    });
+}
+
+/// The `href` of the link with `rel="next"` on a page.
+fn next_link(html: &str) -> Option<String> {
+    let end = html.find("\" rel=\"next\"")?;
+    let before = &html[..end];
+    Some(unescape(&before[before.rfind("href=\"")? + 6..]))
+}
+
+#[test]
+fn operations_pages_are_for_administrators_and_show_the_instance() {
+    let env = Env::new();
+    let p = ports();
+    let flags = port_flags(&p);
+    let issuer = format!("https://localhost:{}", p[0]);
+    let web = format!("https://localhost:{}", p[3]);
+    let out = env.run(&args(&["hub", "deploy", "--seed-count", "20"], &flags));
+    assert!(out.status.success(), "{}", text(&out));
+    let passwords = env.json("instances/usa/test-users.json");
+    let totp = env.json("instances/usa/test-users-totp.json");
+    let pw = |u: &str| passwords[u].as_str().unwrap().to_string();
+    let admin_totp = totp["admin-usa"]["secret"].as_str().unwrap().to_string();
+    let http = dive_http::https_client_trusting(&env.home.join("pki/ca/cert.pem")).unwrap();
+    let pages = ["/ops", "/ops/federation", "/ops/deployments", "/ops/audit"];
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // No session: sign in first.
+        let anon = Browser::new(&http, &web);
+        for p in pages {
+            let r = anon.get(p).await;
+            assert_eq!(r.status, 303, "{p}");
+            assert!(
+                r.location().starts_with("/signin?return_to=%2Fops"),
+                "{p}: {}",
+                r.location()
+            );
+        }
+
+        // A user without the admin role: 403 on every operations page, no nav entry, and the
+        // verify action refused even with the session's CSRF token.
+        let user = Browser::new(&http, &web);
+        sign_in(
+            &user,
+            &issuer,
+            "testuser-usa-1",
+            &pw("testuser-usa-1"),
+            None,
+            "/",
+        )
+        .await;
+        let home = user.get("/").await;
+        assert_clean(&home, "home");
+        assert!(
+            !home.body.contains("href=\"/ops\""),
+            "no operations entry for a user"
+        );
+        for p in pages {
+            let r = user.get(p).await;
+            assert_eq!(r.status, 403, "{p}: {}", r.body);
+            assert!(r.body.contains("Administrators only"), "{p}: {}", r.body);
+        }
+        let csrf = between(&home.body, "name=\"csrf\" value=\"", "\"")
+            .unwrap()
+            .to_string();
+        let r = user
+            .post(
+                "/ops/federation/verify",
+                &[("csrf", &csrf), ("partner", "FRA")],
+            )
+            .await;
+        assert_eq!(r.status, 403, "{}", r.body);
+        assert!(r.body.contains("Administrators only"), "{}", r.body);
+        // Decisions for the audit log: every seeded document asked for, most of them denied to
+        // an UNCLASSIFIED user.
+        let seed = env.json("instances/usa/seed.json");
+        let mut denials = 0;
+        for id in seed["plaintext_sha256"].as_object().unwrap().keys() {
+            let r = user.get(&format!("/documents/{id}")).await;
+            assert!(r.status == 200 || r.status == 403, "{}", r.body);
+            denials += usize::from(r.status == 403);
+        }
+        assert!(
+            denials > 0,
+            "an UNCLASSIFIED user is denied some of 20 documents"
+        );
+
+        // The administrator (SECRET: password and TOTP).
+        wait_for_fresh_totp_step(&env.home, "USA", "admin-usa").await;
+        let admin = Browser::new(&http, &web);
+        sign_in(
+            &admin,
+            &issuer,
+            "admin-usa",
+            &pw("admin-usa"),
+            Some(&admin_totp),
+            "/ops",
+        )
+        .await;
+        let status = admin.get("/ops").await;
+        assert_clean(&status, "status");
+        assert!(
+            status.body.contains("href=\"/ops\" aria-current=\"page\""),
+            "the nav entry"
+        );
+        for svc in ["idp", "kas", "api", "web"] {
+            assert!(
+                status
+                    .body
+                    .contains(&format!("<th scope=\"row\">{svc}<br>")),
+                "service {svc}: {}",
+                status.body
+            );
+        }
+        assert!(status.body.contains(">running"), "{}", status.body);
+        assert!(status.body.contains("healthy"), "{}", status.body);
+        assert!(
+            status.body.contains("checks passed"),
+            "the last verification: {}",
+            status.body
+        );
+
+        // Deployment history: the deploy, its duration charted, its report.
+        let deps = admin.get("/ops/deployments").await;
+        assert_clean(&deps, "deployments");
+        assert!(deps.body.contains(">COMPLETE<"), "{}", deps.body);
+        assert!(
+            deps.body.contains(
+                "<svg role=\"img\" aria-labelledby=\"deploy-durations-title deploy-durations-desc\""
+            ),
+            "{}",
+            deps.body
+        );
+        assert_eq!(
+            deps.body.matches("<rect class=\"bar-ok\"").count(),
+            1,
+            "one finished deployment: {}",
+            deps.body
+        );
+        assert!(
+            deps.body.contains("The last deployment's report"),
+            "{}",
+            deps.body
+        );
+        assert!(
+            deps.body.contains("<article class=\"report markdown\">"),
+            "{}",
+            deps.body
+        );
+
+        // Federation on a hub without links; verify refused without the CSRF token, and an
+        // unknown partner explained.
+        let fed = admin.get("/ops/federation").await;
+        assert_clean(&fed, "federation");
+        assert!(fed.body.contains("No federation links"), "{}", fed.body);
+        let csrf = between(&fed.body, "name=\"csrf\" value=\"", "\"")
+            .unwrap()
+            .to_string();
+        let r = admin
+            .post("/ops/federation/verify", &[("partner", "FRA")])
+            .await;
+        assert_eq!(r.status, 403, "{}", r.body);
+        assert!(r.body.contains("CSRF"), "{}", r.body);
+        let r = admin
+            .post(
+                "/ops/federation/verify",
+                &[("csrf", "wrong"), ("partner", "FRA")],
+            )
+            .await;
+        assert_eq!(r.status, 403, "{}", r.body);
+        let r = admin
+            .post(
+                "/ops/federation/verify",
+                &[("csrf", &csrf), ("partner", "FRA")],
+            )
+            .await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(
+            r.body.contains("The verification could not run") && r.body.contains("FRA"),
+            "{}",
+            r.body
+        );
+
+        // The audit log: the user's denial, filters, the chart, pagination.
+        let audit = admin.get("/ops/audit").await;
+        assert_clean(&audit, "audit");
+        assert!(
+            audit.body.contains("decisions-per-minute-title"),
+            "{}",
+            audit.body
+        );
+        assert!(
+            audit.body.contains("<rect class=\"bar-ok\""),
+            "decisions this hour: {}",
+            audit.body
+        );
+        let denied = admin
+            .get("/ops/audit?decision=deny&subject=testuser-usa-1%40usa")
+            .await;
+        assert_clean(&denied, "denied filter");
+        assert!(
+            denied.body.contains("<option value=\"deny\" selected>"),
+            "the filter stays"
+        );
+        assert!(
+            denied.body.contains("class=\"bad\">denied<")
+                && !denied.body.contains("class=\"ok\">allowed<"),
+            "{}",
+            denied.body
+        );
+        let mine = admin
+            .get("/ops/audit?subject=admin-usa%40usa&action=audit.read")
+            .await;
+        assert_clean(&mine, "audit reads");
+        assert!(
+            mine.body.contains(">audit.read<") && !mine.body.contains(">search<"),
+            "{}",
+            mine.body
+        );
+        let bad = admin.get("/ops/audit?since=yesterday").await;
+        assert_eq!(bad.status, 400, "{}", bad.body);
+        assert!(
+            bad.body.contains("from: expected a date and time"),
+            "{}",
+            bad.body
+        );
+        let future = admin.get("/ops/audit?since=2100-01-01T00%3A00").await;
+        assert_clean(&future, "future");
+        assert!(future.body.contains("none match"), "{}", future.body);
+        // More than a page of decisions (each home page is a search), then page 2.
+        for _ in 0..45 {
+            assert_eq!(admin.get("/").await.status, 200);
+        }
+        let first = admin.get("/ops/audit?subject=admin-usa%40usa").await;
+        assert_clean(&first, "page 1");
+        let next = next_link(&first.body).unwrap_or_else(|| panic!("a next page: {}", first.body));
+        assert!(
+            next.starts_with("/ops/audit?subject=admin-usa%40usa&cursor="),
+            "{next}"
+        );
+        let second = admin.get(&next).await;
+        assert_clean(&second, "page 2");
+        assert!(second.body.contains("First page"), "{}", second.body);
+        let rows = |h: &str| h.matches("<tr class=\"entry\">").count();
+        assert_eq!(rows(&first.body), 50, "a full first page");
+        assert!(rows(&second.body) > 0, "{}", second.body);
     });
 }

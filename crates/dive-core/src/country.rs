@@ -1,6 +1,6 @@
 //! ISO 3166-1 alpha-3 country codes, validated against the officially assigned list.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 use std::sync::OnceLock;
@@ -10,6 +10,24 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::error::CoreError;
 
 const ISO3166_ALPHA3: &str = include_str!("../data/iso3166-alpha3.txt");
+/// alpha-3, alpha-2 and English short name of every assigned code (from Debian's iso-codes).
+const ISO3166_NAMES: &str = include_str!("../data/iso3166-names.tsv");
+
+/// alpha-3 → (alpha-2, English name).
+fn names() -> &'static BTreeMap<[u8; 3], (&'static str, &'static str)> {
+    static MAP: OnceLock<BTreeMap<[u8; 3], (&'static str, &'static str)>> = OnceLock::new();
+    MAP.get_or_init(|| {
+        ISO3166_NAMES
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let mut f = l.split('\t');
+                let a3 = <[u8; 3]>::try_from(f.next()?.as_bytes()).ok()?;
+                Some((a3, (f.next()?, f.next()?)))
+            })
+            .collect()
+    })
+}
 
 fn assigned() -> &'static BTreeSet<[u8; 3]> {
     static SET: OnceLock<BTreeSet<[u8; 3]>> = OnceLock::new();
@@ -53,6 +71,24 @@ impl CountryCode {
     pub fn as_str(&self) -> &str {
         // Only ASCII upper-case letters are ever stored.
         std::str::from_utf8(&self.0).unwrap_or("???")
+    }
+
+    /// The ISO 3166-1 alpha-2 code (`FRA` → `FR`).
+    pub fn alpha2(&self) -> &'static str {
+        names().get(&self.0).map_or("", |n| n.0)
+    }
+
+    /// The English short name (`FRA` → `France`, `KOR` → `South Korea`).
+    pub fn name(&self) -> &'static str {
+        names().get(&self.0).map_or("", |n| n.1)
+    }
+
+    /// The flag emoji: the alpha-2 code as two regional indicator symbols (`FR` → 🇫🇷).
+    pub fn flag(&self) -> String {
+        self.alpha2()
+            .bytes()
+            .filter_map(|b| char::from_u32(0x1F1E6 + u32::from(b.wrapping_sub(b'A'))))
+            .collect()
     }
 
     /// Every assigned code, in alphabetical order.
@@ -122,6 +158,19 @@ mod tests {
         );
         assert!(NATO_MEMBERS.iter().all(|c| CountryCode::new(c).is_ok()));
         assert_eq!(CountryCode::all().count(), 249);
+    }
+
+    #[test]
+    fn every_code_has_an_alpha2_code_a_name_and_a_flag() {
+        for c in CountryCode::all() {
+            assert_eq!(c.alpha2().len(), 2, "{c}");
+            assert!(!c.name().is_empty(), "{c}");
+            assert_eq!(c.flag().chars().count(), 2, "{c}");
+        }
+        let fra = CountryCode::new("FRA").unwrap();
+        assert_eq!((fra.alpha2(), fra.name()), ("FR", "France"));
+        assert_eq!(fra.flag(), "\u{1F1EB}\u{1F1F7}");
+        assert_eq!(CountryCode::new("USA").unwrap().name(), "United States");
     }
 
     #[test]

@@ -8,8 +8,9 @@ use dive_core::SecurityLabel;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-/// One page size for every list.
+/// The documents page's default page size, and the sizes a user may choose.
 pub const PAGE_SIZE: u32 = 20;
+pub const PAGE_SIZES: [u32; 3] = [20, 50, 100];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -39,6 +40,33 @@ pub struct Denial {
     /// The authentication level the user has, and the one the document needs (if any).
     pub aal: Option<String>,
     pub aal_required: Option<String>,
+}
+
+/// One decision of the API's audit log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    /// RFC 3339.
+    pub at: String,
+    pub subject: String,
+    #[serde(default)]
+    pub issuer: Option<String>,
+    pub action: String,
+    #[serde(default)]
+    pub resource_id: Option<String>,
+    pub allow: bool,
+    pub reason: String,
+    pub latency_us: u64,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 /// A document as listed.
@@ -124,11 +152,21 @@ pub struct Filters {
     pub from: Option<String>,
     pub to: Option<String>,
     pub cursor: Option<String>,
+    /// Documents per page (one of [`PAGE_SIZES`]); 0 means [`PAGE_SIZE`].
+    pub per_page: u32,
 }
 
 impl Filters {
+    pub fn page_size(&self) -> u32 {
+        if self.per_page == 0 {
+            PAGE_SIZE
+        } else {
+            self.per_page
+        }
+    }
+
     fn pairs(&self) -> Vec<(&'static str, String)> {
-        let mut v = vec![("limit", PAGE_SIZE.to_string())];
+        let mut v = vec![("limit", self.page_size().to_string())];
         if let Some(q) = &self.q {
             v.push(("q", q.clone()));
         }
@@ -211,6 +249,22 @@ impl ApiClient {
             .get(format!("{}/api/resources", self.base))
             .bearer_auth(token)
             .query(&pairs);
+        self.json(rb).await
+    }
+
+    /// A page of the decision log (`GET /api/audit`, admin role), newest first; `query` holds
+    /// the API's own parameters (subject, resource, action, decision, since, until, limit,
+    /// cursor).
+    pub async fn audit(
+        &self,
+        token: &str,
+        query: &[(&str, String)],
+    ) -> Result<AuditPage, ApiError> {
+        let rb = self
+            .http
+            .get(format!("{}/api/audit", self.base))
+            .bearer_auth(token)
+            .query(query);
         self.json(rb).await
     }
 

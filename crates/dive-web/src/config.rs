@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use dive_core::CountryCode;
-use dive_instance::InstancePaths;
+use dive_instance::{InstancePaths, Role};
 
 use crate::WebError;
 
@@ -17,6 +17,9 @@ pub struct WebConfig {
     /// `$DIVE_HOME`: PKI, instance configuration and secrets live below it.
     pub home: PathBuf,
     pub bind: SocketAddr,
+    /// The orchestration state store the operations pages read (`--state-url` /
+    /// `DIVE_STATE_URL`); `None`: `$DIVE_HOME/state.db`.
+    pub state_location: Option<String>,
 }
 
 impl WebConfig {
@@ -25,8 +28,21 @@ impl WebConfig {
             instance,
             home,
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            state_location: None,
         }
     }
+}
+
+/// Where the operations pages read the instance's state: the installation's files (supervisor
+/// socket, deployment reports, federation registry) and the orchestration state store.
+#[derive(Debug, Clone)]
+pub struct OpsSources {
+    pub home: PathBuf,
+    /// SQLite path or `postgres://` URL of the orchestration state store.
+    pub state_location: String,
+    /// The instance's stack (and supervisor) name, e.g. `usa`.
+    pub stack: String,
+    pub role: Role,
 }
 
 /// Everything the UI needs to know about its instance.
@@ -45,6 +61,7 @@ pub struct Settings {
     pub partners_file: PathBuf,
     /// Refresh the user's tokens when the access token has less than this left (seconds).
     pub refresh_margin_secs: i64,
+    pub ops: OpsSources,
 }
 
 impl Settings {
@@ -70,6 +87,16 @@ impl Settings {
             client_secret: secret.client_secret,
             partners_file: paths.partners_file(),
             refresh_margin_secs: crate::session::REFRESH_MARGIN_SECS,
+            ops: OpsSources {
+                home: cfg.home.clone(),
+                state_location: cfg
+                    .state_location
+                    .clone()
+                    .filter(|l| !l.trim().is_empty())
+                    .unwrap_or_else(|| cfg.home.join("state.db").display().to_string()),
+                stack: instance.stack_name(),
+                role: instance.role,
+            },
         })
     }
 

@@ -5,6 +5,7 @@
 //! decision stays the PDP's.
 
 pub mod api;
+mod charts;
 pub mod config;
 pub mod content;
 pub mod oidc;
@@ -12,6 +13,7 @@ mod pages;
 pub mod security;
 pub mod session;
 mod templates;
+mod timing;
 mod upload;
 
 use std::net::SocketAddr;
@@ -84,10 +86,12 @@ pub async fn start_with(
     let state = Arc::new(pages::AppState::new(settings, http));
     let readiness = dive_http::Readiness::default();
     let metrics = dive_http::Metrics::new("dive_web");
-    let app =
-        dive_http::with_operations(pages::router(state.clone()), readiness.clone(), metrics).layer(
-            axum::middleware::from_fn_with_state(state.security.clone(), security::headers),
-        );
+    let app = dive_http::with_operations(pages::router(state.clone()), readiness.clone(), metrics)
+        .layer(axum::middleware::from_fn_with_state(
+            state.security.clone(),
+            security::headers,
+        ))
+        .layer(axum::middleware::from_fn(timing::server_timing));
     let bound = dive_http::bind(cfg.bind, cert.server_config()?).await?;
     let addr = bound.local_addr();
     readiness.set(true);

@@ -15,6 +15,8 @@ pub struct Nav {
 pub struct NavUser {
     pub unique_id: String,
     pub csrf: String,
+    /// Shows the operations entry (the pages check the role again themselves).
+    pub admin: bool,
 }
 
 #[derive(Template)]
@@ -28,7 +30,10 @@ pub struct ErrorPage {
 }
 
 pub struct IdpChoice {
-    pub code: String,
+    /// The flag emoji (decorative: the country's name is beside it).
+    pub flag: String,
+    /// The country's English name.
+    pub country: String,
     pub label: String,
     pub href: String,
     pub home: bool,
@@ -87,6 +92,8 @@ pub struct SearchForm {
     pub from: String,
     pub to: String,
     pub federated: bool,
+    /// Documents per page.
+    pub per_page: Vec<SelectOption>,
 }
 
 pub struct FacetEntry {
@@ -230,4 +237,150 @@ pub struct UploadPage {
     pub preview: Option<(String, String)>,
     pub problems: Vec<String>,
     pub error: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operations pages (admin role)
+
+pub struct ServiceRow {
+    pub name: String,
+    pub class: String,
+    pub description: String,
+    pub state: String,
+    /// Running (or a completed job): shown as good.
+    pub good: bool,
+    pub health: String,
+    pub pid: String,
+    pub uptime: String,
+    pub restarts: u32,
+    pub last_exit: String,
+    pub note: String,
+}
+
+pub struct StackView {
+    pub supervisor_pid: u32,
+    pub supervisor_up: String,
+    pub services: Vec<ServiceRow>,
+}
+
+pub struct VerifyView {
+    pub ok: bool,
+    pub started_at: String,
+    pub summary: String,
+    /// (check id, what is wrong) of each failed check.
+    pub failed: Vec<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "ops_status.html")]
+pub struct OpsStatusPage {
+    pub nav: Nav,
+    pub role: String,
+    pub urls: Vec<(String, String)>,
+    pub services: Result<StackView, String>,
+    pub last_deployment: Option<String>,
+    pub verify: Option<VerifyView>,
+}
+
+pub struct CheckView {
+    pub id: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+pub struct VerifyResult {
+    pub ok: bool,
+    pub passed: usize,
+    pub checks: Vec<CheckView>,
+}
+
+pub struct LinkView {
+    pub partner: String,
+    pub flag: String,
+    pub name: String,
+    pub status: String,
+    pub since: String,
+    pub hub_trusts: String,
+    pub spoke_trusts: String,
+    /// (up, detail) of each side right now.
+    pub hub_health: (bool, String),
+    pub spoke_health: (bool, String),
+    pub last_verified: String,
+    pub last_result: Option<VerifyResult>,
+    pub breaker: String,
+    pub verifiable: bool,
+    pub changes: usize,
+}
+
+#[derive(Template)]
+#[template(path = "ops_federation.html")]
+pub struct OpsFederationPage {
+    pub nav: Nav,
+    pub csrf: String,
+    pub hub: bool,
+    pub links: Vec<LinkView>,
+    pub note: Option<String>,
+    pub error: Option<String>,
+    /// The verification just run: (partner, its result or why it could not run).
+    pub verified: Option<(String, Result<VerifyResult, String>)>,
+}
+
+pub struct DeploymentRow {
+    pub id: String,
+    pub kind: String,
+    pub state: String,
+    pub ok: bool,
+    pub finished: bool,
+    pub started: String,
+    pub duration: String,
+    pub duration_ms: Option<i64>,
+}
+
+#[derive(Template)]
+#[template(path = "ops_deployments.html")]
+pub struct OpsDeploymentsPage {
+    pub nav: Nav,
+    pub chart: crate::charts::Chart,
+    pub rows: Vec<DeploymentRow>,
+    /// The newest deployment's id and its rendered report, or why it cannot be read.
+    pub report: Option<Result<(String, crate::content::SafeHtml), String>>,
+    pub error: Option<String>,
+}
+
+pub struct AuditFilters {
+    pub subject: String,
+    pub decision: String,
+    pub action: String,
+    pub resource: String,
+    pub since: String,
+    pub until: String,
+}
+
+pub struct AuditRow {
+    pub at: String,
+    pub subject: String,
+    pub action: String,
+    pub resource: String,
+    pub allow: bool,
+    pub reason: String,
+    pub latency: String,
+}
+
+pub struct MinuteRow {
+    pub minute: String,
+    pub allowed: u64,
+    pub denied: u64,
+}
+
+#[derive(Template)]
+#[template(path = "ops_audit.html")]
+pub struct OpsAuditPage {
+    pub nav: Nav,
+    pub form: AuditFilters,
+    pub error: Option<String>,
+    pub rows: Vec<AuditRow>,
+    pub next_href: Option<String>,
+    pub first_href: Option<String>,
+    pub chart: Option<crate::charts::Chart>,
+    pub minutes: Vec<MinuteRow>,
 }

@@ -194,13 +194,7 @@ pub async fn submit(
         }
     };
     if !security::csrf_ok(&u.csrf, posted.csrf.as_deref()) {
-        return error_page(
-            &s,
-            Some(&u),
-            StatusCode::FORBIDDEN,
-            "Request refused",
-            "The form's security token is missing or wrong (CSRF protection). Reload the page and try again.".into(),
-        );
+        return crate::pages::csrf_refused(&s, &u);
     }
     let Posted {
         f, action, file, ..

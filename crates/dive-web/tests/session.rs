@@ -114,6 +114,12 @@ async fn tokens_are_refreshed_server_side_one_refresh_at_a_time() {
         partners_file: home.path().join("partners.json"),
         // Longer than an access token lives (15 min): every request refreshes.
         refresh_margin_secs: 3600,
+        ops: dive_web::config::OpsSources {
+            home: home.path().to_path_buf(),
+            state_location: home.path().join("state.db").display().to_string(),
+            stack: "usa".into(),
+            role: dive_instance::Role::Hub,
+        },
     };
     let web = dive_web::start_with(settings, &cfg, false).await.unwrap();
     let http = dive_http::https_client(&dive_pki::Pki::open(home.path()).unwrap()).unwrap();

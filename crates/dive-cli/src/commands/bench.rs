@@ -33,6 +33,9 @@ pub enum BenchWhat {
     /// Federated search latency on a running, federated installation (a partner down or
     /// hanging costs at most its timeout).
     FederatedSearch(super::bench_federation::FederatedSearchBenchArgs),
+    /// The web UI of a deployed instance: page server time at N concurrent signed-in users,
+    /// the size of a 50-item list page, opening a 1 MiB document.
+    Web(super::bench_web::WebBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +69,7 @@ pub fn run(ctx: &Context, a: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchWhat::Instance(i) => super::bench_instance::instance(&i),
         BenchWhat::Api(p) => super::bench_api::api(ctx, p),
         BenchWhat::FederatedSearch(f) => super::bench_federation::run(ctx, f),
+        BenchWhat::Web(w) => super::bench_web::run(ctx, w),
     }
 }
 

@@ -26,6 +26,43 @@ pub struct Load {
     pub max_ms: f64,
     /// Answers by status code.
     pub statuses: BTreeMap<u16, u64>,
+    /// The server's own time for the successful answers that carried a `Server-Timing` header
+    /// (`app;dur=<ms>`, the web UI's), else `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerTime>,
+}
+
+/// Percentiles of the server-measured time, in milliseconds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServerTime {
+    pub answers: u64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// The first `dur=` of a `Server-Timing` header, in milliseconds.
+pub fn server_timing_ms(headers: &reqwest::header::HeaderMap) -> Option<f64> {
+    let v = headers.get("server-timing")?.to_str().ok()?;
+    v.split(';')
+        .find_map(|p| p.trim().strip_prefix("dur="))
+        .and_then(|d| d.parse().ok())
+}
+
+fn server_time(mut ms: Vec<f64>) -> Option<ServerTime> {
+    if ms.is_empty() {
+        return None;
+    }
+    ms.sort_by(f64::total_cmp);
+    let at = |p: f64| ms[(((ms.len() - 1) as f64) * p).round() as usize];
+    Some(ServerTime {
+        answers: ms.len() as u64,
+        p50_ms: at(0.50),
+        p90_ms: at(0.90),
+        p99_ms: at(0.99),
+        max_ms: ms[ms.len() - 1],
+    })
 }
 
 pub fn pct(sorted: &[Duration], p: f64) -> f64 {
@@ -68,6 +105,7 @@ pub async fn load(
         let (make, ok) = (make.clone(), ok.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(50_000);
+            let mut server = Vec::new();
             let mut statuses = BTreeMap::new();
             let mut errors = 0u64;
             let mut seq = 0;
@@ -78,8 +116,12 @@ pub async fn load(
                 match req.send().await {
                     Ok(r) => {
                         let s = r.status().as_u16();
+                        let timing = server_timing_ms(r.headers());
                         match r.bytes().await {
-                            Ok(body) if ok(s, &body) => lat.push(t.elapsed()),
+                            Ok(body) if ok(s, &body) => {
+                                lat.push(t.elapsed());
+                                server.extend(timing);
+                            }
                             _ => errors += 1,
                         }
                         *statuses.entry(s).or_insert(0u64) += 1;
@@ -87,15 +129,17 @@ pub async fn load(
                     Err(_) => errors += 1,
                 }
             }
-            (lat, statuses, errors)
+            (lat, server, statuses, errors)
         }));
     }
     let mut all = Vec::new();
+    let mut server_all = Vec::new();
     let mut statuses = BTreeMap::new();
     let mut errors = 0;
     for t in tasks {
-        if let Ok((lat, st, e)) = t.await {
+        if let Ok((lat, server, st, e)) = t.await {
             all.extend(lat);
+            server_all.extend(server);
             for (k, v) in st {
                 *statuses.entry(k).or_insert(0) += v;
             }
@@ -114,5 +158,6 @@ pub async fn load(
         p99_ms: pct(&all, 0.99),
         max_ms: all.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
         statuses,
+        server: server_time(server_all),
     }
 }

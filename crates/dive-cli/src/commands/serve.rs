@@ -288,6 +288,7 @@ fn serve_web(ctx: &Context, a: ServeWebArgs) -> anyhow::Result<ExitCode> {
     limit_arena_growth();
     let mut cfg = dive_web::WebConfig::new(instance(&a.instance)?, ctx.home.clone());
     cfg.bind = a.bind;
+    cfg.state_location = Some(super::orch_db::state_location(ctx));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let running = dive_web::start(cfg, true).await.map_err(|e| match e {

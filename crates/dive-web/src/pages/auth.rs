@@ -30,7 +30,8 @@ fn signin_page(s: &AppState, return_to: Option<&str>, error: Option<String>) -> 
     let back = local_path(return_to.unwrap_or("/"));
     let own = s.settings.instance;
     let mut idps = vec![IdpChoice {
-        code: own.to_string(),
+        flag: own.flag(),
+        country: own.name().to_string(),
         label: format!("Sign in with {own} (this instance)"),
         href: format!(
             "/auth/login?{}",
@@ -44,7 +45,8 @@ fn signin_page(s: &AppState, return_to: Option<&str>, error: Option<String>) -> 
     };
     for p in list {
         idps.push(IdpChoice {
-            code: p.code.to_string(),
+            flag: p.code.flag(),
+            country: p.code.name().to_string(),
             label: format!("Sign in with {} (federated partner)", p.code),
             href: format!(
                 "/auth/login?{}",
@@ -288,13 +290,7 @@ pub(super) async fn logout(
         return redirect("/signin");
     };
     if !security::csrf_ok(&u.csrf, f.csrf.as_deref()) {
-        return error_page(
-            &s,
-            Some(&u),
-            StatusCode::FORBIDDEN,
-            "Request refused",
-            "The form's security token is missing or wrong (CSRF protection). Reload the page and try again.".into(),
-        );
+        return crate::pages::csrf_refused(&s, &u);
     }
     let id_token = u.session.lock().await.tokens.id_token.clone();
     s.sessions.remove(&u.session_id);

@@ -21,6 +21,7 @@ pub(super) struct DocQuery {
     to: Option<String>,
     scope: Option<String>,
     cursor: Option<String>,
+    per_page: Option<String>,
 }
 
 pub(super) fn nonempty(v: &Option<String>) -> Option<String> {
@@ -46,6 +47,19 @@ impl DocQuery {
                     .map_err(|e| format!("country {c:?}: {e}"))?,
             ),
         };
+        let per_page = match nonempty(&self.per_page) {
+            None => 0,
+            Some(n) => n
+                .parse()
+                .ok()
+                .filter(|n| crate::api::PAGE_SIZES.contains(n))
+                .ok_or_else(|| {
+                    format!(
+                        "per_page {n:?}: choose one of {}",
+                        crate::api::PAGE_SIZES.map(|n| n.to_string()).join(", ")
+                    )
+                })?,
+        };
         Ok(Filters {
             q: nonempty(&self.q),
             classification,
@@ -55,6 +69,7 @@ impl DocQuery {
             from: nonempty(&self.from),
             to: nonempty(&self.to),
             cursor: nonempty(&self.cursor),
+            per_page,
         })
     }
 
@@ -84,6 +99,7 @@ impl DocQuery {
         push("from", &self.from);
         push("to", &self.to);
         push("scope", &self.scope);
+        push("per_page", &self.per_page);
         push("cursor", &None);
         format!("/documents?{}", query_string(&pairs))
     }
@@ -125,7 +141,7 @@ pub(super) fn doc_href(id: &str, instance: Option<&str>, own: CountryCode) -> St
     }
 }
 
-fn results(s: &AppState, q: &DocQuery, page: Page, federated: bool) -> Results {
+fn results(s: &AppState, q: &DocQuery, page: Page, federated: bool, page_size: u32) -> Results {
     let own = s.settings.instance;
     let facet =
         |title: &'static str, key: &str, m: &std::collections::BTreeMap<String, u64>| FacetGroup {
@@ -184,7 +200,7 @@ fn results(s: &AppState, q: &DocQuery, page: Page, federated: bool) -> Results {
         federation_error: page.federation_error,
         first_href: nonempty(&q.cursor).map(|_| q.href_with("cursor", None)),
         next_href,
-        page_size: crate::api::PAGE_SIZE,
+        page_size,
     }
 }
 
@@ -217,6 +233,14 @@ fn search_form(q: &DocQuery, page: Option<&Page>) -> SearchForm {
         from: q.from.clone().unwrap_or_default(),
         to: q.to.clone().unwrap_or_default(),
         federated: q.federated(),
+        per_page: crate::api::PAGE_SIZES
+            .iter()
+            .map(|n| SelectOption {
+                value: n.to_string(),
+                text: n.to_string(),
+                selected: nonempty(&q.per_page).as_deref().unwrap_or("20") == n.to_string(),
+            })
+            .collect(),
     }
 }
 
@@ -266,7 +290,7 @@ pub(super) async fn documents(
     match answer {
         Ok(page) => {
             let form = search_form(&q, Some(&page));
-            let results = results(&s, &q, page, federated);
+            let results = results(&s, &q, page, federated, filters.page_size());
             render(&DocumentsPage {
                 nav: nav(&s, Some(&u), "documents"),
                 form,

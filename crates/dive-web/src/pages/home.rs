@@ -69,7 +69,12 @@ pub(super) async fn home(State(s): State<Shared>, headers: HeaderMap, uri: Uri) 
         Err(e) => return error_page(&s, Some(&u), StatusCode::FORBIDDEN, "No attributes", e),
     };
     let api = ApiClient::new(s.http.clone(), &s.settings.api_url);
-    let reach = match api.search(&u.token, &Filters::default()).await {
+    // Only the total and the facets are shown: one item keeps the API's answer small.
+    let counts = Filters {
+        per_page: 1,
+        ..Filters::default()
+    };
+    let reach = match api.search(&u.token, &counts).await {
         Ok(p) => Ok(reach(&p)),
         Err(e) => Err(e.to_string()),
     };

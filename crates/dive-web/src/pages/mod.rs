@@ -6,6 +6,7 @@ mod auth;
 mod document;
 mod documents;
 mod home;
+mod ops;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     pub sessions: SessionStore,
     pub security: Arc<SecurityHeaders>,
+    /// The orchestration state store, opened by the first operations page that needs it.
+    pub ops_store: tokio::sync::OnceCell<dive_orchestrator::state::StateStore>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -47,6 +50,7 @@ impl AppState {
             http,
             sessions: SessionStore::default(),
             security,
+            ops_store: tokio::sync::OnceCell::new(),
         }
     }
 }
@@ -71,6 +75,7 @@ pub fn router(state: Shared) -> Router {
                 axum::extract::DefaultBodyLimit::max(crate::upload::MAX_BODY),
             ),
         )
+        .merge(ops::routes())
         .with_state(state)
 }
 
@@ -121,6 +126,7 @@ pub(crate) fn nav(s: &AppState, user: Option<&User>, active: &'static str) -> Na
         user: user.map(|u| NavUser {
             unique_id: u.unique_id.clone(),
             csrf: u.csrf.clone(),
+            admin: ops::is_admin(&u.claims),
         }),
         active,
     }
@@ -147,6 +153,17 @@ pub(crate) fn error_page(
             back_href: back.0.to_string(),
             back_text: back.1.to_string(),
         }),
+    )
+}
+
+/// The answer to a POST whose form lacks the session's CSRF token (or carries another).
+pub(crate) fn csrf_refused(s: &AppState, u: &User) -> Response {
+    error_page(
+        s,
+        Some(u),
+        StatusCode::FORBIDDEN,
+        "Request refused",
+        "The form's security token is missing or wrong (CSRF protection). Reload the page and try again.".into(),
     )
 }
 
