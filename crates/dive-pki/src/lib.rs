@@ -501,7 +501,9 @@ mod tests {
         let other = std::fs::File::open(home.path().join("pki/certificates.lock")).unwrap();
         assert!(other.try_lock().is_err(), "a second holder must wait");
         drop(held);
-        other.try_lock().expect("free once the first holder drops it");
+        other
+            .try_lock()
+            .expect("free once the first holder drops it");
     }
 
     #[test]
