@@ -89,7 +89,8 @@ impl Normalizer {
             _ => None,
         };
         let k = keys();
-        let value = object([
+        static SHAPE: OnceLock<RValue> = OnceLock::new();
+        let value = object(&SHAPE, [
             (&k.k_subject, s.to_value()),
             (&k.k_action, opt_str(action)),
             (&k.k_resource, r.to_value()),
@@ -341,7 +342,8 @@ impl Normalizer {
             .map(|c| RValue::from(c.as_str()))
             .collect();
         let k = keys();
-        object([
+        static SHAPE: OnceLock<RValue> = OnceLock::new();
+        object(&SHAPE, [
             (&k.k_attribute_errors, strings(errors.into_sorted())),
             (&k.k_coi_held, strings(held)),
             (&k.k_coi_missing, strings(missing)),
@@ -412,7 +414,8 @@ struct Subject {
 impl Subject {
     fn to_value(&self) -> RValue {
         let k = keys();
-        object([
+        static SHAPE: OnceLock<RValue> = OnceLock::new();
+        object(&SHAPE, [
             (&k.k_authenticated, RValue::from(self.authenticated)),
             (&k.k_unique_i_d, opt_str(self.unique_id.as_deref())),
             (
@@ -472,7 +475,8 @@ impl Resource {
             .iter()
             .map(|c| RValue::from(c.as_str()))
             .collect();
-        object([
+        static SHAPE: OnceLock<RValue> = OnceLock::new();
+        object(&SHAPE, [
             (&k.k_resource_id, opt_str(self.resource_id.as_deref())),
             (
                 &k.k_classification,
@@ -520,7 +524,8 @@ struct Context {
 impl Context {
     fn to_value(&self) -> RValue {
         let k = keys();
-        object([
+        static SHAPE: OnceLock<RValue> = OnceLock::new();
+        object(&SHAPE, [
             (&k.k_aal, RValue::from(i64::from(self.aal.level()))),
             (&k.k_now, RValue::from(self.now)),
             (
@@ -645,13 +650,31 @@ fn strings<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> RValue {
     )
 }
 
-fn object<const N: usize>(fields: [(&RValue, RValue); N]) -> RValue {
-    RValue::from(
-        fields
-            .into_iter()
-            .map(|(k, v)| (k.clone(), v))
-            .collect::<BTreeMap<_, _>>(),
-    )
+/// An engine object with these fields. `shape` (one per call site, whose keys never change) holds
+/// an object with the same keys and null values, built on first use: a decision clones it (one
+/// compact sorted array) and sets each value in place, where building a sorted map per object
+/// and converting it to that array cost several allocations per field.
+fn object<const N: usize>(shape: &OnceLock<RValue>, fields: [(&RValue, RValue); N]) -> RValue {
+    let template = shape.get_or_init(|| {
+        RValue::from(
+            fields
+                .iter()
+                .map(|(k, _)| ((*k).clone(), RValue::Null))
+                .collect::<BTreeMap<_, _>>(),
+        )
+    });
+    let mut value = template.clone();
+    if let Ok(o) = value.as_object_mut() {
+        for (k, v) in fields {
+            match o.get_mut(k) {
+                Some(slot) => *slot = v,
+                None => {
+                    o.insert(k.clone(), v);
+                }
+            }
+        }
+    }
+    value
 }
 
 macro_rules! keys {
