@@ -90,13 +90,16 @@ impl Normalizer {
         };
         let k = keys();
         static SHAPE: OnceLock<RValue> = OnceLock::new();
-        let value = object(&SHAPE, [
-            (&k.k_subject, s.to_value()),
-            (&k.k_action, opt_str(action)),
-            (&k.k_resource, r.to_value()),
-            (&k.k_context, ctx.to_value()),
-            (&k.k_facts, facts),
-        ]);
+        let value = object(
+            &SHAPE,
+            [
+                (&k.k_subject, s.to_value()),
+                (&k.k_action, opt_str(action)),
+                (&k.k_resource, r.to_value()),
+                (&k.k_context, ctx.to_value()),
+                (&k.k_facts, facts),
+            ],
+        );
         Normalized { value }
     }
 
@@ -343,13 +346,16 @@ impl Normalizer {
             .collect();
         let k = keys();
         static SHAPE: OnceLock<RValue> = OnceLock::new();
-        object(&SHAPE, [
-            (&k.k_attribute_errors, strings(errors.into_sorted())),
-            (&k.k_coi_held, strings(held)),
-            (&k.k_coi_missing, strings(missing)),
-            (&k.k_coherence_violations, strings(self.coherence(r))),
-            (&k.k_uncovered_countries, RValue::from(uncovered)),
-        ])
+        object(
+            &SHAPE,
+            [
+                (&k.k_attribute_errors, strings(errors.into_sorted())),
+                (&k.k_coi_held, strings(held)),
+                (&k.k_coi_missing, strings(missing)),
+                (&k.k_coherence_violations, strings(self.coherence(r))),
+                (&k.k_uncovered_countries, RValue::from(uncovered)),
+            ],
+        )
     }
 
     /// Label coherence against the COI registry (sorted, each problem once). Strict mode's
@@ -415,40 +421,43 @@ impl Subject {
     fn to_value(&self) -> RValue {
         let k = keys();
         static SHAPE: OnceLock<RValue> = OnceLock::new();
-        object(&SHAPE, [
-            (&k.k_authenticated, RValue::from(self.authenticated)),
-            (&k.k_unique_i_d, opt_str(self.unique_id.as_deref())),
-            (
-                &k.k_clearance,
-                opt_str(self.clearance.map(Clearance::as_str)),
-            ),
-            (
-                &k.k_rank,
-                RValue::from(
-                    self.clearance
-                        .map_or(UNKNOWN_SUBJECT_RANK, |c| i64::from(c.rank())),
+        object(
+            &SHAPE,
+            [
+                (&k.k_authenticated, RValue::from(self.authenticated)),
+                (&k.k_unique_i_d, opt_str(self.unique_id.as_deref())),
+                (
+                    &k.k_clearance,
+                    opt_str(self.clearance.map(Clearance::as_str)),
                 ),
-            ),
-            (
-                &k.k_clearance_original,
-                opt_str(self.clearance_original.as_deref()),
-            ),
-            (
-                &k.k_clearance_country,
-                opt_str(self.clearance_country.as_ref().map(CountryCode::as_str)),
-            ),
-            (
-                &k.k_country_of_affiliation,
-                opt_str(self.country.as_ref().map(CountryCode::as_str)),
-            ),
-            (&k.k_acp_c_o_i, strings(&self.acp_coi)),
-            (
-                &k.k_organization_type,
-                opt_str(self.organization_type.as_deref()),
-            ),
-            (&k.k_issuer, opt_str(self.issuer.as_deref())),
-            (&k.k_roles, strings(&self.roles)),
-        ])
+                (
+                    &k.k_rank,
+                    RValue::from(
+                        self.clearance
+                            .map_or(UNKNOWN_SUBJECT_RANK, |c| i64::from(c.rank())),
+                    ),
+                ),
+                (
+                    &k.k_clearance_original,
+                    opt_str(self.clearance_original.as_deref()),
+                ),
+                (
+                    &k.k_clearance_country,
+                    opt_str(self.clearance_country.as_ref().map(CountryCode::as_str)),
+                ),
+                (
+                    &k.k_country_of_affiliation,
+                    opt_str(self.country.as_ref().map(CountryCode::as_str)),
+                ),
+                (&k.k_acp_c_o_i, strings(&self.acp_coi)),
+                (
+                    &k.k_organization_type,
+                    opt_str(self.organization_type.as_deref()),
+                ),
+                (&k.k_issuer, opt_str(self.issuer.as_deref())),
+                (&k.k_roles, strings(&self.roles)),
+            ],
+        )
     }
 }
 
@@ -476,42 +485,45 @@ impl Resource {
             .map(|c| RValue::from(c.as_str()))
             .collect();
         static SHAPE: OnceLock<RValue> = OnceLock::new();
-        object(&SHAPE, [
-            (&k.k_resource_id, opt_str(self.resource_id.as_deref())),
-            (
-                &k.k_classification,
-                opt_str(self.classification.map(Clearance::as_str)),
-            ),
-            (
-                &k.k_rank,
-                RValue::from(
-                    self.classification
-                        .map_or(UNKNOWN_RESOURCE_RANK, |c| i64::from(c.rank())),
+        object(
+            &SHAPE,
+            [
+                (&k.k_resource_id, opt_str(self.resource_id.as_deref())),
+                (
+                    &k.k_classification,
+                    opt_str(self.classification.map(Clearance::as_str)),
                 ),
-            ),
-            (
-                &k.k_original_classification,
-                opt_str(self.original_classification.as_deref()),
-            ),
-            (
-                &k.k_original_country,
-                opt_str(self.original_country.as_ref().map(CountryCode::as_str)),
-            ),
-            (&k.k_releasability_to, RValue::from(rel)),
-            (&k.k_c_o_i, strings(&self.coi)),
-            (&k.k_coi_operator, opt_str(self.coi_operator.as_deref())),
-            (&k.k_caveats, strings(&self.caveats)),
-            (&k.k_creation_date, opt_str(self.creation_date.as_deref())),
-            (
-                &k.k_creation_time,
-                self.creation_time.map_or(RValue::Null, RValue::from),
-            ),
-            (&k.k_encrypted, RValue::from(self.encrypted)),
-            (
-                &k.k_releasable_to_industry,
-                RValue::from(self.releasable_to_industry),
-            ),
-        ])
+                (
+                    &k.k_rank,
+                    RValue::from(
+                        self.classification
+                            .map_or(UNKNOWN_RESOURCE_RANK, |c| i64::from(c.rank())),
+                    ),
+                ),
+                (
+                    &k.k_original_classification,
+                    opt_str(self.original_classification.as_deref()),
+                ),
+                (
+                    &k.k_original_country,
+                    opt_str(self.original_country.as_ref().map(CountryCode::as_str)),
+                ),
+                (&k.k_releasability_to, RValue::from(rel)),
+                (&k.k_c_o_i, strings(&self.coi)),
+                (&k.k_coi_operator, opt_str(self.coi_operator.as_deref())),
+                (&k.k_caveats, strings(&self.caveats)),
+                (&k.k_creation_date, opt_str(self.creation_date.as_deref())),
+                (
+                    &k.k_creation_time,
+                    self.creation_time.map_or(RValue::Null, RValue::from),
+                ),
+                (&k.k_encrypted, RValue::from(self.encrypted)),
+                (
+                    &k.k_releasable_to_industry,
+                    RValue::from(self.releasable_to_industry),
+                ),
+            ],
+        )
     }
 }
 
@@ -525,14 +537,17 @@ impl Context {
     fn to_value(&self) -> RValue {
         let k = keys();
         static SHAPE: OnceLock<RValue> = OnceLock::new();
-        object(&SHAPE, [
-            (&k.k_aal, RValue::from(i64::from(self.aal.level()))),
-            (&k.k_now, RValue::from(self.now)),
-            (
-                &k.k_integrity_verified,
-                self.integrity_verified.map_or(RValue::Null, RValue::from),
-            ),
-        ])
+        object(
+            &SHAPE,
+            [
+                (&k.k_aal, RValue::from(i64::from(self.aal.level()))),
+                (&k.k_now, RValue::from(self.now)),
+                (
+                    &k.k_integrity_verified,
+                    self.integrity_verified.map_or(RValue::Null, RValue::from),
+                ),
+            ],
+        )
     }
 }
 
