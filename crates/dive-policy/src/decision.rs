@@ -235,3 +235,31 @@ pub(crate) fn to_json(v: &regorus::Value) -> Value {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_read_the_same_before_and_after_conversion() {
+        let doc = serde_json::json!({"resource": {"classification": "SECRET", "rank": 3}, "checks": {"coi": true}});
+        let details = Details::from_engine(regorus::Value::from(doc.clone()));
+        // Read from the engine's value: nothing converted yet.
+        assert_eq!(
+            details.str_at(&["resource", "classification"]).as_deref(),
+            Some("SECRET")
+        );
+        assert!(details.json.get().is_none());
+        assert_eq!(details.str_at(&["resource", "rank"]), None);
+        assert_eq!(details.str_at(&["nothing", "here"]), None);
+        // Converted on first use, then read from the JSON.
+        assert_eq!(*details, doc);
+        assert_eq!(details["checks"]["coi"], true);
+        assert_eq!(
+            details.str_at(&["resource", "classification"]).as_deref(),
+            Some("SECRET")
+        );
+        assert_eq!(serde_json::to_value(&details).unwrap(), doc);
+        assert_eq!(Details::default(), Details::from(Value::Null));
+    }
+}
