@@ -7,8 +7,10 @@
 # listed in `facts.attributeErrors`). Its shape is documented in docs/policy.md ("Normalised
 # input"); `dive policy eval --normalized` prints it for any raw input.
 #
-# Every check is computed once, in the one body of `evaluation`: regorus pays for every rule and
-# function call, and this shape keeps an uncached decision in the tens of microseconds.
+# Every check is computed once, as a local of the one body of `evaluation`, which also builds the
+# evaluation details and obligations: regorus pays for every rule call, function call and VM
+# instruction, and this shape keeps an uncached decision in the tens of microseconds. An allowed
+# decision evaluates `evaluation` and `coi_ok` only; the reason chain runs for denies.
 package dive.authz
 
 import rego.v1
@@ -16,6 +18,13 @@ import rego.v1
 evaluation := {
 	"checks": checks,
 	"allow": allow,
+	"details": {
+		"checks": checks,
+		"subject": s,
+		"resource": r,
+		"authentication": {"aal": aal_names[ctx.aal], "required": aal_names[required_aal]},
+	},
+	"obligations": obligations,
 	"required_aal": required_aal,
 	"industry_cap": industry_cap,
 	"issuer_instance": issuer_instance,
@@ -26,6 +35,7 @@ evaluation := {
 	ctx := input.context
 	f := input.facts
 	settings := data.dive.settings
+	aal_names := ["AAL0", "AAL1", "AAL2", "AAL3"]
 
 	# Ranks: UNCLASSIFIED 0 … TOP_SECRET 4; an unknown clearance is -1 (clears nothing), an
 	# unknown classification 5 (cleared by nobody).
@@ -37,9 +47,11 @@ evaluation := {
 	top_secret_aal := {false: 2, true: 3}[settings.requireAal3ForTopSecret]
 	required_aal := [1, 2, 2, 2, top_secret_aal, top_secret_aal][r.rank]
 
-	embargoed := [true |
-		r.creationTime != null
-		ctx.now < r.creationTime - (settings.embargoSkewSeconds * 1000000000)
+	# Not embargoed: no creation time, or now is past it (less the skew). to_number(null) is 0,
+	# so the comparison is defined, and ignored, when there is none.
+	embargo := true in [
+		r.creationTime == null,
+		ctx.now >= to_number(r.creationTime) - (settings.embargoSkewSeconds * 1000000000),
 	]
 
 	industry_cap := object.get(data.dive.industry_caps.caps, s.countryOfAffiliation, data.dive.industry_caps["default"])
@@ -55,37 +67,58 @@ evaluation := {
 	violations := array.concat(f.coherenceViolations, strict)
 
 	# "A or B" is written `true in [A, B]` and "A and B" `[A, B] == [true, true]`.
+	authenticated := s.authenticated
+	attributes := count(f.attributeErrors) == 0
+	strength := ctx.aal >= required_aal
+
+	# Not an upload, or releasable to the uploader's own country within their clearance.
+	upload := true in [input.action != "upload", [releasable, cleared] == [true, true]]
+	coi := coi_ok
+
+	# Only a caller that verified the ZTDF reports integrity; a failed report denies.
+	integrity := ctx.integrityVerified != false
+
+	# Not industry, or a document releasable to industry within the nation's cap.
+	industry := true in [
+		s.organizationType != "INDUSTRY",
+		[r.releasableToIndustry, r.rank <= data.dive.levels[industry_cap]] == [true, true],
+	]
+	violation_count := count(violations)
+	coherence := violation_count == 0
+	trusted := issuer_instance != null
+
+	# The issuer's instance is this instance or one federated with it.
+	federation := true in [issuer_instance == settings.instance, issuer_instance in partners]
+
 	checks := {
-		"authenticated": s.authenticated,
-		"attributes": count(f.attributeErrors) == 0,
+		"authenticated": authenticated,
+		"attributes": attributes,
 		"clearance": cleared,
-		"authentication_strength": ctx.aal >= required_aal,
-		# Not an upload, or releasable to the uploader's own country within their clearance.
-		"upload": true in [input.action != "upload", [releasable, cleared] == [true, true]],
+		"authentication_strength": strength,
+		"upload": upload,
 		"releasability": releasable,
-		"coi": coi_ok,
-		"embargo": embargoed == [],
-		# Only a caller that verified the ZTDF reports integrity; a failed report denies.
-		"integrity": ctx.integrityVerified != false,
-		# Not industry, or a document releasable to industry within the nation's cap.
-		"industry": true in [
-			s.organizationType != "INDUSTRY",
-			[r.releasableToIndustry, r.rank <= data.dive.levels[industry_cap]] == [true, true],
-		],
-		"coherence": count(violations) == 0,
-		"coherence_violations": count(violations),
-		"trusted_issuer": issuer_instance != null,
-		# The issuer's instance is this instance or one federated with it.
-		"federation": true in [issuer_instance == settings.instance, issuer_instance in partners],
+		"coi": coi,
+		"embargo": embargo,
+		"integrity": integrity,
+		"industry": industry,
+		"coherence": coherence,
+		"coherence_violations": violation_count,
+		"trusted_issuer": trusted,
+		"federation": federation,
 	}
 
 	# Allow only when every check passed.
 	allow := [
-		checks.authenticated, checks.attributes, checks.clearance,
-		checks.authentication_strength, checks.upload, checks.releasability, checks.coi,
-		checks.embargo, checks.integrity, checks.industry, checks.coherence,
-		checks.trusted_issuer, checks.federation,
+		authenticated, attributes, cleared, strength, upload, releasable, coi,
+		embargo, integrity, industry, coherence, trusted, federation,
 	] == [true, true, true, true, true, true, true, true, true, true, true, true, true]
+
+	# An encrypted (ZTDF) document is released by the KAS, which decides again.
+	obligations := {false: [], true: [{
+		"type": "kas_key_release",
+		"resourceId": r.resourceId,
+		"reason": "encrypted ZTDF document: the KAS releases the data key only after it re-evaluates this policy",
+	}]}[[allow, r.encrypted] == [true, true]]
 }
 
 # Communities of interest: a US-ONLY document needs the subject's tags to be exactly [US-ONLY];
@@ -101,10 +134,9 @@ coi_ok := false if {
 	count(input.resource.COI) > 0
 } else := true
 
-# The most important failing check, in the reference's priority order (not evaluation order).
-reason := "Access granted: all conditions are met" if {
-	evaluation.allow
-} else := "Not authenticated: sign in and try again" if {
+# Why a denied decision is denied: the most important failing check, in the reference's priority
+# order (not evaluation order).
+reason := "Not authenticated: sign in and try again" if {
 	not evaluation.checks.authenticated
 } else := msg if {
 	not evaluation.checks.attributes
@@ -161,28 +193,18 @@ industry_reason := "Industry access: the document is not releasable to industry"
 	not input.resource.releasableToIndustry
 } else := sprintf("Industry access: the document's classification %v is above the industry cap %v for %v", [input.resource.classification, evaluation.industry_cap, input.subject.countryOfAffiliation])
 
+# Allowed: no reason to look for. Denied: the most important failing check.
 decision := {
-	"allow": e.allow,
-	"reason": reason,
-	"obligations": obligations,
-	"evaluation_details": {
-		"checks": e.checks,
-		"subject": input.subject,
-		"resource": input.resource,
-		"authentication": {"aal": aal_names[input.context.aal], "required": aal_names[e.required_aal]},
-	},
+	"allow": true,
+	"reason": "Access granted: all conditions are met",
+	"obligations": e.obligations,
+	"evaluation_details": e.details,
 } if {
 	e := evaluation
+	e.allow
+} else := {
+	"allow": false,
+	"reason": reason,
+	"obligations": [],
+	"evaluation_details": evaluation.details,
 }
-
-# An encrypted (ZTDF) document is released by the KAS, which decides again.
-obligations := [{
-	"type": "kas_key_release",
-	"resourceId": input.resource.resourceId,
-	"reason": "encrypted ZTDF document: the KAS releases the data key only after it re-evaluates this policy",
-}] if {
-	evaluation.allow
-	input.resource.encrypted
-} else := []
-
-aal_names := ["AAL0", "AAL1", "AAL2", "AAL3"]

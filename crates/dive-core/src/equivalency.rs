@@ -191,9 +191,17 @@ impl Equivalency {
 }
 
 fn canonical(key: &str) -> Option<Clearance> {
-    Clearance::ALL
-        .into_iter()
-        .find(|c| label_key(c.as_str()) == key)
+    // The level names' keys, folded once (this runs for every marking outside the tables).
+    static KEYS: OnceLock<Vec<(String, Clearance)>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        Clearance::ALL
+            .into_iter()
+            .map(|c| (label_key(c.as_str()), c))
+            .collect()
+    })
+    .iter()
+    .find(|(k, _)| k == key)
+    .map(|(_, c)| *c)
 }
 
 fn level_map(entries: impl Iterator<Item = (String, Clearance)>) -> serde_json::Value {

@@ -122,6 +122,10 @@ pub async fn open(location: &str, schema: Schema, size: PoolSize) -> Result<Data
             Backend::Postgres => size.postgres,
         })
         .acquire_timeout(Duration::from_secs(15))
+        // A SQLite connection is a file handle on a worker thread: it cannot go stale, and the
+        // ping before every acquire was one more thread round trip per transaction (per audited
+        // KAS rewrap). A PostgreSQL connection can drop with the server, so it is still tested.
+        .test_before_acquire(backend == Backend::Postgres)
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {

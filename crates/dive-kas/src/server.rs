@@ -611,7 +611,7 @@ fn request_id() -> String {
     use aws_lc_rs::rand::SecureRandom;
     let mut b = [0u8; 12];
     let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 fn now_ms() -> i64 {

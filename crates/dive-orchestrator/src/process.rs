@@ -107,6 +107,13 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// User + system CPU time of a process in seconds (see [`cpu_ticks`]).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    cpu_ticks(pid).map(|t| t as f64 / hz)
+}
+
 /// Human name of a signal number, for messages.
 pub fn signal_name(signal: i32) -> String {
     let name = match signal {

@@ -14,10 +14,90 @@ pub struct DecisionData {
     #[serde(default)]
     pub obligations: Vec<Value>,
     #[serde(default)]
-    pub evaluation_details: Value,
+    pub evaluation_details: Details,
     /// The policy and data version that decided (for audit); absent on evaluation failures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_version: Option<String>,
+}
+
+/// The policy's `evaluation_details`, kept as the engine produced them and converted to JSON on
+/// first use: most decisions are only asked for `allow` and `reason` (the KAS, cache hits of
+/// callers that show no details), and the conversion was a sixth of an uncached decision. Reads
+/// like a `serde_json::Value` (it dereferences to one).
+#[derive(Clone, Default)]
+pub struct Details {
+    engine: Option<regorus::Value>,
+    json: OnceLock<Value>,
+}
+
+impl Details {
+    fn from_engine(v: regorus::Value) -> Details {
+        Details {
+            engine: Some(v),
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The string at `path` (object keys), read without converting the whole document.
+    pub(crate) fn str_at(&self, path: &[&str]) -> Option<String> {
+        match (self.json.get(), &self.engine) {
+            (None, Some(v)) => {
+                let mut at = v;
+                for k in path {
+                    at = at.as_object().ok()?.get(&regorus::Value::from(*k))?;
+                }
+                at.as_string().ok().map(|s| s.to_string())
+            }
+            _ => {
+                let mut at: &Value = self;
+                for k in path {
+                    at = at.get(*k)?;
+                }
+                at.as_str().map(str::to_string)
+            }
+        }
+    }
+}
+
+impl From<Value> for Details {
+    fn from(v: Value) -> Details {
+        Details {
+            engine: None,
+            json: OnceLock::from(v),
+        }
+    }
+}
+
+impl Deref for Details {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        self.json
+            .get_or_init(|| self.engine.as_ref().map_or(Value::Null, to_json))
+    }
+}
+
+impl PartialEq for Details {
+    fn eq(&self, other: &Details) -> bool {
+        **self == **other
+    }
+}
+
+impl std::fmt::Debug for Details {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl Serialize for Details {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Details {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Details, D::Error> {
+        Value::deserialize(d).map(Details::from)
+    }
 }
 
 /// A decision; clones share one allocation (the cache hands out the same decision many times),
@@ -48,7 +128,7 @@ impl Decision {
             allow: false,
             reason: format!("Policy evaluation failed, access denied: {why}"),
             obligations: Vec::new(),
-            evaluation_details: Value::Null,
+            evaluation_details: Details::default(),
             policy_version: None,
         })
     }
@@ -116,7 +196,9 @@ pub(crate) fn from_policy_value(value: &regorus::Value) -> Result<DecisionData, 
         allow,
         reason,
         obligations,
-        evaluation_details: field("evaluation_details").map_or(Value::Null, to_json),
+        evaluation_details: field("evaluation_details")
+            .cloned()
+            .map_or_else(Details::default, Details::from_engine),
         policy_version: None,
     })
 }
@@ -151,5 +233,33 @@ pub(crate) fn to_json(v: &regorus::Value) -> Value {
                 })
                 .collect(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_read_the_same_before_and_after_conversion() {
+        let doc = serde_json::json!({"resource": {"classification": "SECRET", "rank": 3}, "checks": {"coi": true}});
+        let details = Details::from_engine(regorus::Value::from(doc.clone()));
+        // Read from the engine's value: nothing converted yet.
+        assert_eq!(
+            details.str_at(&["resource", "classification"]).as_deref(),
+            Some("SECRET")
+        );
+        assert!(details.json.get().is_none());
+        assert_eq!(details.str_at(&["resource", "rank"]), None);
+        assert_eq!(details.str_at(&["nothing", "here"]), None);
+        // Converted on first use, then read from the JSON.
+        assert_eq!(*details, doc);
+        assert_eq!(details["checks"]["coi"], true);
+        assert_eq!(
+            details.str_at(&["resource", "classification"]).as_deref(),
+            Some("SECRET")
+        );
+        assert_eq!(serde_json::to_value(&details).unwrap(), doc);
+        assert_eq!(Details::default(), Details::from(Value::Null));
     }
 }

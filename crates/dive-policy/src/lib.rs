@@ -14,7 +14,7 @@ pub mod sources;
 pub mod testing;
 pub mod workload;
 
-pub use decision::{Decision, DecisionData};
+pub use decision::{Decision, DecisionData, Details};
 pub use error::PolicyError;
 pub use input::{Input, RequestContext};
 pub use normalize::{Normalized, Normalizer};

@@ -89,13 +89,17 @@ impl Normalizer {
             _ => None,
         };
         let k = keys();
-        let value = object([
-            (&k.k_subject, s.to_value()),
-            (&k.k_action, opt_str(action)),
-            (&k.k_resource, r.to_value()),
-            (&k.k_context, ctx.to_value()),
-            (&k.k_facts, facts),
-        ]);
+        static SHAPE: OnceLock<RValue> = OnceLock::new();
+        let value = object(
+            &SHAPE,
+            [
+                (&k.k_subject, s.to_value()),
+                (&k.k_action, opt_str(action)),
+                (&k.k_resource, r.to_value()),
+                (&k.k_context, ctx.to_value()),
+                (&k.k_facts, facts),
+            ],
+        );
         Normalized { value }
     }
 
@@ -341,13 +345,17 @@ impl Normalizer {
             .map(|c| RValue::from(c.as_str()))
             .collect();
         let k = keys();
-        object([
-            (&k.k_attribute_errors, strings(errors.into_sorted())),
-            (&k.k_coi_held, strings(held)),
-            (&k.k_coi_missing, strings(missing)),
-            (&k.k_coherence_violations, strings(self.coherence(r))),
-            (&k.k_uncovered_countries, RValue::from(uncovered)),
-        ])
+        static SHAPE: OnceLock<RValue> = OnceLock::new();
+        object(
+            &SHAPE,
+            [
+                (&k.k_attribute_errors, strings(errors.into_sorted())),
+                (&k.k_coi_held, strings(held)),
+                (&k.k_coi_missing, strings(missing)),
+                (&k.k_coherence_violations, strings(self.coherence(r))),
+                (&k.k_uncovered_countries, RValue::from(uncovered)),
+            ],
+        )
     }
 
     /// Label coherence against the COI registry (sorted, each problem once). Strict mode's
@@ -412,40 +420,44 @@ struct Subject {
 impl Subject {
     fn to_value(&self) -> RValue {
         let k = keys();
-        object([
-            (&k.k_authenticated, RValue::from(self.authenticated)),
-            (&k.k_unique_i_d, opt_str(self.unique_id.as_deref())),
-            (
-                &k.k_clearance,
-                opt_str(self.clearance.map(Clearance::as_str)),
-            ),
-            (
-                &k.k_rank,
-                RValue::from(
-                    self.clearance
-                        .map_or(UNKNOWN_SUBJECT_RANK, |c| i64::from(c.rank())),
+        static SHAPE: OnceLock<RValue> = OnceLock::new();
+        object(
+            &SHAPE,
+            [
+                (&k.k_authenticated, RValue::from(self.authenticated)),
+                (&k.k_unique_i_d, opt_str(self.unique_id.as_deref())),
+                (
+                    &k.k_clearance,
+                    opt_str(self.clearance.map(Clearance::as_str)),
                 ),
-            ),
-            (
-                &k.k_clearance_original,
-                opt_str(self.clearance_original.as_deref()),
-            ),
-            (
-                &k.k_clearance_country,
-                opt_str(self.clearance_country.as_ref().map(CountryCode::as_str)),
-            ),
-            (
-                &k.k_country_of_affiliation,
-                opt_str(self.country.as_ref().map(CountryCode::as_str)),
-            ),
-            (&k.k_acp_c_o_i, strings(&self.acp_coi)),
-            (
-                &k.k_organization_type,
-                opt_str(self.organization_type.as_deref()),
-            ),
-            (&k.k_issuer, opt_str(self.issuer.as_deref())),
-            (&k.k_roles, strings(&self.roles)),
-        ])
+                (
+                    &k.k_rank,
+                    RValue::from(
+                        self.clearance
+                            .map_or(UNKNOWN_SUBJECT_RANK, |c| i64::from(c.rank())),
+                    ),
+                ),
+                (
+                    &k.k_clearance_original,
+                    opt_str(self.clearance_original.as_deref()),
+                ),
+                (
+                    &k.k_clearance_country,
+                    opt_str(self.clearance_country.as_ref().map(CountryCode::as_str)),
+                ),
+                (
+                    &k.k_country_of_affiliation,
+                    opt_str(self.country.as_ref().map(CountryCode::as_str)),
+                ),
+                (&k.k_acp_c_o_i, strings(&self.acp_coi)),
+                (
+                    &k.k_organization_type,
+                    opt_str(self.organization_type.as_deref()),
+                ),
+                (&k.k_issuer, opt_str(self.issuer.as_deref())),
+                (&k.k_roles, strings(&self.roles)),
+            ],
+        )
     }
 }
 
@@ -472,42 +484,46 @@ impl Resource {
             .iter()
             .map(|c| RValue::from(c.as_str()))
             .collect();
-        object([
-            (&k.k_resource_id, opt_str(self.resource_id.as_deref())),
-            (
-                &k.k_classification,
-                opt_str(self.classification.map(Clearance::as_str)),
-            ),
-            (
-                &k.k_rank,
-                RValue::from(
-                    self.classification
-                        .map_or(UNKNOWN_RESOURCE_RANK, |c| i64::from(c.rank())),
+        static SHAPE: OnceLock<RValue> = OnceLock::new();
+        object(
+            &SHAPE,
+            [
+                (&k.k_resource_id, opt_str(self.resource_id.as_deref())),
+                (
+                    &k.k_classification,
+                    opt_str(self.classification.map(Clearance::as_str)),
                 ),
-            ),
-            (
-                &k.k_original_classification,
-                opt_str(self.original_classification.as_deref()),
-            ),
-            (
-                &k.k_original_country,
-                opt_str(self.original_country.as_ref().map(CountryCode::as_str)),
-            ),
-            (&k.k_releasability_to, RValue::from(rel)),
-            (&k.k_c_o_i, strings(&self.coi)),
-            (&k.k_coi_operator, opt_str(self.coi_operator.as_deref())),
-            (&k.k_caveats, strings(&self.caveats)),
-            (&k.k_creation_date, opt_str(self.creation_date.as_deref())),
-            (
-                &k.k_creation_time,
-                self.creation_time.map_or(RValue::Null, RValue::from),
-            ),
-            (&k.k_encrypted, RValue::from(self.encrypted)),
-            (
-                &k.k_releasable_to_industry,
-                RValue::from(self.releasable_to_industry),
-            ),
-        ])
+                (
+                    &k.k_rank,
+                    RValue::from(
+                        self.classification
+                            .map_or(UNKNOWN_RESOURCE_RANK, |c| i64::from(c.rank())),
+                    ),
+                ),
+                (
+                    &k.k_original_classification,
+                    opt_str(self.original_classification.as_deref()),
+                ),
+                (
+                    &k.k_original_country,
+                    opt_str(self.original_country.as_ref().map(CountryCode::as_str)),
+                ),
+                (&k.k_releasability_to, RValue::from(rel)),
+                (&k.k_c_o_i, strings(&self.coi)),
+                (&k.k_coi_operator, opt_str(self.coi_operator.as_deref())),
+                (&k.k_caveats, strings(&self.caveats)),
+                (&k.k_creation_date, opt_str(self.creation_date.as_deref())),
+                (
+                    &k.k_creation_time,
+                    self.creation_time.map_or(RValue::Null, RValue::from),
+                ),
+                (&k.k_encrypted, RValue::from(self.encrypted)),
+                (
+                    &k.k_releasable_to_industry,
+                    RValue::from(self.releasable_to_industry),
+                ),
+            ],
+        )
     }
 }
 
@@ -520,14 +536,18 @@ struct Context {
 impl Context {
     fn to_value(&self) -> RValue {
         let k = keys();
-        object([
-            (&k.k_aal, RValue::from(i64::from(self.aal.level()))),
-            (&k.k_now, RValue::from(self.now)),
-            (
-                &k.k_integrity_verified,
-                self.integrity_verified.map_or(RValue::Null, RValue::from),
-            ),
-        ])
+        static SHAPE: OnceLock<RValue> = OnceLock::new();
+        object(
+            &SHAPE,
+            [
+                (&k.k_aal, RValue::from(i64::from(self.aal.level()))),
+                (&k.k_now, RValue::from(self.now)),
+                (
+                    &k.k_integrity_verified,
+                    self.integrity_verified.map_or(RValue::Null, RValue::from),
+                ),
+            ],
+        )
     }
 }
 
@@ -645,13 +665,31 @@ fn strings<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> RValue {
     )
 }
 
-fn object<const N: usize>(fields: [(&RValue, RValue); N]) -> RValue {
-    RValue::from(
-        fields
-            .into_iter()
-            .map(|(k, v)| (k.clone(), v))
-            .collect::<BTreeMap<_, _>>(),
-    )
+/// An engine object with these fields. `shape` (one per call site, whose keys never change) holds
+/// an object with the same keys and null values, built on first use: a decision clones it (one
+/// compact sorted array) and sets each value in place, where building a sorted map per object
+/// and converting it to that array cost several allocations per field.
+fn object<const N: usize>(shape: &OnceLock<RValue>, fields: [(&RValue, RValue); N]) -> RValue {
+    let template = shape.get_or_init(|| {
+        RValue::from(
+            fields
+                .iter()
+                .map(|(k, _)| ((*k).clone(), RValue::Null))
+                .collect::<BTreeMap<_, _>>(),
+        )
+    });
+    let mut value = template.clone();
+    if let Ok(o) = value.as_object_mut() {
+        for (k, v) in fields {
+            match o.get_mut(k) {
+                Some(slot) => *slot = v,
+                None => {
+                    o.insert(k.clone(), v);
+                }
+            }
+        }
+    }
+    value
 }
 
 macro_rules! keys {

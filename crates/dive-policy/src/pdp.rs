@@ -528,8 +528,7 @@ fn body_key(body: &[u8]) -> u64 {
 fn ttl_for(loaded: &Loaded, input: &Input, decision: &Decision) -> Duration {
     let rank = decision
         .evaluation_details
-        .pointer("/resource/classification")
-        .and_then(Value::as_str)
+        .str_at(&["resource", "classification"])
         .and_then(|c| c.parse::<Clearance>().ok())
         .map_or(4, |c| usize::from(c.rank()));
     let mut ttl = loaded.ttl[rank];

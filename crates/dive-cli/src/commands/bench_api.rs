@@ -7,7 +7,9 @@
 //!   its view (one PDP decision per access class), measured on a fresh PDP without cache;
 //! * GET with decision: `GET /api/resources/{id}` over N keep-alive HTTPS connections, ids and
 //!   users cycled, allow and deny both counted as answered decisions;
-//! * search: `GET /api/resources?…` with a mix of filters, at 1 and at 8 connections.
+//! * search: `GET /api/resources?…` with a mix of filters, at 1 and at 8 connections;
+//! * with `--wrk`, the same GET load once more from `wrk` (a separate C process): the service's
+//!   own tail, without the in-process client's share of the two cores and its scheduling.
 //!
 //! The service and the IdP run on their own Tokio runtime (2 worker threads), the load generator
 //! on another, in one process: the machine's cores are shared as they would be between processes.
@@ -23,6 +25,7 @@ use dive_core::{CountryCode, Equivalency, OrganizationType, SubjectAttributes};
 use dive_idp::clients::{GrantType, NewClient, NewClientAuth};
 use dive_idp::login_helper::{self, LoginRequest};
 use dive_idp::users::NewUser;
+use dive_orchestrator::process::cpu_seconds;
 use serde_json::{Value, json};
 
 use super::bench_load::{Load, MakeRequest, clients, load};
@@ -40,6 +43,9 @@ pub struct ApiBenchArgs {
     /// Seconds of GET load (search runs for half as long at each concurrency).
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
+    /// Also run the GET load from wrk (`apt-get install wrk`), 2 threads, after the in-process one.
+    #[arg(long)]
+    pub wrk: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -231,6 +237,7 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
             .map(|i| format!("{base}/api/resources/doc-{i:05}"))
             .collect();
         let tokens = Arc::new(tokens);
+        let cpu_before = cpu_seconds(std::process::id());
         let get = load(
             clients(&ca_pem, conns)?,
             Duration::from_secs(secs),
@@ -238,6 +245,11 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
             Arc::new(|s, _| s == 200 || s == 403),
         )
         .await;
+        // Service and in-process client together (compare the wrk run's service-only figure).
+        let get_cpu_us = cpu_seconds(std::process::id())
+            .zip(cpu_before)
+            .filter(|_| get.requests > 0)
+            .map(|(a, b)| (a - b) * 1e6 / get.requests as f64);
 
         // Search: a mix of filters.
         let queries: Vec<String> = [
@@ -268,9 +280,41 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
             Arc::new(|s, _| s == 200),
         )
         .await;
-        anyhow::Ok((get, search1, search8, visible, cold))
+        anyhow::Ok((get, get_cpu_us, search1, search8, visible, cold, tokens))
     })?;
-    let (get, search1, search8, visible, cold_subjects) = report;
+    let (get, get_cpu_us, search1, search8, visible, cold_subjects, tokens) = report;
+    let wrk = if a.wrk {
+        let paths: Vec<String> = (0..a.docs)
+            .map(|i| format!("/api/resources/doc-{i:05}"))
+            .collect();
+        // The process only serves while wrk runs: its CPU time is the service's.
+        let cpu_before = cpu_seconds(std::process::id());
+        let r = super::bench_wrk::run_gets(
+            &format!("https://localhost:{}", api.addr.port()),
+            &paths,
+            &tokens,
+            2,
+            a.connections,
+            Duration::from_secs(a.duration),
+        )?;
+        let cpu = cpu_seconds(std::process::id())
+            .zip(cpu_before)
+            .map(|(a, b)| a - b);
+        match r {
+            None => {
+                eprintln!("wrk is not installed (apt-get install wrk): skipping the wrk run");
+                None
+            }
+            Some(mut w) => {
+                w.service_cpu_us_per_request = cpu
+                    .filter(|_| w.requests > 0)
+                    .map(|c| c * 1e6 / w.requests as f64);
+                Some(w)
+            }
+        }
+    } else {
+        None
+    };
 
     // Cold views: each subject's first view on a fresh PDP, over the same catalog.
     let (catalog, view_ms) = server_rt.block_on(async {
@@ -325,9 +369,11 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
         "visible_per_user": {"UNCLASSIFIED": visible[0], "SECRET": visible[1], "TOP SECRET": visible[2]},
         "cold_view": view_ms.iter().map(|(u, ms, calls)| json!({"user": u, "ms": ms, "pdp_calls": calls})).collect::<Vec<_>>(),
         "get_with_decision": get,
+        "get_process_cpu_us_per_request": get_cpu_us,
         "search_1_connection": search1,
         "search_8_connections": search8,
         "connections": a.connections,
+        "get_with_decision_wrk": wrk,
     });
     if a.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -358,7 +404,26 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
         &format!("GET with decision, {} connections", a.connections),
         &get,
     );
+    if let Some(us) = get_cpu_us {
+        println!("  process CPU (service + in-process client): {us:.0} µs per request");
+    }
     line("search, 1 connection", &search1);
     line("search, 8 connections", &search8);
+    if let Some(w) = &wrk {
+        println!(
+            "GET with decision from wrk ({} threads, {} connections): {:.0} req/s, p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.1} ms ({} requests, {} non-2xx, {} socket errors); service CPU {:.0} µs per request",
+            w.threads,
+            w.connections,
+            w.per_second,
+            w.p50_ms,
+            w.p90_ms,
+            w.p99_ms,
+            w.max_ms,
+            w.requests,
+            w.non_2xx,
+            w.socket_errors,
+            w.service_cpu_us_per_request.unwrap_or(f64::NAN)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

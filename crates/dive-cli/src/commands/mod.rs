@@ -14,6 +14,7 @@ pub mod bench_kas;
 pub mod bench_load;
 pub mod bench_pdp;
 pub mod bench_web;
+pub mod bench_wrk;
 pub mod federation;
 pub mod history;
 pub mod idp;
