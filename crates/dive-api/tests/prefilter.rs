@@ -294,6 +294,22 @@ fn search_returns_and_counts_exactly_the_accessible_documents() {
         truth.len(),
         "classification facet counts accessible documents"
     );
+    let by_type: usize = first.facets.file_type.values().sum();
+    assert_eq!(by_type, truth.len(), "each document has one file type");
+    assert!(
+        first
+            .facets
+            .file_type
+            .keys()
+            .all(|t| *t == t.to_ascii_lowercase()),
+        "file types merge case variants: {:?}",
+        first.facets.file_type
+    );
+    assert!(
+        first.facets.coi.values().sum::<usize>() >= truth.len(),
+        "every document counts under its COIs or (none): {:?}",
+        first.facets.coi
+    );
     let mut page = first;
     loop {
         seen.extend(page.items.iter().map(|m| m.id.clone()));
