@@ -10,8 +10,9 @@ use serde_json::Value;
 
 use crate::AuthnError;
 
-/// Least time between two looks at the file's modification time.
-const RECHECK: Duration = Duration::from_secs(1);
+/// Least time between two looks at the file's modification time: how long a federation change
+/// may take to apply here (a look is one `stat`, cheap beside a request).
+const RECHECK: Duration = Duration::from_millis(200);
 
 pub struct TrustedIssuers {
     path: PathBuf,
@@ -90,8 +91,10 @@ fn read(path: &Path) -> Result<(IssuerMap, Option<SystemTime>), AuthnError> {
         path: path.display().to_string(),
         why,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    // The time before the contents: a file replaced in between is then seen as changed at the
+    // next look (the other order could pair old contents with the new time, never re-read).
     let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let doc: Value = serde_json::from_str(&text).map_err(|e| err(format!("not JSON: {e}")))?;
     let map = doc
         .as_object()
