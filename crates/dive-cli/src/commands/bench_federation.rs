@@ -11,12 +11,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use dive_core::CountryCode;
 use dive_idp::login_helper::{self, LoginRequest};
-use dive_instance::{InstancePaths, Role, secrets};
+use dive_instance::{InstancePaths, secrets};
 use serde_json::{Value, json};
 
-use super::bench_load::{Load, clients, load};
+use super::bench_load::{Load, clients, deployed_instance, load};
 use crate::context::Context;
 use crate::exit::bad_input;
 
@@ -59,20 +58,7 @@ pub fn run(ctx: &Context, a: FederatedSearchBenchArgs) -> anyhow::Result<ExitCod
     if a.connections == 0 || a.duration == 0 {
         return Err(bad_input("--connections and --duration must be at least 1"));
     }
-    let all = dive_instance::config::all(&ctx.home)?;
-    let cfg = match &a.instance {
-        Some(code) => {
-            let code = CountryCode::new(code).map_err(|e| bad_input(format!("--instance: {e}")))?;
-            all.into_iter().find(|c| c.code == code)
-        }
-        None => all.into_iter().find(|c| c.role == Role::Hub),
-    }
-    .ok_or_else(|| {
-        bad_input(format!(
-            "no such instance in {} (deploy a hub and spokes first)",
-            ctx.home.display()
-        ))
-    })?;
+    let cfg = deployed_instance(ctx, a.instance.as_deref(), "deploy a hub and spokes first")?;
     let paths = InstancePaths::new(&ctx.home, cfg.code);
     let user = a
         .user

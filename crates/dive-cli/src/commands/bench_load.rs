@@ -161,3 +161,27 @@ pub async fn load(
         server: server_time(server_all),
     }
 }
+
+/// The deployed instance a bench runs against: `--instance CODE`, or the hub. `deploy_hint`
+/// says what to deploy first when there is none.
+pub fn deployed_instance(
+    ctx: &crate::context::Context,
+    code: Option<&str>,
+    deploy_hint: &str,
+) -> anyhow::Result<dive_instance::InstanceConfig> {
+    let all = dive_instance::config::all(&ctx.home)?;
+    match code {
+        Some(c) => {
+            let c = dive_core::CountryCode::new(c)
+                .map_err(|e| crate::exit::bad_input(format!("--instance: {e}")))?;
+            all.into_iter().find(|i| i.code == c)
+        }
+        None => all.into_iter().find(|i| i.role == dive_instance::Role::Hub),
+    }
+    .ok_or_else(|| {
+        crate::exit::bad_input(format!(
+            "no such instance in {} ({deploy_hint})",
+            ctx.home.display()
+        ))
+    })
+}

@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Args;
 use dive_core::CountryCode;
-use dive_instance::{InstanceConfig, InstancePaths, Role};
+use dive_instance::{InstanceConfig, InstancePaths};
 use serde_json::{Value, json};
 
-use super::bench_load::{Load, clients, load, pct, server_timing_ms};
+use super::bench_load::{Load, clients, deployed_instance, load, pct, server_timing_ms};
 use crate::context::Context;
 use crate::exit::bad_input;
 
@@ -173,23 +173,6 @@ fn doc_ids(html: &str) -> Vec<String> {
         .collect()
 }
 
-fn instance(ctx: &Context, code: Option<&str>) -> anyhow::Result<InstanceConfig> {
-    let all = dive_instance::config::all(&ctx.home)?;
-    match code {
-        Some(c) => {
-            let c = CountryCode::new(c).map_err(|e| bad_input(format!("--instance: {e}")))?;
-            all.into_iter().find(|i| i.code == c)
-        }
-        None => all.into_iter().find(|i| i.role == Role::Hub),
-    }
-    .ok_or_else(|| {
-        bad_input(format!(
-            "no such instance in {} (deploy one first: `dive hub deploy`)",
-            ctx.home.display()
-        ))
-    })
-}
-
 /// The cleared user's session. TOTP codes are single use, and the IdP accepts a step of clock
 /// drift, so a code may be refused as used (the deployment's verification signed this user in a
 /// moment ago): then try again at the next steps.
@@ -315,7 +298,11 @@ pub fn run(ctx: &Context, a: WebBenchArgs) -> anyhow::Result<ExitCode> {
             "--users, --duration and --opens must be at least 1",
         ));
     }
-    let cfg = instance(ctx, a.instance.as_deref())?;
+    let cfg = deployed_instance(
+        ctx,
+        a.instance.as_deref(),
+        "deploy one first: `dive hub deploy`",
+    )?;
     let paths = InstancePaths::new(&ctx.home, cfg.code);
     let read_json = |p: std::path::PathBuf| -> anyhow::Result<Value> {
         Ok(serde_json::from_slice(
