@@ -6,13 +6,12 @@
 //! one partner restarted; `federation status` and `verify` telling the truth; revocation.
 
 mod support;
-use support::instance::{Api, Env, claims_of, login, wait_for_fresh_totp_step};
+use support::instance::{Api, Env, brokered_login, login, wait_for_fresh_totp_step};
 use support::{args, port_flags, ports, text};
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use dive_idp::login_helper::{BrokerRequest, LoginRequest, broker_login};
 use serde_json::{Value, json};
 
 /// Federated-search breaker cooldown for this test's deployments, so recovery is seen quickly.
@@ -76,27 +75,15 @@ impl Instance {
         if totp.is_some() {
             wait_for_fresh_totp_step(&env.home, home.code, user).await;
         }
-        let req = BrokerRequest {
-            login: LoginRequest {
-                issuer: self.issuer.clone(),
-                client_id: "dive-cli".into(),
-                client_secret: None,
-                redirect_uri: "http://127.0.0.1/callback".into(),
-                scope: "openid profile coalition".into(),
-                username: user.into(),
-                password: home.password(user),
-                totp_secret: totp,
-                extra: vec![],
-            },
-            alias: format!("{}-idp", home.code.to_ascii_lowercase()),
-            use_hint: true,
-            local_totp_secret: None,
-        };
-        let (tokens, _) = broker_login(&self.api.http, &req)
-            .await
-            .map_err(|e| e.to_string())?;
-        let token = tokens["access_token"].as_str().unwrap().to_string();
-        Ok((token, claims_of(&tokens["access_token"])))
+        brokered_login(
+            &self.api.http,
+            &self.issuer,
+            home.code,
+            user,
+            &home.password(user),
+            totp,
+        )
+        .await
     }
 
     /// Upload a text document with a display marking; its id.

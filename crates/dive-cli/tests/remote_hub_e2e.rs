@@ -9,13 +9,12 @@
 //! applies too.
 
 mod support;
-use support::instance::{Api, Env, claims_of, login, wait_for_fresh_totp_step};
+use support::instance::{Api, Env, brokered_login, login, wait_for_fresh_totp_step};
 use support::{args, port_flags, ports, text};
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use dive_idp::login_helper::{BrokerRequest, LoginRequest, broker_login};
 use serde_json::{Value, json};
 
 struct Side<'a> {
@@ -59,29 +58,15 @@ impl Side<'_> {
         if totp.is_some() {
             wait_for_fresh_totp_step(&home.env.home, home.code, user).await;
         }
-        let req = BrokerRequest {
-            login: LoginRequest {
-                issuer: self.issuer.clone(),
-                client_id: "dive-cli".into(),
-                client_secret: None,
-                redirect_uri: "http://127.0.0.1/callback".into(),
-                scope: "openid profile coalition".into(),
-                username: user.into(),
-                password: pw[user].as_str().unwrap().to_string(),
-                totp_secret: totp,
-                extra: vec![],
-            },
-            alias: format!("{}-idp", home.code.to_ascii_lowercase()),
-            use_hint: true,
-            local_totp_secret: None,
-        };
-        let (tokens, _) = broker_login(&self.api.http, &req)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok((
-            tokens["access_token"].as_str().unwrap().to_string(),
-            claims_of(&tokens["access_token"]),
-        ))
+        brokered_login(
+            &self.api.http,
+            &self.issuer,
+            home.code,
+            user,
+            pw[user].as_str().unwrap(),
+            totp,
+        )
+        .await
     }
 }
 

@@ -16,7 +16,7 @@
 //! still require HTTPS, which they get.
 
 mod support;
-use support::instance::Env;
+use support::instance::{Env, login, wait_for_fresh_totp_step, wait_for_unused_current_totp_step};
 use support::{args, port_flags, ports, text};
 
 use std::path::{Path, PathBuf};
@@ -277,51 +277,26 @@ async fn start_browser(profile: &Path) -> (Driver, Browser) {
     (driver, Browser { http, base })
 }
 
-/// TOTP codes are single use per 30 s step: wait until the next unused step if need be.
-async fn fresh_totp_step(home: &Path, user: &str) {
-    let db = dive_idp::Db::open(&home.join("instances/usa/idp.db").display().to_string())
-        .await
-        .unwrap();
-    let last = dive_idp::users::find_by_username(&db, user)
-        .await
-        .unwrap()
-        .unwrap()
-        .totp_last_step;
-    db.pool.close().await;
-    let step = dive_idp::totp::STEP_SECS;
-    let now = dive_idp::util::now();
-    if now / step > last {
-        return;
-    }
-    let wait = ((last + 1) * step - now).max(0) as u64;
-    tokio::time::sleep(Duration::from_secs(wait) + Duration::from_millis(300)).await;
-}
-
 /// A TOP SECRET document's id, asked of the API as the TOP SECRET test user.
 async fn top_secret_doc(env: &Env, issuer: &str, api: &str) -> String {
     let http = dive_http::https_client_trusting(&env.home.join("pki/ca/cert.pem")).unwrap();
     let passwords = env.json("instances/usa/test-users.json");
     let totp = env.json("instances/usa/test-users-totp.json");
-    fresh_totp_step(&env.home, "testuser-usa-5").await;
-    let req = dive_idp::login_helper::LoginRequest {
-        issuer: issuer.to_string(),
-        client_id: "dive-cli".into(),
-        client_secret: None,
-        redirect_uri: "http://127.0.0.1/callback".into(),
-        scope: "openid coalition".into(),
-        username: "testuser-usa-5".into(),
-        password: passwords["testuser-usa-5"].as_str().unwrap().into(),
-        totp_secret: totp["testuser-usa-5"]["secret"]
-            .as_str()
-            .map(str::to_string),
-        extra: vec![],
-    };
-    let (tokens, _) = dive_idp::login_helper::login(&http, &req).await.unwrap();
+    let user = "testuser-usa-5";
+    wait_for_fresh_totp_step(&env.home, "USA", user).await;
+    let (token, _) = login(
+        &http,
+        issuer,
+        user,
+        passwords[user].as_str().unwrap(),
+        totp[user]["secret"].as_str().map(str::to_string),
+    )
+    .await;
     let list: Value = http
         .get(format!(
             "{api}/api/resources?classification=TOP_SECRET&limit=1"
         ))
-        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap()
@@ -533,7 +508,7 @@ fn a_user_works_through_the_ui_in_chromium() {
         // The hub's administrator (password and TOTP at the hub's IdP).
         let totp = env.json("instances/usa/test-users-totp.json");
         let secret = totp["admin-usa"]["secret"].as_str().unwrap().to_string();
-        fresh_totp_step(&env.home, "admin-usa").await;
+        wait_for_unused_current_totp_step(&env.home, "USA", "admin-usa").await;
         b.go(&format!("{web}/ops")).await;
         b.click("ul.idps a.primary").await;
         b.type_into("input[name=username]", "admin-usa").await;

@@ -129,14 +129,14 @@ impl Api {
     }
 }
 
-pub async fn login(
-    http: &reqwest::Client,
+/// The `dive-cli` client's login of `user` at `issuer`, as the tests script it.
+fn login_request(
     issuer: &str,
     user: &str,
     password: &str,
     totp: Option<String>,
-) -> (String, Value) {
-    let req = dive_idp::login_helper::LoginRequest {
+) -> dive_idp::login_helper::LoginRequest {
+    dive_idp::login_helper::LoginRequest {
         issuer: issuer.to_string(),
         client_id: "dive-cli".to_string(),
         client_secret: None,
@@ -146,18 +146,53 @@ pub async fn login(
         password: password.to_string(),
         totp_secret: totp,
         extra: vec![],
-    };
-    let (tokens, _) = dive_idp::login_helper::login(http, &req)
-        .await
-        .unwrap_or_else(|e| panic!("login as {user}: {e}"));
+    }
+}
+
+/// The access token and its claims.
+fn access_token(tokens: &Value) -> (String, Value) {
     let token = tokens["access_token"].as_str().unwrap().to_string();
     (token, claims_of(&tokens["access_token"]))
 }
 
-/// TOTP codes are single use per 30 s step, and the deployments' verifications have just used
-/// this user's: wait, if need be, until the login helper (current step, then the next) can make
-/// an unused one, as verify does.
-pub async fn wait_for_fresh_totp_step(home: &Path, instance: &str, user: &str) {
+pub async fn login(
+    http: &reqwest::Client,
+    issuer: &str,
+    user: &str,
+    password: &str,
+    totp: Option<String>,
+) -> (String, Value) {
+    let req = login_request(issuer, user, password, totp);
+    let (tokens, _) = dive_idp::login_helper::login(http, &req)
+        .await
+        .unwrap_or_else(|e| panic!("login as {user}: {e}"));
+    access_token(&tokens)
+}
+
+/// `user` of instance `home` logs in at `issuer` through the upstream `<home>-idp` (password and
+/// TOTP asked at the home IdP). Errors are returned: tests check refusals too.
+pub async fn brokered_login(
+    http: &reqwest::Client,
+    issuer: &str,
+    home: &str,
+    user: &str,
+    password: &str,
+    totp: Option<String>,
+) -> Result<(String, Value), String> {
+    let req = dive_idp::login_helper::BrokerRequest {
+        login: login_request(issuer, user, password, totp),
+        alias: format!("{}-idp", home.to_ascii_lowercase()),
+        use_hint: true,
+        local_totp_secret: None,
+    };
+    let (tokens, _) = dive_idp::login_helper::broker_login(http, &req)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(access_token(&tokens))
+}
+
+/// The last TOTP step `user` of `instance` has used.
+async fn totp_last_step(home: &Path, instance: &str, user: &str) -> i64 {
     let db = dive_idp::Db::open(
         &home
             .join(format!(
@@ -175,13 +210,37 @@ pub async fn wait_for_fresh_totp_step(home: &Path, instance: &str, user: &str) {
         .unwrap()
         .totp_last_step;
     db.pool.close().await;
-    let step = dive_idp::totp::STEP_SECS;
+    last
+}
+
+/// Sleep until step `step` begins (and a little more), if it is in the future.
+async fn sleep_until_step(step: i64) {
     let now = dive_idp::util::now();
-    if now / step + 1 > last {
+    let wait = (step * dive_idp::totp::STEP_SECS - now).max(0) as u64;
+    if wait > 0 {
+        tokio::time::sleep(Duration::from_secs(wait) + Duration::from_millis(200)).await;
+    }
+}
+
+/// TOTP codes are single use per 30 s step, and the deployments' verifications have just used
+/// this user's: wait, if need be, until the login helper (current step, then the next) can make
+/// an unused one, as verify does.
+pub async fn wait_for_fresh_totp_step(home: &Path, instance: &str, user: &str) {
+    let last = totp_last_step(home, instance, user).await;
+    if dive_idp::util::now() / dive_idp::totp::STEP_SECS + 1 > last {
         return;
     }
-    let wait = (last * step - now).max(0) as u64;
-    tokio::time::sleep(Duration::from_secs(wait) + Duration::from_millis(200)).await;
+    sleep_until_step(last).await;
+}
+
+/// As [`wait_for_fresh_totp_step`] for a person typing the current step's code (no fallback to
+/// the next step): wait until the current step is unused.
+pub async fn wait_for_unused_current_totp_step(home: &Path, instance: &str, user: &str) {
+    let last = totp_last_step(home, instance, user).await;
+    if dive_idp::util::now() / dive_idp::totp::STEP_SECS > last {
+        return;
+    }
+    sleep_until_step(last + 1).await;
 }
 
 pub fn claims_of(token: &Value) -> Value {
