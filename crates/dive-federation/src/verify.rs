@@ -387,15 +387,9 @@ async fn upstream(
     side: &InstanceConfig,
     partner: &InstanceConfig,
 ) -> Result<String, String> {
-    let open = |c: &InstanceConfig| {
-        let p = InstancePaths::new(home, c.code).idp_db();
-        async move {
-            dive_idp::Db::open(&p.display().to_string())
-                .await
-                .map_err(|e| e.to_string())
-        }
-    };
-    let (mine, theirs) = (open(side).await?, open(partner).await?);
+    let open = |c: &InstanceConfig| broker::open(home, c.code);
+    let mine = open(side).await.map_err(|e| e.to_string())?;
+    let theirs = open(partner).await.map_err(|e| e.to_string())?;
     let alias = broker::upstream_alias(partner.code);
     let client_id = broker::broker_client_id(side.code);
     let up = dive_idp::upstreams::find(&mine, &alias).await;
