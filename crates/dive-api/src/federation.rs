@@ -8,10 +8,10 @@
 //! down, slow or refusing costs at most its timeout and is reported; the answer is then marked
 //! `partial`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use dive_core::CountryCode;
 use serde::Serialize;
@@ -72,100 +72,10 @@ impl Partners {
     }
 }
 
-/// A breaker's state, as reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BreakerState {
-    Closed,
-    Open,
-    HalfOpen,
-}
+pub use dive_http::{BreakerState, Permit};
 
-#[derive(Debug, Clone, Copy)]
-struct BreakerEntry {
-    failures: u32,
-    open_until: Option<Instant>,
-    trial_in_flight: bool,
-}
-
-/// Per-partner circuit breakers: `threshold` consecutive failures open a partner's breaker for
-/// `cooldown`; then one trial request is let through (half-open), whose success closes it and
-/// whose failure opens it again.
-pub struct Breakers {
-    threshold: u32,
-    cooldown: Duration,
-    entries: Mutex<HashMap<CountryCode, BreakerEntry>>,
-}
-
-/// Whether a request to a partner may go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Permit {
-    Go,
-    /// The half-open trial: its outcome decides the breaker.
-    Trial,
-    Refused,
-}
-
-impl Breakers {
-    pub fn new(threshold: u32, cooldown: Duration) -> Breakers {
-        Breakers {
-            threshold: threshold.max(1),
-            cooldown,
-            entries: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&mut HashMap<CountryCode, BreakerEntry>) -> T) -> T {
-        match self.entries.lock() {
-            Ok(mut g) => f(&mut g),
-            Err(p) => f(&mut p.into_inner()),
-        }
-    }
-
-    pub fn permit(&self, partner: CountryCode, now: Instant) -> Permit {
-        self.with(|m| {
-            let e = m.entry(partner).or_insert(BreakerEntry {
-                failures: 0,
-                open_until: None,
-                trial_in_flight: false,
-            });
-            match e.open_until {
-                None => Permit::Go,
-                Some(t) if now < t || e.trial_in_flight => Permit::Refused,
-                Some(_) => {
-                    e.trial_in_flight = true;
-                    Permit::Trial
-                }
-            }
-        })
-    }
-
-    pub fn record(&self, partner: CountryCode, ok: bool, now: Instant) {
-        self.with(|m| {
-            let Some(e) = m.get_mut(&partner) else {
-                return;
-            };
-            e.trial_in_flight = false;
-            if ok {
-                e.failures = 0;
-                e.open_until = None;
-            } else {
-                e.failures = e.failures.saturating_add(1);
-                if e.failures >= self.threshold || e.open_until.is_some() {
-                    e.open_until = Some(now + self.cooldown);
-                }
-            }
-        })
-    }
-
-    pub fn state(&self, partner: CountryCode, now: Instant) -> BreakerState {
-        self.with(|m| match m.get(&partner).and_then(|e| e.open_until) {
-            None => BreakerState::Closed,
-            Some(t) if now < t => BreakerState::Open,
-            Some(_) => BreakerState::HalfOpen,
-        })
-    }
-}
+/// Per-partner circuit breakers (see [`dive_http::Breakers`]).
+pub type Breakers = dive_http::Breakers<CountryCode>;
 
 /// How one instance answered.
 #[derive(Debug, Clone, Serialize)]
@@ -234,40 +144,6 @@ pub fn merge(answers: &[Answer], sort: &str, limit: usize) -> (Vec<Value>, usize
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cc(s: &str) -> CountryCode {
-        CountryCode::new(s).unwrap()
-    }
-
-    #[test]
-    fn a_breaker_opens_after_the_threshold_lets_one_trial_through_and_closes_on_success() {
-        let b = Breakers::new(2, Duration::from_secs(10));
-        let fra = cc("FRA");
-        let t0 = Instant::now();
-        assert_eq!(b.permit(fra, t0), Permit::Go);
-        b.record(fra, false, t0);
-        assert_eq!(b.state(fra, t0), BreakerState::Closed);
-        b.record(fra, false, t0);
-        assert_eq!(b.state(fra, t0), BreakerState::Open);
-        assert_eq!(b.permit(fra, t0 + Duration::from_secs(5)), Permit::Refused);
-        let later = t0 + Duration::from_secs(11);
-        assert_eq!(b.state(fra, later), BreakerState::HalfOpen);
-        assert_eq!(b.permit(fra, later), Permit::Trial);
-        assert_eq!(b.permit(fra, later), Permit::Refused, "one trial at a time");
-        // The trial fails: open again for a whole cooldown.
-        b.record(fra, false, later);
-        assert_eq!(
-            b.state(fra, later + Duration::from_secs(9)),
-            BreakerState::Open
-        );
-        let again = later + Duration::from_secs(11);
-        assert_eq!(b.permit(fra, again), Permit::Trial);
-        b.record(fra, true, again);
-        assert_eq!(b.state(fra, again), BreakerState::Closed);
-        assert_eq!(b.permit(fra, again), Permit::Go);
-        // Other partners are independent.
-        assert_eq!(b.state(cc("DEU"), again), BreakerState::Closed);
-    }
 
     #[test]
     fn partners_file_is_validated_and_reread_when_it_changes() {

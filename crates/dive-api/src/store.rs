@@ -586,62 +586,23 @@ impl ResourceStore {
 
     /// Audit entries, newest first, filtered; at most `q.limit` (after the cursor, if any).
     pub async fn audit_page(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, ApiError> {
-        let mut sql = String::from(
-            "SELECT id, at, subject, issuer, action, resource_id, allow, reason, latency_us, \
-             policy_version, detail FROM api_audit WHERE 1 = 1",
-        );
-        let mut n = 0;
-        let mut next = || {
-            n += 1;
-            format!("${n}")
-        };
-        if q.subject.is_some() {
-            sql += &format!(" AND subject = {}", next());
-        }
-        if q.resource_id.is_some() {
-            sql += &format!(" AND resource_id = {}", next());
-        }
-        if q.action.is_some() {
-            sql += &format!(" AND action = {}", next());
-        }
-        if q.allow.is_some() {
-            sql += &format!(" AND allow = {}", next());
-        }
-        if q.since_ms.is_some() {
-            sql += &format!(" AND at >= {}", next());
-        }
-        if q.until_ms.is_some() {
-            sql += &format!(" AND at < {}", next());
-        }
-        if q.before.is_some() {
-            let (a, b, c) = (next(), next(), next());
-            sql += &format!(" AND (at < {a} OR (at = {b} AND id < {c}))");
-        }
-        sql += &format!(" ORDER BY at DESC, id DESC LIMIT {}", next());
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        if let Some(s) = &q.subject {
-            query = query.bind(s.clone());
-        }
-        if let Some(r) = &q.resource_id {
-            query = query.bind(r.clone());
-        }
-        if let Some(a) = &q.action {
-            query = query.bind(a.clone());
-        }
-        if let Some(a) = q.allow {
-            query = query.bind(i64::from(a));
-        }
-        if let Some(s) = q.since_ms {
-            query = query.bind(s);
-        }
-        if let Some(u) = q.until_ms {
-            query = query.bind(u);
-        }
+        let mut filter = AuditFilter::of(q);
         if let Some((at, id)) = &q.before {
-            query = query.bind(*at).bind(*at).bind(id.clone());
+            let (a, b, c) = (
+                filter.param(Param::Int(*at)),
+                filter.param(Param::Int(*at)),
+                filter.param(Param::Text(id.clone())),
+            );
+            filter.sql += &format!(" AND (at < {a} OR (at = {b} AND id < {c}))");
         }
-        query = query.bind(q.limit as i64);
-        let rows = query.fetch_all(&self.pool).await?;
+        let limit = filter.param(Param::Int(q.limit as i64));
+        let sql = format!(
+            "SELECT id, at, subject, issuer, action, resource_id, allow, reason, latency_us, \
+             policy_version, detail FROM api_audit WHERE 1 = 1{} ORDER BY at DESC, id DESC \
+             LIMIT {limit}",
+            filter.sql
+        );
+        let rows = filter.fetch(sql, &self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(AuditEntry {
@@ -657,6 +618,42 @@ impl ResourceStore {
                     policy_version: r.try_get("policy_version")?,
                     detail: r.try_get("detail")?,
                 })
+            })
+            .collect()
+    }
+
+    /// Decisions counted per time bucket of `bucket_ms`, oldest first, only buckets with
+    /// decisions: `(bucket start ms, allowed, denied)`. The filter's subject, resource, action,
+    /// decision and time bounds apply (not its cursor or limit); at most `max_buckets` + 1 rows
+    /// are read, so a caller can tell that the range holds more.
+    pub async fn audit_summary(
+        &self,
+        q: &AuditQuery,
+        bucket_ms: i64,
+        max_buckets: usize,
+    ) -> Result<Vec<(i64, u64, u64)>, ApiError> {
+        let mut filter = AuditFilter::of(q);
+        let width = filter.param(Param::Int(bucket_ms.max(1)));
+        let limit = filter.param(Param::Int(max_buckets as i64 + 1));
+        // Integer division in both SQLite and PostgreSQL (bigint / bigint); SUM over a CASE
+        // stays an integer in PostgreSQL (a SUM of the column itself would be numeric).
+        let sql = format!(
+            "SELECT at / {width} AS bucket, SUM(CASE WHEN allow = 0 THEN 0 ELSE 1 END) AS allowed, \
+             COUNT(*) AS total FROM api_audit WHERE 1 = 1{} GROUP BY at / {width} \
+             ORDER BY bucket LIMIT {limit}",
+            filter.sql
+        );
+        let rows = filter.fetch(sql, &self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let bucket: i64 = r.try_get("bucket")?;
+                let allowed = r.try_get::<i64, _>("allowed")?.max(0) as u64;
+                let total = r.try_get::<i64, _>("total")?.max(0) as u64;
+                Ok((
+                    bucket * bucket_ms.max(1),
+                    allowed,
+                    total.saturating_sub(allowed),
+                ))
             })
             .collect()
     }
@@ -682,6 +679,61 @@ async fn bump_generation(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<i6
     .fetch_one(&mut **tx)
     .await?
     .try_get("generation")?)
+}
+
+/// A bound SQL parameter.
+enum Param {
+    Text(String),
+    Int(i64),
+}
+
+/// The `AND …` conditions of an audit query (subject, resource, action, decision, time bounds)
+/// and their parameters, numbered `$1…` in order.
+struct AuditFilter {
+    sql: String,
+    params: Vec<Param>,
+}
+
+impl AuditFilter {
+    fn of(q: &AuditQuery) -> AuditFilter {
+        let mut f = AuditFilter {
+            sql: String::new(),
+            params: Vec::new(),
+        };
+        let conditions = [
+            ("subject =", q.subject.clone().map(Param::Text)),
+            ("resource_id =", q.resource_id.clone().map(Param::Text)),
+            ("action =", q.action.clone().map(Param::Text)),
+            ("allow =", q.allow.map(|a| Param::Int(i64::from(a)))),
+            ("at >=", q.since_ms.map(Param::Int)),
+            ("at <", q.until_ms.map(Param::Int)),
+        ];
+        for (test, value) in conditions {
+            if let Some(v) = value {
+                let n = f.param(v);
+                f.sql += &format!(" AND {test} {n}");
+            }
+        }
+        f
+    }
+
+    /// Add a parameter; returns its placeholder.
+    fn param(&mut self, p: Param) -> String {
+        self.params.push(p);
+        format!("${}", self.params.len())
+    }
+
+    /// Run `sql` (which embeds this filter) with the filter's parameters bound.
+    async fn fetch(self, sql: String, pool: &AnyPool) -> Result<Vec<AnyRow>, sqlx::Error> {
+        let mut query: AnyQuery<'_> = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for p in self.params {
+            query = match p {
+                Param::Text(t) => query.bind(t),
+                Param::Int(i) => query.bind(i),
+            };
+        }
+        query.fetch_all(pool).await
+    }
 }
 
 #[cfg(test)]

@@ -862,6 +862,45 @@ async fn resource_service_end_to_end() {
     let (s, v) = e.get(Some(&ada), "/api/audit?decision=maybe").await;
     assert_eq!(s, 400);
     assert_eq!(v["param"], "decision");
+    // The summary counts exactly what the log lists, per bucket.
+    let (_, listed) = e
+        .get(Some(&ada), "/api/audit?subject=ursula@usa&limit=1000")
+        .await;
+    let listed = listed["entries"].as_array().unwrap();
+    let (s, v) = e
+        .get(
+            Some(&ada),
+            "/api/audit/summary?subject=ursula@usa&bucket=86400",
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["bucketSeconds"], 86400);
+    let sum = |k: &str| -> u64 {
+        v["buckets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b[k].as_u64().unwrap())
+            .sum()
+    };
+    let allowed = listed.iter().filter(|x| x["allow"] == true).count() as u64;
+    assert_eq!(sum("allowed"), allowed, "{v}");
+    assert_eq!(sum("denied"), listed.len() as u64 - allowed, "{v}");
+    assert!(sum("denied") > 0);
+    for (bad, param) in [
+        ("bucket=0", "bucket"),
+        ("bucket=x", "bucket"),
+        ("limit=5", "limit"),
+        ("decision=maybe", "decision"),
+    ] {
+        let (s, v) = e
+            .get(Some(&ada), &format!("/api/audit/summary?{bad}"))
+            .await;
+        assert_eq!(s, 400, "{bad}: {v}");
+        assert_eq!(v["param"], param, "{bad}: {v}");
+    }
+    let (s, _) = e.get(Some(&sam), "/api/audit/summary").await;
+    assert_eq!(s, 403);
 
     // --- operations
     let resp = e

@@ -143,6 +143,29 @@ async fn exercise(store: ResourceStore) {
         .await
         .unwrap();
     assert_eq!(denied.len(), 9);
+    // Counted per bucket by the database: 10 ms buckets, (start, allowed, denied).
+    let t0 = 1_800_000_000_000;
+    let all = store
+        .audit_summary(&AuditQuery::default(), 10, 100)
+        .await
+        .unwrap();
+    assert_eq!(all, [(t0, 6, 4), (t0 + 10, 7, 3), (t0 + 20, 3, 2)]);
+    let alice = AuditQuery {
+        subject: Some("alice@usa".into()),
+        since_ms: Some(t0 + 10),
+        ..Default::default()
+    };
+    let summary = store.audit_summary(&alice, 10, 100).await.unwrap();
+    assert_eq!(summary, [(t0 + 10, 3, 2), (t0 + 20, 2, 1)]);
+    // One row beyond the cap tells the caller the range holds more.
+    assert_eq!(
+        store
+            .audit_summary(&AuditQuery::default(), 1, 4)
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
     assert_eq!(store.prune_audit(1_800_000_000_010).await.unwrap(), 10);
     store.close().await;
 }

@@ -29,7 +29,9 @@ use tower::ServiceExt;
 
 pub use axum::extract::ConnectInfo;
 
+pub mod breaker;
 pub mod trust;
+pub use breaker::{BreakerState, Breakers, Permit};
 pub use trust::{HttpsSource, TrustedClient};
 
 /// Errors starting a server.

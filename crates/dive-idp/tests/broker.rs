@@ -71,6 +71,11 @@ async fn add_user(db: &dive_idp::Db, name: &str, clearance: &str, country: &str,
 
 impl Env {
     async fn new() -> Env {
+        Env::with_usa(|_| {}).await
+    }
+
+    /// Both IdPs, USA's configuration adjusted by `usa_config`.
+    async fn with_usa(usa_config: impl FnOnce(&mut IdpConfig)) -> Env {
         let fra_home = tempfile::tempdir().unwrap();
         let usa_home = tempfile::tempdir().unwrap();
         let fra = dive_idp::start(
@@ -79,19 +84,16 @@ impl Env {
         )
         .await
         .unwrap();
-        let usa = dive_idp::start(
-            IdpConfig::new(CountryCode::new("USA").unwrap(), usa_home.path().into()),
-            false,
-        )
-        .await
-        .unwrap();
+        let mut usa_cfg = IdpConfig::new(CountryCode::new("USA").unwrap(), usa_home.path().into());
+        usa_config(&mut usa_cfg);
+        let usa = dive_idp::start(usa_cfg, false).await.unwrap();
         // FRA registers USA's broker client, one redirect URI per alias USA uses for FRA.
         let (_, broker_secret) = dive_idp::clients::create(
             &fra.db,
             &NewClient {
                 client_id: BROKER_CLIENT.to_string(),
                 auth: NewClientAuth::GenerateSecret,
-                redirect_uris: ["fra-idp", "fra-nomfa", "fra-off"]
+                redirect_uris: ["fra-idp", "fra-nomfa", "fra-off", "fra-down"]
                     .iter()
                     .map(|a| format!("{}/broker/{a}/callback", usa.issuer))
                     .collect(),
@@ -162,6 +164,18 @@ impl Env {
             use_hint,
             local_totp_secret: None,
         }
+    }
+
+    /// USA's login page, as a browser sees it when no upstream is hinted.
+    async fn login_page(&self) -> String {
+        self.http
+            .get(login_helper::authorization_url(&self.broker("fra-idp", "claire", false).login).0)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     async fn usa_claims(&self, token: &str, aud: &str) -> serde_json::Map<String, Value> {
@@ -354,6 +368,94 @@ fn with_param(url: &str, name: &str, value: &str) -> String {
     u.to_string()
 }
 
+/// A TCP listener that accepts and drops every connection (an upstream whose host answers but
+/// whose service is broken); counts the connections.
+async fn dead_upstream() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    (port, seen)
+}
+
+fn denied(r: Result<login_helper::BrokerStart, LoginError>) -> (String, String) {
+    match r {
+        Err(LoginError::Denied { error, description }) => (error, description),
+        other => panic!(
+            "expected a refusal, got {:?}",
+            other.map(|s| s.upstream_url)
+        ),
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_that_is_down_opens_its_breaker_and_is_tried_again_after_the_cooldown() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let cooldown = std::time::Duration::from_millis(800);
+    let e = Env::with_usa(|c| {
+        c.upstream_breaker_threshold = 2;
+        c.upstream_breaker_cooldown = cooldown;
+    })
+    .await;
+    let (port, connections) = dead_upstream().await;
+    let mut spec = e.upstream("fra-down");
+    spec.issuer = format!("https://127.0.0.1:{port}");
+    dive_idp::upstreams::create(&e.usa.db, spec).await.unwrap();
+    let req = e.broker("fra-down", "claire", true);
+
+    // Two failures reach the upstream and are refused as temporarily unavailable.
+    for n in 1..=2 {
+        let (error, description) = denied(login_helper::broker_start(&e.http, &req).await);
+        assert_eq!(error, "temporarily_unavailable");
+        assert!(description.contains("fra-down"), "{description}");
+        assert_eq!(
+            connections.load(SeqCst),
+            n,
+            "attempt {n} reached the upstream"
+        );
+    }
+    // The breaker is open: refused at once, the upstream not contacted, the reason given.
+    let (error, description) = denied(login_helper::broker_start(&e.http, &req).await);
+    assert_eq!(error, "temporarily_unavailable");
+    assert!(
+        description.contains("not answering") && description.contains("last 2 attempts"),
+        "{description}"
+    );
+    assert_eq!(connections.load(SeqCst), 2, "an open breaker calls nobody");
+    // The login page still lists it, with its button disabled and why.
+    let page = e.login_page().await;
+    assert!(
+        page.contains("disabled>Log in with") && page.contains("not answering"),
+        "{page}"
+    );
+
+    // After the cooldown one trial goes through; it fails, so the breaker opens again.
+    tokio::time::sleep(cooldown + std::time::Duration::from_millis(100)).await;
+    let (error, _) = denied(login_helper::broker_start(&e.http, &req).await);
+    assert_eq!(error, "temporarily_unavailable");
+    assert_eq!(connections.load(SeqCst), 3, "the half-open trial");
+    let (_, description) = denied(login_helper::broker_start(&e.http, &req).await);
+    assert!(description.contains("not answering"), "{description}");
+    assert_eq!(connections.load(SeqCst), 3);
+
+    // The upstream is back (here: reconfigured to the real FRA). The next trial after the
+    // cooldown succeeds, closes the breaker, and the brokered login completes.
+    dive_idp::upstreams::put(&e.usa.db, e.upstream("fra-down"))
+        .await
+        .unwrap();
+    tokio::time::sleep(cooldown + std::time::Duration::from_millis(100)).await;
+    let (_, out) = login_helper::broker_login(&e.http, &req).await.unwrap();
+    assert!(!out.outcome.code.is_empty());
+    let page = e.login_page().await;
+    assert!(!page.contains("not answering"), "{page}");
+}
+
 #[tokio::test]
 async fn bad_state_replay_upstream_errors_and_disabled_upstreams_are_refused() {
     let e = Env::new().await;
@@ -462,15 +564,7 @@ async fn bad_state_replay_upstream_errors_and_disabled_upstreams_are_refused() {
     }
 
     // Disabled upstream: not offered, refused by hint, and an in-flight login is refused.
-    let offered = e
-        .http
-        .get(login_helper::authorization_url(&req.login).0)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let offered = e.login_page().await;
     assert!(
         offered.contains("/broker/fra-off/login"),
         "offered while enabled"
@@ -486,15 +580,7 @@ async fn bad_state_replay_upstream_errors_and_disabled_upstreams_are_refused() {
     dive_idp::upstreams::set_enabled(&e.usa.db, "fra-off", false)
         .await
         .unwrap();
-    let page = e
-        .http
-        .get(login_helper::authorization_url(&req.login).0)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = e.login_page().await;
     assert!(
         !page.contains("/broker/fra-off/login"),
         "disabled upstream offered"

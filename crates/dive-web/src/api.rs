@@ -69,6 +69,22 @@ pub struct AuditPage {
     pub next_cursor: Option<String>,
 }
 
+/// Decisions counted per time bucket (`GET /api/audit/summary`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditSummary {
+    pub bucket_seconds: i64,
+    pub buckets: Vec<AuditBucket>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuditBucket {
+    /// RFC 3339.
+    pub start: String,
+    pub allowed: u64,
+    pub denied: u64,
+}
+
 /// A document as listed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -263,6 +279,20 @@ impl ApiClient {
         let rb = self
             .http
             .get(format!("{}/api/audit", self.base))
+            .bearer_auth(token)
+            .query(query);
+        self.json(rb).await
+    }
+
+    /// Allowed and denied decisions per bucket of `bucket` seconds, with the log's filters.
+    pub async fn audit_summary(
+        &self,
+        token: &str,
+        query: &[(&str, String)],
+    ) -> Result<AuditSummary, ApiError> {
+        let rb = self
+            .http
+            .get(format!("{}/api/audit/summary", self.base))
             .bearer_auth(token)
             .query(query);
         self.json(rb).await

@@ -103,7 +103,7 @@ pub(super) async fn federated_search(
     let mut statuses = Vec::new();
     for p in active {
         let now = Instant::now();
-        let permit = s.breakers.permit(p.code, now);
+        let permit = s.breakers.permit(&p.code, now);
         if permit == Permit::Refused {
             statuses.push(InstanceStatus {
                 instance: p.code.to_string(),
@@ -159,7 +159,7 @@ pub(super) async fn federated_search(
             ),
         };
         let now = Instant::now();
-        s.breakers.record(p.code, up, now);
+        s.breakers.record(&p.code, up, now);
         statuses.push(InstanceStatus {
             instance: p.code.to_string(),
             status,
@@ -170,7 +170,7 @@ pub(super) async fn federated_search(
             total: body.as_ref().and_then(|b| b["total"].as_u64()).unwrap_or(0) as usize,
             latency_ms: took.as_millis() as u64,
             error,
-            breaker: s.breakers.state(p.code, now),
+            breaker: s.breakers.state(&p.code, now),
         });
         if let Some(body) = body {
             answers.push(Answer {

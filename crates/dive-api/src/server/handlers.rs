@@ -703,14 +703,9 @@ fn audit_query(raw: &str) -> Result<AuditQuery, Failure> {
     Ok(q)
 }
 
-/// `GET /api/audit`: the decision log, newest first (admin role, own issuer, MFA).
-pub async fn audit(
-    State(s): State<Shared>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, Failure> {
-    let started = Instant::now();
-    let who = authenticate(&s, &headers, "audit.read", None, started).await?;
+/// The admin decision on reading the audit log (admin role, own issuer, MFA), audited.
+async fn may_read_audit(s: &Shared, headers: &HeaderMap, started: Instant) -> Result<(), Failure> {
+    let who = authenticate(s, headers, "audit.read", None, started).await?;
     // The admin policy reads the subject and the operation; the resource names the audit log.
     let log = SecurityLabel::new(Clearance::Unclassified, [s.instance]);
     let d = s.access.pdp().decide_admin(&Input::new(
@@ -719,10 +714,20 @@ pub async fn audit(
         &ResourceAttributes::from_label("audit-log", log, false),
         &RequestContext::default(),
     ));
-    record_decision(&s, &who, "audit.read", None, &d, started).await;
+    record_decision(s, &who, "audit.read", None, &d, started).await;
     if !d.allow {
         return Err(Failure::forbidden(&d, None));
     }
+    Ok(())
+}
+
+/// `GET /api/audit`: the decision log, newest first (admin role, own issuer, MFA).
+pub async fn audit(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, Failure> {
+    may_read_audit(&s, &headers, Instant::now()).await?;
     let q = audit_query(raw.as_deref().unwrap_or(""))?;
     // Entries are written in the background: make this request's view complete.
     s.audit.flush().await;
@@ -740,6 +745,77 @@ pub async fn audit(
             )
         });
     Ok(Json(json!({"entries": entries, "nextCursor": next})).into_response())
+}
+
+/// Buckets a summary may return; a range holding more is refused (narrow it or widen buckets).
+const MAX_SUMMARY_BUCKETS: usize = 10_000;
+
+/// The summary's `bucket` (seconds) and the log filter of the remaining parameters.
+fn summary_query(raw: &str) -> Result<(i64, AuditQuery), Failure> {
+    let mut bucket = 60;
+    let mut rest = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
+        match k.as_ref() {
+            "bucket" => {
+                bucket = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=86_400).contains(n))
+                    .ok_or_else(|| {
+                        Failure::bad_request(
+                            "query parameter bucket: expected seconds from 1 to 86400",
+                        )
+                        .with("param", json!("bucket"))
+                    })?;
+            }
+            "limit" | "cursor" => {
+                return Err(Failure::bad_request(format!(
+                    "query parameter {k}: not a parameter of the summary (it counts every matching decision)"
+                ))
+                .with("param", json!(k)));
+            }
+            _ => {
+                rest.append_pair(&k, &v);
+            }
+        }
+    }
+    Ok((bucket, audit_query(&rest.finish())?))
+}
+
+/// `GET /api/audit/summary`: allowed and denied decisions per time bucket, counted by the
+/// database (the operations page's chart), with the log's filters. Same access as the log.
+pub async fn audit_summary(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, Failure> {
+    may_read_audit(&s, &headers, Instant::now()).await?;
+    let (bucket_s, q) = summary_query(raw.as_deref().unwrap_or(""))?;
+    s.audit.flush().await;
+    let buckets = s
+        .store
+        .audit_summary(&q, bucket_s * 1000, MAX_SUMMARY_BUCKETS)
+        .await?;
+    if buckets.len() > MAX_SUMMARY_BUCKETS {
+        return Err(Failure::bad_request(format!(
+            "more than {MAX_SUMMARY_BUCKETS} buckets of {bucket_s} s hold decisions: narrow since/until or widen bucket"
+        ))
+        .with("param", json!("bucket")));
+    }
+    let buckets: Vec<Value> = buckets
+        .into_iter()
+        .map(|(start_ms, allowed, denied)| {
+            let start = crate::store::from_ms(start_ms)
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_default();
+            json!({"start": start, "allowed": allowed, "denied": denied})
+        })
+        .collect();
+    Ok(Json(json!({"bucketSeconds": bucket_s, "buckets": buckets})).into_response())
 }
 
 /// `GET /api/openapi.json`.

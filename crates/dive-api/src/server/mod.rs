@@ -40,6 +40,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/api/resources/{id}"),
     ("GET", "/api/resources/{id}/download"),
     ("GET", "/api/audit"),
+    ("GET", "/api/audit/summary"),
     ("GET", "/api/openapi.json"),
     ("GET", "/live"),
     ("GET", "/health"),
@@ -458,6 +459,7 @@ fn router(state: Shared, max_upload: usize) -> Router {
         )
         .route("/api/resources/{id}/download", get(handlers::download))
         .route("/api/audit", get(handlers::audit))
+        .route("/api/audit/summary", get(handlers::audit_summary))
         .route("/api/openapi.json", get(handlers::openapi))
         .route("/live", get(|| async { "ok\n" }))
         .fallback(handlers::not_found)

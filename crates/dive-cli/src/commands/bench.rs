@@ -36,6 +36,8 @@ pub enum BenchWhat {
     /// The web UI of a deployed instance: page server time at N concurrent signed-in users,
     /// the size of a 50-item list page, opening a 1 MiB document.
     Web(super::bench_web::WebBenchArgs),
+    /// Every performance goal of the issues in one run: goal, figure, met or not, command.
+    Goals(super::bench_goals::GoalsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -70,6 +72,7 @@ pub fn run(ctx: &Context, a: BenchArgs) -> anyhow::Result<ExitCode> {
         BenchWhat::Api(p) => super::bench_api::api(ctx, p),
         BenchWhat::FederatedSearch(f) => super::bench_federation::run(ctx, f),
         BenchWhat::Web(w) => super::bench_web::run(ctx, w),
+        BenchWhat::Goals(g) => super::bench_goals::run(g),
     }
 }
 

@@ -31,7 +31,8 @@ pub struct InstanceBenchArgs {
     pub json: bool,
 }
 
-fn free_ports() -> anyhow::Result<Vec<u16>> {
+/// Five ports free now (for a benchmark's own hub beside whatever else runs here).
+pub(super) fn free_ports() -> anyhow::Result<Vec<u16>> {
     let ls: Vec<std::net::TcpListener> = (0..5)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()?;

@@ -9,6 +9,7 @@ use crate::context::Context;
 pub mod bench;
 pub mod bench_api;
 pub mod bench_federation;
+pub mod bench_goals;
 pub mod bench_instance;
 pub mod bench_kas;
 pub mod bench_load;

@@ -305,11 +305,15 @@ async fn login_page(
     hint: &str,
     error: Option<String>,
 ) -> Response {
-    let upstreams: Vec<(String, String)> = match crate::upstreams::list(&state.db).await {
+    let upstreams: Vec<pages::Broker> = match crate::upstreams::list(&state.db).await {
         Ok(list) => list
             .into_iter()
             .filter(|u| u.enabled)
-            .map(|u| (u.alias, u.display_name))
+            .map(|u| pages::Broker {
+                unavailable: super::broker::not_answering(state, &u.alias),
+                alias: u.alias,
+                name: u.display_name,
+            })
             .collect(),
         Err(e) => return super::OAuthError::server(e).into_response(),
     };

@@ -12,6 +12,7 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dive_core::{Equivalency, SubjectAttributes};
+use dive_http::Permit;
 use dive_jose::{JwksVerifier, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -62,8 +63,11 @@ fn https_url(field: &str, v: &str) -> Result<(), String> {
     }
 }
 
-async fn resolve(state: &Shared, up: &Upstream) -> Result<Arc<Resolved>, String> {
-    {
+/// The upstream's endpoints, from the cache or, when `fresh`, the cache is stale or the upstream
+/// was reconfigured, from its discovery document. A fetch's outcome counts towards the
+/// upstream's circuit breaker.
+async fn resolve(state: &Shared, up: &Upstream, fresh: bool) -> Result<Arc<Resolved>, String> {
+    if !fresh {
         let map = state.upstreams.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(r) = map.get(&up.alias)
             && r.updated_at == up.updated_at
@@ -72,6 +76,14 @@ async fn resolve(state: &Shared, up: &Upstream) -> Result<Arc<Resolved>, String>
             return Ok(r.clone());
         }
     }
+    let outcome = discover(state, up).await;
+    state
+        .upstream_breakers
+        .record(&up.alias, outcome.is_ok(), Instant::now());
+    outcome
+}
+
+async fn discover(state: &Shared, up: &Upstream) -> Result<Arc<Resolved>, String> {
     let http = up.http_client(&state.home).map_err(|e| e.to_string())?;
     let url = format!(
         "{}/.well-known/openid-configuration",
@@ -125,6 +137,19 @@ async fn resolve(state: &Shared, up: &Upstream) -> Result<Arc<Resolved>, String>
     Ok(r)
 }
 
+/// Why an upstream is not offered right now: its breaker is open after repeated failures.
+pub(super) fn not_answering(state: &Shared, alias: &str) -> Option<String> {
+    let wait = state
+        .upstream_breakers
+        .retry_in(&alias.to_string(), Instant::now())?;
+    Some(format!(
+        "identity provider {alias} is not answering (its last {} attempts failed); it is tried \
+         again in {} s",
+        state.upstream_breakers.failures(&alias.to_string()),
+        wait.as_secs() + 1
+    ))
+}
+
 /// Send the browser to the upstream's authorization endpoint for the stored request
 /// `request_id`: fresh `state`, `nonce` and PKCE verifier, remembered for the callback.
 pub(super) async fn redirect_upstream(
@@ -133,7 +158,20 @@ pub(super) async fn redirect_upstream(
     request_id: &str,
     pending: &Pending,
 ) -> Response {
-    let resolved = match resolve(state, up).await {
+    let permit = state.upstream_breakers.permit(&up.alias, Instant::now());
+    if permit == Permit::Refused {
+        tracing::info!(alias = %up.alias, "upstream not asked: its circuit breaker is open");
+        return redirect_error(
+            state,
+            pending,
+            "temporarily_unavailable",
+            &not_answering(state, &up.alias)
+                .unwrap_or_else(|| format!("identity provider {} is being tried again", up.alias)),
+        );
+    }
+    // The half-open trial re-reads the discovery document: that fetch is what tells whether
+    // the upstream is back.
+    let resolved = match resolve(state, up, permit == Permit::Trial).await {
         Ok(r) => r,
         Err(why) => {
             tracing::warn!(alias = %up.alias, %why, "upstream unavailable");
@@ -332,7 +370,7 @@ pub async fn callback(
     let Some(code) = p.code.as_deref().filter(|c| !c.is_empty()) else {
         return deny(format!("identity provider {alias} returned no code"));
     };
-    let resolved = match resolve(&state, &up).await {
+    let resolved = match resolve(&state, &up, false).await {
         Ok(r) => r,
         Err(why) => return deny(format!("identity provider {alias} is unavailable: {why}")),
     };
@@ -411,8 +449,14 @@ async fn redeem(
             ("code_verifier", verifier),
         ])
         .send()
-        .await
-        .map_err(|e| format!("token request failed: {e}"))?;
+        .await;
+    // Not answering, or answering 5xx, counts towards the upstream's breaker; any other answer
+    // (also a refusal of the code) shows it is up.
+    let reached = matches!(&resp, Ok(r) if !r.status().is_server_error());
+    state
+        .upstream_breakers
+        .record(&up.alias, reached, Instant::now());
+    let resp = resp.map_err(|e| format!("token request failed: {e}"))?;
     let status = resp.status();
     let body: Value = resp
         .json()

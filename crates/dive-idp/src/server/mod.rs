@@ -45,6 +45,10 @@ pub struct IdpConfig {
     /// Further routes served beside the IdP's own (e.g. the federation endpoints, which belong
     /// to `dive-federation`: the IdP serves them without depending on it).
     pub extra_routes: Option<Router>,
+    /// Consecutive failures to reach an upstream IdP that open its circuit breaker, and how long
+    /// the breaker stays open before one trial login is let through.
+    pub upstream_breaker_threshold: u32,
+    pub upstream_breaker_cooldown: std::time::Duration,
 }
 
 impl IdpConfig {
@@ -58,6 +62,8 @@ impl IdpConfig {
             alg: Alg::RS256,
             key_max_age_secs: 30 * 24 * 3600,
             extra_routes: None,
+            upstream_breaker_threshold: 3,
+            upstream_breaker_cooldown: std::time::Duration::from_secs(30),
         }
     }
 
@@ -98,6 +104,9 @@ pub(crate) struct AppState {
     pub home: PathBuf,
     /// Upstreams' discovery documents, HTTPS clients and JWKS verifiers.
     pub upstreams: broker::UpstreamCache,
+    /// One circuit breaker per upstream alias: an upstream that is down is not called (nor
+    /// offered on the login page) until its cooldown has passed.
+    pub upstream_breakers: dive_http::Breakers<String>,
     /// Group-committed writes of the code and refresh grants.
     pub issue_log: issue_log::IssueLog,
 }
@@ -234,6 +243,10 @@ pub async fn start(cfg: IdpConfig, on_signals: bool) -> Result<Running, IdpError
         clients: ClientCache::default(),
         home: cfg.home.clone(),
         upstreams: broker::UpstreamCache::default(),
+        upstream_breakers: dive_http::Breakers::new(
+            cfg.upstream_breaker_threshold,
+            cfg.upstream_breaker_cooldown,
+        ),
         issue_log: issue_log::IssueLog::start(db.pool.clone()),
     });
     let readiness = dive_http::Readiness::default();

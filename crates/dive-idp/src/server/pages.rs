@@ -61,12 +61,20 @@ fn error_line(error: Option<&str>) -> String {
         .unwrap_or_default()
 }
 
+/// An upstream IdP offered on the login page.
+pub struct Broker {
+    pub alias: String,
+    pub name: String,
+    /// Why it cannot be used right now (its circuit breaker is open): shown, button disabled.
+    pub unavailable: Option<String>,
+}
+
 pub fn login(
     instance: &str,
     request_id: &str,
     csrf: &str,
     hint: &str,
-    upstreams: &[(String, String)],
+    upstreams: &[Broker],
     error: Option<String>,
 ) -> Response {
     let status = if error.is_some() {
@@ -77,13 +85,17 @@ pub fn login(
     // One form per upstream IdP (alias, display name): a POST carrying the CSRF token.
     let brokers: String = upstreams
         .iter()
-        .map(|(alias, name)| {
+        .map(|b| {
+            let (disabled, note) = match &b.unavailable {
+                Some(why) => (" disabled", format!("<p class=\"note\">{}</p>", esc(why))),
+                None => ("", String::new()),
+            };
             format!(
                 "<form method=\"post\" action=\"/broker/{}/login\" class=\"broker\">{}\
-                 <button type=\"submit\">Log in with {}</button></form>",
-                esc(alias),
+                 <button type=\"submit\"{disabled}>Log in with {}</button>{note}</form>",
+                esc(&b.alias),
                 hidden(request_id, csrf),
-                esc(name)
+                esc(&b.name)
             )
         })
         .collect();

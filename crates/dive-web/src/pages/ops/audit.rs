@@ -11,15 +11,14 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::*;
-use crate::api::{ApiClient, AuditEntry};
+use crate::api::{ApiClient, AuditBucket, AuditEntry};
 use crate::charts::{self, Column};
 use crate::templates::{AuditFilters, AuditRow, MinuteRow, OpsAuditPage};
 
 /// Entries per page.
 const PAGE: usize = 50;
-/// The chart's window, in minutes, and the entries it reads at most (pages of 1,000).
+/// The chart's window, in minutes.
 const WINDOW_MIN: i64 = 60;
-const CHART_PAGES: usize = 5;
 
 #[derive(Deserialize, Default)]
 pub(super) struct AuditQuery {
@@ -95,21 +94,19 @@ fn row(e: &AuditEntry) -> AuditRow {
     }
 }
 
-/// Allowed and denied decisions per minute over the window ending now, oldest first.
-fn per_minute(entries: &[AuditEntry], now_s: i64) -> Vec<(i64, u64, u64)> {
+/// Allowed and denied decisions per minute over the window ending now, oldest first, every
+/// minute of the window present (the API lists only minutes with decisions).
+fn per_minute(counted: &[AuditBucket], now_s: i64) -> Vec<(i64, u64, u64)> {
     let first = now_s / 60 - WINDOW_MIN + 1;
     let mut buckets: Vec<(i64, u64, u64)> = (0..WINDOW_MIN).map(|i| (first + i, 0, 0)).collect();
-    for e in entries {
-        let Ok(t) = OffsetDateTime::parse(&e.at, &Rfc3339) else {
+    for c in counted {
+        let Ok(t) = OffsetDateTime::parse(&c.start, &Rfc3339) else {
             continue;
         };
         let i = t.unix_timestamp() / 60 - first;
         if let Some(b) = usize::try_from(i).ok().and_then(|i| buckets.get_mut(i)) {
-            if e.allow {
-                b.1 += 1;
-            } else {
-                b.2 += 1;
-            }
+            b.1 += c.allowed;
+            b.2 += c.denied;
         }
     }
     buckets
@@ -121,7 +118,7 @@ fn hh_mm(minute: i64) -> String {
 }
 
 /// The chart and its numbers as rows (minutes with decisions only).
-fn chart(buckets: &[(i64, u64, u64)], capped: bool) -> (charts::Chart, Vec<MinuteRow>) {
+fn chart(buckets: &[(i64, u64, u64)]) -> (charts::Chart, Vec<MinuteRow>) {
     let columns: Vec<Column> = buckets
         .iter()
         .map(|&(m, a, d)| Column {
@@ -143,12 +140,7 @@ fn chart(buckets: &[(i64, u64, u64)], capped: bool) -> (charts::Chart, Vec<Minut
         .collect();
     let (a, d) = buckets.iter().fold((0, 0), |(a, d), b| (a + b.1, d + b.2));
     let desc = format!(
-        "Decisions per minute (UTC) over the last {WINDOW_MIN} minutes: {a} allowed, {d} denied in total{}; busiest minutes in the table below.",
-        if capped {
-            " (the newest decisions only: more were made)"
-        } else {
-            ""
-        }
+        "Decisions per minute (UTC) over the last {WINDOW_MIN} minutes: {a} allowed, {d} denied in total; busiest minutes in the table below.",
     );
     let c = charts::bars(
         "decisions-per-minute",
@@ -161,40 +153,36 @@ fn chart(buckets: &[(i64, u64, u64)], capped: bool) -> (charts::Chart, Vec<Minut
     (c, rows)
 }
 
-/// The window's decisions with the page's user/action/resource filters (not its decision or
-/// time filters: the chart shows both outcomes over the last hour).
+/// The window's decisions per minute with the page's user/action/resource filters (not its
+/// decision or time filters: the chart shows both outcomes over the last hour).
 async fn window(
     api: &ApiClient,
     token: &str,
     filters: &[(&'static str, String)],
     now_s: i64,
-) -> Result<(Vec<AuditEntry>, bool), String> {
+) -> Result<Vec<AuditBucket>, String> {
     let since = OffsetDateTime::from_unix_timestamp((now_s / 60 - WINDOW_MIN + 1) * 60)
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_default();
-    let mut base: Vec<(&str, String)> = filters
+    let mut q: Vec<(&str, String)> = filters
         .iter()
         .filter(|(k, _)| matches!(*k, "subject" | "action" | "resource"))
         .cloned()
         .collect();
-    base.push(("since", since));
-    base.push(("limit", "1000".into()));
-    let mut all = Vec::new();
-    let mut cursor: Option<String> = None;
-    for _ in 0..CHART_PAGES {
-        let mut q = base.clone();
-        if let Some(c) = &cursor {
-            q.push(("cursor", c.clone()));
-        }
-        let page = api.audit(token, &q).await.map_err(|e| e.to_string())?;
-        all.extend(page.entries);
-        cursor = page.next_cursor;
-        if cursor.is_none() {
-            return Ok((all, false));
-        }
+    q.push(("since", since));
+    q.push(("bucket", "60".into()));
+    let summary = api
+        .audit_summary(token, &q)
+        .await
+        .map_err(|e| e.to_string())?;
+    if summary.bucket_seconds != 60 {
+        return Err(format!(
+            "the API counted per {} s, not per minute",
+            summary.bucket_seconds
+        ));
     }
-    Ok((all, true))
+    Ok(summary.buckets)
 }
 
 pub(super) async fn page(
@@ -279,8 +267,8 @@ pub(super) async fn page(
         .filter(|c| !c.is_empty())
         .map(|_| format!("/ops/audit?{}", query_string(&form_pairs)));
     let (chart, minutes, error) = match win {
-        Ok((entries, capped)) => {
-            let (c, m) = chart(&per_minute(&entries, now_s), capped);
+        Ok(counted) => {
+            let (c, m) = chart(&per_minute(&counted, now_s));
             (Some(c), m, None)
         }
         Err(e) => (
@@ -305,17 +293,11 @@ pub(super) async fn page(
 mod tests {
     use super::*;
 
-    fn entry(at: &str, allow: bool) -> AuditEntry {
-        AuditEntry {
-            at: at.into(),
-            subject: "u".into(),
-            issuer: None,
-            action: "read".into(),
-            resource_id: None,
-            allow,
-            reason: String::new(),
-            latency_us: 10,
-            detail: None,
+    fn counted(start: &str, allowed: u64, denied: u64) -> AuditBucket {
+        AuditBucket {
+            start: start.into(),
+            allowed,
+            denied,
         }
     }
 
@@ -349,11 +331,10 @@ mod tests {
         let now = 1_795_507_230;
         let b = per_minute(
             &[
-                entry("2026-11-24T08:00:01Z", true),
-                entry("2026-11-24T08:00:59Z", false),
-                entry("2026-11-24T07:01:00Z", true),
-                entry("2026-11-24T06:59:59Z", true),
-                entry("not a time", true),
+                counted("2026-11-24T08:00:00Z", 1, 1),
+                counted("2026-11-24T07:01:00Z", 1, 0),
+                counted("2026-11-24T06:59:00Z", 1, 0),
+                counted("not a time", 1, 0),
             ],
             now,
         );
