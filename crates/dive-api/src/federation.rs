@@ -9,11 +9,12 @@
 //! `partial`.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use dive_core::CountryCode;
+use dive_watch::{Followed, Stamp};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -28,48 +29,39 @@ pub use dive_core::federation::{LinkStatus, Partner, PartnersFile};
 /// The partners listed, or why the file cannot be used.
 pub type PartnerList = Arc<Result<Vec<Partner>, String>>;
 
-/// The partners file, re-read when its modification time changes. A missing file means no
-/// partners; a malformed one is an error (reported with every federated search, which then asks
-/// no partner: never guess who to send a user's token to).
+/// The partners file, re-read when it changes (looked at on every use: one `stat`). A missing
+/// file means no partners; a malformed one is an error (reported with every federated search,
+/// which then asks no partner: never guess who to send a user's token to).
 pub struct Partners {
     file: PathBuf,
-    cached: Mutex<(Option<SystemTime>, PartnerList)>,
+    listed: Followed<Result<Vec<Partner>, String>>,
 }
 
 impl Partners {
     pub fn new(file: PathBuf) -> Partners {
-        Partners {
-            file,
-            cached: Mutex::new((None, Arc::new(Ok(Vec::new())))),
-        }
+        let stamp = Stamp::of_file(&file);
+        let listed = Followed::new(read_partners(&file), stamp, Duration::ZERO);
+        Partners { file, listed }
     }
 
     /// The partners listed now.
     pub fn current(&self) -> PartnerList {
-        let mtime = std::fs::metadata(&self.file)
-            .and_then(|m| m.modified())
-            .ok();
-        let mut cached = match self.cached.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if cached.0 != mtime || mtime.is_none() {
-            cached.1 = Arc::new(self.read());
-            cached.0 = mtime;
-        }
-        cached.1.clone()
+        self.listed.current(
+            || Stamp::of_file(&self.file),
+            |_| Some(read_partners(&self.file)),
+        )
     }
+}
 
-    fn read(&self) -> Result<Vec<Partner>, String> {
-        let text = match std::fs::read_to_string(&self.file) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(format!("{}: {e}", self.file.display())),
-        };
-        PartnersFile::from_json(&text)
-            .map(|f| f.partners)
-            .map_err(|e| format!("{}: {e}", self.file.display()))
-    }
+fn read_partners(file: &Path) -> Result<Vec<Partner>, String> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("{}: {e}", file.display())),
+    };
+    PartnersFile::from_json(&text)
+        .map(|f| f.partners)
+        .map_err(|e| format!("{}: {e}", file.display()))
 }
 
 pub use dive_http::{BreakerState, Permit};
@@ -143,6 +135,8 @@ pub fn merge(answers: &[Answer], sort: &str, limit: usize) -> (Vec<Value>, usize
 
 #[cfg(test)]
 mod tests {
+    use std::time::SystemTime;
+
     use super::*;
 
     #[test]

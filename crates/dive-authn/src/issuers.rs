@@ -3,41 +3,33 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
+use dive_watch::{Followed, Stamp};
 use serde_json::Value;
 
 use crate::AuthnError;
 
-/// Least time between two looks at the file's modification time: how long a federation change
-/// may take to apply here (a look is one `stat`, cheap beside a request).
+/// Least time between two looks at the file: how long a federation change may take to apply
+/// here (a look is one `stat`, cheap beside a request).
 const RECHECK: Duration = Duration::from_millis(200);
 
 pub struct TrustedIssuers {
     path: PathBuf,
-    state: RwLock<State>,
+    issuers: Followed<IssuerMap>,
 }
 
 /// Trusted issuer URL → the instance it belongs to (when the file says).
 pub type IssuerMap = BTreeMap<String, Option<String>>;
 
-struct State {
-    issuers: Arc<IssuerMap>,
-    modified: Option<SystemTime>,
-    checked: Instant,
-}
-
 impl TrustedIssuers {
     pub fn open(path: &Path) -> Result<TrustedIssuers, AuthnError> {
-        let (issuers, modified) = read(path)?;
+        let stamp = Stamp::of_file(path);
+        let issuers = read(path)?;
         Ok(TrustedIssuers {
             path: path.to_path_buf(),
-            state: RwLock::new(State {
-                issuers: Arc::new(issuers),
-                modified,
-                checked: Instant::now(),
-            }),
+            issuers: Followed::new(issuers, stamp, RECHECK),
         })
     }
 
@@ -53,47 +45,29 @@ impl TrustedIssuers {
     /// The set now, re-reading the file if it changed. A file that became unreadable or
     /// malformed empties the set: fail closed until it is fixed.
     pub fn current(&self) -> Arc<IssuerMap> {
-        {
-            let s = self.state.read().unwrap_or_else(|p| p.into_inner());
-            if s.checked.elapsed() < RECHECK {
-                return s.issuers.clone();
-            }
-        }
-        let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
-        if s.checked.elapsed() < RECHECK {
-            return s.issuers.clone();
-        }
-        s.checked = Instant::now();
-        let modified = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
-        if modified.is_some() && modified == s.modified {
-            return s.issuers.clone();
-        }
-        match read(&self.path) {
-            Ok((issuers, modified)) => {
-                tracing::info!(file = %self.path.display(), issuers = issuers.len(), "trusted issuers reloaded");
-                s.issuers = Arc::new(issuers);
-                s.modified = modified;
-            }
-            Err(e) => {
-                tracing::error!("{e}; trusting no issuer until it is fixed");
-                s.issuers = Arc::new(IssuerMap::new());
-                s.modified = None;
-            }
-        }
-        s.issuers.clone()
+        self.issuers.current(
+            || Stamp::of_file(&self.path),
+            |_| {
+                Some(match read(&self.path) {
+                    Ok(issuers) => {
+                        tracing::info!(file = %self.path.display(), issuers = issuers.len(), "trusted issuers reloaded");
+                        issuers
+                    }
+                    Err(e) => {
+                        tracing::error!("{e}; trusting no issuer until it is fixed");
+                        IssuerMap::new()
+                    }
+                })
+            },
+        )
     }
 }
 
-fn read(path: &Path) -> Result<(IssuerMap, Option<SystemTime>), AuthnError> {
+fn read(path: &Path) -> Result<IssuerMap, AuthnError> {
     let err = |why: String| AuthnError::TrustedIssuersFile {
         path: path.display().to_string(),
         why,
     };
-    // The time before the contents: a file replaced in between is then seen as changed at the
-    // next look (the other order could pair old contents with the new time, never re-read).
-    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let doc: Value = serde_json::from_str(&text).map_err(|e| err(format!("not JSON: {e}")))?;
     let map = doc
@@ -110,5 +84,5 @@ fn read(path: &Path) -> Result<(IssuerMap, Option<SystemTime>), AuthnError> {
             .map(str::to_string);
         out.insert(issuer.clone(), instance);
     }
-    Ok((out, modified))
+    Ok(out)
 }

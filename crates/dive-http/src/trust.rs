@@ -4,8 +4,10 @@
 //! while the service runs is reachable without a restart.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dive_watch::{Followed, Stamp};
 
 use crate::HttpError;
 
@@ -54,30 +56,15 @@ pub fn partner_client(home: &Path) -> Result<reqwest::Client, HttpError> {
     client_trusting(trusted_certs(home)?)
 }
 
-/// What the CA files look like now: name, size and modification time of each.
-type Stamp = Vec<(PathBuf, u64, Option<SystemTime>)>;
-
+/// What the CA files look like now.
 fn stamp(home: &Path) -> Stamp {
     let mut files = vec![dive_pki::partners::installation_ca_path(home)];
     files.extend(dive_pki::partners::partner_ca_files(home).unwrap_or_default());
-    files
-        .into_iter()
-        .map(|f| {
-            let meta = std::fs::metadata(&f).ok();
-            let len = meta.as_ref().map_or(0, |m| m.len());
-            let modified = meta.and_then(|m| m.modified().ok());
-            (f, len, modified)
-        })
-        .collect()
+    Stamp::of(files)
 }
 
-struct Cached {
-    client: reqwest::Client,
-    stamp: Stamp,
-    checked: Instant,
-    /// Bumped on every rebuild.
-    generation: u64,
-}
+/// A client and its generation, bumped on every rebuild.
+type Generation = (reqwest::Client, u64);
 
 /// A client for a long-running service that follows the installation's partner CAs: cheap to
 /// clone; [`TrustedClient::get`] returns the current client, rebuilt when a CA file was added,
@@ -85,7 +72,7 @@ struct Cached {
 #[derive(Clone)]
 pub struct TrustedClient {
     home: Arc<PathBuf>,
-    cached: Arc<Mutex<Cached>>,
+    client: Arc<Followed<Generation>>,
 }
 
 impl std::fmt::Debug for TrustedClient {
@@ -103,12 +90,7 @@ impl TrustedClient {
         let client = partner_client(home)?;
         Ok(TrustedClient {
             home: Arc::new(home.to_path_buf()),
-            cached: Arc::new(Mutex::new(Cached {
-                client,
-                stamp,
-                checked: Instant::now(),
-                generation: 0,
-            })),
+            client: Arc::new(Followed::new((client, 0), stamp, RECHECK)),
         })
     }
 
@@ -123,26 +105,20 @@ impl TrustedClient {
     /// component that keeps the client (or a connection or cache made with it) rebuilds what
     /// it keeps when the generation changes.
     pub fn current(&self) -> (reqwest::Client, u64) {
-        let mut c = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-        if c.checked.elapsed() < RECHECK {
-            return (c.client.clone(), c.generation);
-        }
-        c.checked = Instant::now();
-        let now = stamp(&self.home);
-        if now != c.stamp {
-            match partner_client(&self.home) {
+        let now = self.client.current(
+            || stamp(&self.home),
+            |previous| match partner_client(&self.home) {
                 Ok(client) => {
                     tracing::info!(home = %self.home.display(), "CA files changed: HTTPS client rebuilt");
-                    c.client = client;
-                    c.stamp = now;
-                    c.generation += 1;
+                    Some((client, previous.1 + 1))
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "CA files changed but the HTTPS client could not be rebuilt")
+                    tracing::warn!(error = %e, "CA files changed but the HTTPS client could not be rebuilt");
+                    None
                 }
-            }
-        }
-        (c.client.clone(), c.generation)
+            },
+        );
+        (now.0.clone(), now.1)
     }
 }
 
