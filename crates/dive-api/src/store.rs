@@ -12,6 +12,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 use time::OffsetDateTime;
 
+use dive_db::{Conditions, Param};
+
 use crate::audit::{AuditEntry, AuditQuery};
 use crate::error::ApiError;
 
@@ -586,23 +588,23 @@ impl ResourceStore {
 
     /// Audit entries, newest first, filtered; at most `q.limit` (after the cursor, if any).
     pub async fn audit_page(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, ApiError> {
-        let mut filter = AuditFilter::of(q);
+        let mut filter = audit_conditions(q);
         if let Some((at, id)) = &q.before {
             let (a, b, c) = (
                 filter.param(Param::Int(*at)),
                 filter.param(Param::Int(*at)),
                 filter.param(Param::Text(id.clone())),
             );
-            filter.sql += &format!(" AND (at < {a} OR (at = {b} AND id < {c}))");
+            filter.and(&format!("at < {a} OR (at = {b} AND id < {c})"));
         }
         let limit = filter.param(Param::Int(q.limit as i64));
         let sql = format!(
             "SELECT id, at, subject, issuer, action, resource_id, allow, reason, latency_us, \
              policy_version, detail FROM api_audit WHERE 1 = 1{} ORDER BY at DESC, id DESC \
              LIMIT {limit}",
-            filter.sql
+            filter.sql()
         );
-        let rows = filter.fetch(sql, &self.pool).await?;
+        let rows = filter.fetch_all(sql, &self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(AuditEntry {
@@ -632,7 +634,7 @@ impl ResourceStore {
         bucket_ms: i64,
         max_buckets: usize,
     ) -> Result<Vec<(i64, u64, u64)>, ApiError> {
-        let mut filter = AuditFilter::of(q);
+        let mut filter = audit_conditions(q);
         let width = filter.param(Param::Int(bucket_ms.max(1)));
         let limit = filter.param(Param::Int(max_buckets as i64 + 1));
         // Integer division in both SQLite and PostgreSQL (bigint / bigint); SUM over a CASE
@@ -641,9 +643,9 @@ impl ResourceStore {
             "SELECT at / {width} AS bucket, SUM(CASE WHEN allow = 0 THEN 0 ELSE 1 END) AS allowed, \
              COUNT(*) AS total FROM api_audit WHERE 1 = 1{} GROUP BY at / {width} \
              ORDER BY bucket LIMIT {limit}",
-            filter.sql
+            filter.sql()
         );
-        let rows = filter.fetch(sql, &self.pool).await?;
+        let rows = filter.fetch_all(sql, &self.pool).await?;
         rows.iter()
             .map(|r| {
                 let bucket: i64 = r.try_get("bucket")?;
@@ -681,59 +683,17 @@ async fn bump_generation(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<i6
     .try_get("generation")?)
 }
 
-/// A bound SQL parameter.
-enum Param {
-    Text(String),
-    Int(i64),
-}
-
-/// The `AND …` conditions of an audit query (subject, resource, action, decision, time bounds)
-/// and their parameters, numbered `$1…` in order.
-struct AuditFilter {
-    sql: String,
-    params: Vec<Param>,
-}
-
-impl AuditFilter {
-    fn of(q: &AuditQuery) -> AuditFilter {
-        let mut f = AuditFilter {
-            sql: String::new(),
-            params: Vec::new(),
-        };
-        let conditions = [
-            ("subject =", q.subject.clone().map(Param::Text)),
-            ("resource_id =", q.resource_id.clone().map(Param::Text)),
-            ("action =", q.action.clone().map(Param::Text)),
-            ("allow =", q.allow.map(|a| Param::Int(i64::from(a)))),
-            ("at >=", q.since_ms.map(Param::Int)),
-            ("at <", q.until_ms.map(Param::Int)),
-        ];
-        for (test, value) in conditions {
-            if let Some(v) = value {
-                let n = f.param(v);
-                f.sql += &format!(" AND {test} {n}");
-            }
-        }
-        f
-    }
-
-    /// Add a parameter; returns its placeholder.
-    fn param(&mut self, p: Param) -> String {
-        self.params.push(p);
-        format!("${}", self.params.len())
-    }
-
-    /// Run `sql` (which embeds this filter) with the filter's parameters bound.
-    async fn fetch(self, sql: String, pool: &AnyPool) -> Result<Vec<AnyRow>, sqlx::Error> {
-        let mut query: AnyQuery<'_> = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for p in self.params {
-            query = match p {
-                Param::Text(t) => query.bind(t),
-                Param::Int(i) => query.bind(i),
-            };
-        }
-        query.fetch_all(pool).await
-    }
+/// The conditions of an audit query: subject, resource, action, decision, time bounds (not its
+/// cursor or limit).
+fn audit_conditions(q: &AuditQuery) -> Conditions {
+    let mut c = Conditions::new();
+    c.when("subject =", q.subject.clone().map(Param::Text));
+    c.when("resource_id =", q.resource_id.clone().map(Param::Text));
+    c.when("action =", q.action.clone().map(Param::Text));
+    c.when("allow =", q.allow.map(|a| Param::Int(i64::from(a))));
+    c.when("at >=", q.since_ms.map(Param::Int));
+    c.when("at <", q.until_ms.map(Param::Int));
+    c
 }
 
 #[cfg(test)]

@@ -607,7 +607,13 @@ fn operations_pages_are_for_administrators_and_show_the_instance() {
     let pw = |u: &str| passwords[u].as_str().unwrap().to_string();
     let admin_totp = totp["admin-usa"]["secret"].as_str().unwrap().to_string();
     let http = dive_http::https_client_trusting(&env.home.join("pki/ca/cert.pem")).unwrap();
-    let pages = ["/ops", "/ops/federation", "/ops/deployments", "/ops/audit"];
+    let pages = [
+        "/ops",
+        "/ops/federation",
+        "/ops/deployments",
+        "/ops/audit",
+        "/ops/keys",
+    ];
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -813,6 +819,27 @@ fn operations_pages_are_for_administrators_and_show_the_instance() {
         let future = admin.get("/ops/audit?since=2100-01-01T00%3A00").await;
         assert_clean(&future, "future");
         assert!(future.body.contains("none match"), "{}", future.body);
+        // Key releases, read from the KAS: the deployment's verification decrypted documents.
+        let keys = admin.get("/ops/keys").await;
+        assert_clean(&keys, "key releases");
+        assert!(
+            keys.body.contains("class=\"ok\">released<")
+                && keys.body.contains("key-releases-per-minute-title"),
+            "{}",
+            keys.body
+        );
+        let refused = admin
+            .get("/ops/keys?decision=fail&since=2100-01-01T00%3A00")
+            .await;
+        assert_clean(&refused, "key releases, future");
+        assert!(refused.body.contains("none match"), "{}", refused.body);
+        let bad = admin.get("/ops/keys?decision=deny").await;
+        assert_eq!(bad.status, 400, "{}", bad.body);
+        assert!(
+            bad.body.contains("decision: expected permit"),
+            "{}",
+            bad.body
+        );
         // More than a page of decisions (each home page is a search), then page 2.
         for _ in 0..45 {
             assert_eq!(admin.get("/").await.status, 200);

@@ -7,6 +7,10 @@
 //! several services can share one PostgreSQL database; and a PostgreSQL URL is never echoed in
 //! errors (it may carry a password).
 
+pub mod conditions;
+
+pub use conditions::{Conditions, Param};
+
 use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;

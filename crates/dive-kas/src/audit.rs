@@ -5,7 +5,7 @@
 //! transaction (group commit), so throughput does not pay one commit per request. If the log
 //! cannot be written the KAS answers 503 and releases nothing (fail closed).
 
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
 const SCHEMA: dive_db::Schema = dive_db::Schema {
@@ -102,39 +102,11 @@ impl AuditLog {
 
     /// The most recent rows, newest first (operators, tests).
     pub async fn recent(&self, limit: i64) -> Result<Vec<AuditRow>, AuditError> {
-        let rows = sqlx::query(
-            "SELECT request_id, seq, at_ms, transport, peer, subject, issuer, jti, client_id, \
-             srt_key, policy_id, policy_uuid, kao_id, kid, algorithm, decision, reason, latency_us \
-             FROM kas_audit ORDER BY at_ms DESC, request_id, seq LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditRow {
-                    request_id: r.try_get(0)?,
-                    seq: r.try_get(1)?,
-                    at_ms: r.try_get(2)?,
-                    transport: r.try_get(3)?,
-                    peer: r.try_get(4)?,
-                    subject: r.try_get(5)?,
-                    issuer: r.try_get(6)?,
-                    jti: r.try_get(7)?,
-                    client_id: r.try_get(8)?,
-                    srt_key: r.try_get(9)?,
-                    policy_id: r.try_get(10)?,
-                    policy_uuid: r.try_get(11)?,
-                    kao_id: r.try_get(12)?,
-                    kid: r.try_get(13)?,
-                    algorithm: r.try_get(14)?,
-                    decision: r.try_get(15)?,
-                    reason: r.try_get(16)?,
-                    latency_us: r.try_get(17)?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()
-            .map_err(AuditError::from)
+        self.query(&crate::audit_query::AuditQuery {
+            limit,
+            ..Default::default()
+        })
+        .await
     }
 
     pub fn pool(&self) -> &AnyPool {

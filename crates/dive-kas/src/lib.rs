@@ -11,10 +11,13 @@
 //! - [`keys`]: the instance's RSA-2048 and EC P-256 key pairs, with rotation.
 //! - [`wire`], [`proto`], [`srt`]: the protocol (JSON, protobuf, signed request token).
 //! - [`rewrap`]: unwrap, binding, decision, rewrap.
-//! - [`audit`]: the audit log (SQLite or PostgreSQL, group commit).
+//! - [`audit`]: the audit log (SQLite or PostgreSQL, group commit); [`audit_query`] reads it,
+//!   [`audit_api`] serves it to administrators (`GET /kas/audit`, `/kas/audit/summary`).
 //! - [`client`]: [`RemoteKas`], the rewrap client (a [`dive_ztdf::KeyUnwrapper`]).
 
 pub mod audit;
+pub mod audit_api;
+pub mod audit_query;
 pub mod client;
 pub mod keys;
 pub mod loadtest;

@@ -271,6 +271,12 @@ pub async fn start(cfg: KasConfig, on_signals: bool) -> Result<Running, KasError
         "Rewrap requests by outcome (ok, bad_request, unauthenticated, unavailable)",
         requests.clone(),
     );
+    let audit_api = crate::audit_api::AuditApi {
+        authn: authn.clone(),
+        pdp: engine.pdp.clone(),
+        log: audit.clone(),
+        instance: cfg.instance,
+    };
     let state = Arc::new(AppState {
         engine: engine.clone(),
         authn,
@@ -280,7 +286,11 @@ pub async fn start(cfg: KasConfig, on_signals: bool) -> Result<Running, KasError
         requests,
     });
     let readiness = dive_http::Readiness::default();
-    let app = dive_http::with_operations(router(state), readiness.clone(), metrics);
+    let app = dive_http::with_operations(
+        router(state).merge(crate::audit_api::routes(audit_api)),
+        readiness.clone(),
+        metrics,
+    );
     readiness.set(true);
 
     let reload = {

@@ -521,3 +521,114 @@ async fn program_coi_documents_decrypt_for_members_whatever_the_tag_case() {
     assert!(refused.reason.contains("Alpha"), "{}", refused.reason);
     e.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrators_read_the_audit_log_over_https_and_nobody_else_does() {
+    let e = env().await;
+    dive_idp::users::create(
+        &e.idp.db,
+        &dive_idp::users::NewUser {
+            username: "ada".into(),
+            password: common::PASSWORD.into(),
+            unique_id: None,
+            clearance: "SECRET".into(),
+            country: dive_core::CountryCode::new("USA").unwrap(),
+            coi: vec![],
+            organization_type: dive_core::OrganizationType::Mil,
+            roles: vec!["user".into(), "dive-admin".into()],
+        },
+    )
+    .await
+    .unwrap();
+    let ada = e.login("ada").await;
+    let alice = e.login("alice").await;
+    let carol = e.login("carol").await;
+    let file = e
+        .encrypt(KeyAlgorithm::EcP256, "SECRET//FVEY//REL TO USA", PLAINTEXT)
+        .await;
+    let kas = RemoteKas::new(e.http.clone(), &e.kas.url, &alice);
+    assert_eq!(decrypt(&kas, &file).await.unwrap(), PLAINTEXT);
+    let kas = RemoteKas::new(e.http.clone(), &e.kas.url, &carol);
+    assert!(decrypt(&kas, &file).await.is_err(), "carol is CONFIDENTIAL");
+
+    let base = e.kas.url.trim_end_matches("/kas").to_string();
+    let get = |path: String, token: Option<String>| {
+        let http = e.http.clone();
+        let url = format!("{base}{path}");
+        async move {
+            let mut rb = http.get(url);
+            if let Some(t) = token {
+                rb = rb.bearer_auth(t);
+            }
+            let r = rb.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, v) = get("/kas/audit".into(), Some(ada.clone())).await;
+    assert_eq!(status, 200, "{v}");
+    let entries = v["entries"].as_array().unwrap();
+    let who = |e: &Value| e["subject"].as_str().unwrap_or("").to_string();
+    let permit = entries
+        .iter()
+        .find(|x| x["decision"] == "permit")
+        .expect("alice's release is listed");
+    assert!(who(permit).contains("alice"), "{permit}");
+    assert!(permit["object"].is_string() && permit["at"].is_string());
+    let fail = entries
+        .iter()
+        .find(|x| x["decision"] == "fail")
+        .expect("carol's refusal is listed");
+    assert!(who(fail).contains("carol"), "{fail}");
+    assert!(
+        fail["reason"].as_str().unwrap().contains("clearance"),
+        "the real reason: {fail}"
+    );
+
+    // Filters, paging and the per-bucket count agree with the log.
+    let carol_id = who(fail);
+    let (_, only) = get(
+        format!("/kas/audit?subject={carol_id}&limit=1000"),
+        Some(ada.clone()),
+    )
+    .await;
+    let only = only["entries"].as_array().unwrap();
+    assert!(!only.is_empty() && only.iter().all(|x| who(x) == carol_id));
+    let (_, first) = get("/kas/audit?limit=1".into(), Some(ada.clone())).await;
+    let cursor = first["nextCursor"].as_str().expect("more than one row");
+    let (_, second) = get(
+        format!("/kas/audit?limit=1&cursor={cursor}"),
+        Some(ada.clone()),
+    )
+    .await;
+    assert_ne!(first["entries"][0], second["entries"][0]);
+    let (status, s) = get("/kas/audit/summary?bucket=3600".into(), Some(ada.clone())).await;
+    assert_eq!(status, 200, "{s}");
+    let total: u64 = s["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            b["permit"].as_u64().unwrap()
+                + b["fail"].as_u64().unwrap()
+                + b["rejected"].as_u64().unwrap()
+        })
+        .sum();
+    assert_eq!(total as usize, entries.len());
+
+    // Not an administrator, no token, a bad parameter.
+    let (status, v) = get("/kas/audit".into(), Some(alice.clone())).await;
+    assert_eq!(status, 403);
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("Admin role required"),
+        "{v}"
+    );
+    let (status, _) = get("/kas/audit/summary".into(), None).await;
+    assert_eq!(status, 401);
+    let (status, v) = get("/kas/audit?decision=maybe".into(), Some(ada)).await;
+    assert_eq!(status, 400);
+    assert_eq!(v["param"], "decision");
+}

@@ -85,6 +85,52 @@ pub struct AuditBucket {
     pub denied: u64,
 }
 
+/// One row of the KAS's audit (`GET <kas>/audit`): one key access object of a rewrap.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRelease {
+    /// RFC 3339.
+    pub at: String,
+    #[serde(default)]
+    pub subject: Option<String>,
+    pub transport: String,
+    /// The ZTDF policy's uuid.
+    #[serde(default)]
+    pub object: Option<String>,
+    #[serde(default)]
+    pub kao_id: Option<String>,
+    #[serde(default)]
+    pub algorithm: Option<String>,
+    /// `permit`, `fail` or `rejected`.
+    pub decision: String,
+    pub reason: String,
+    pub latency_us: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyReleasePage {
+    pub entries: Vec<KeyRelease>,
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+}
+
+/// The KAS's rows per bucket (`GET <kas>/audit/summary`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyReleaseSummary {
+    pub bucket_seconds: i64,
+    pub buckets: Vec<KeyReleaseBucket>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct KeyReleaseBucket {
+    pub start: String,
+    pub permit: u64,
+    pub fail: u64,
+    pub rejected: u64,
+}
+
 /// A document as listed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -279,6 +325,34 @@ impl ApiClient {
         let rb = self
             .http
             .get(format!("{}/api/audit", self.base))
+            .bearer_auth(token)
+            .query(query);
+        self.json(rb).await
+    }
+
+    /// The KAS's audit rows, newest first (this client's base is the KAS URL, `…/kas`).
+    pub async fn kas_audit(
+        &self,
+        token: &str,
+        query: &[(&str, String)],
+    ) -> Result<KeyReleasePage, ApiError> {
+        let rb = self
+            .http
+            .get(format!("{}/audit", self.base))
+            .bearer_auth(token)
+            .query(query);
+        self.json(rb).await
+    }
+
+    /// The KAS's rows counted per bucket (this client's base is the KAS URL).
+    pub async fn kas_audit_summary(
+        &self,
+        token: &str,
+        query: &[(&str, String)],
+    ) -> Result<KeyReleaseSummary, ApiError> {
+        let rb = self
+            .http
+            .get(format!("{}/audit/summary", self.base))
             .bearer_auth(token)
             .query(query);
         self.json(rb).await

@@ -53,6 +53,8 @@ pub struct Settings {
     pub issuer: String,
     /// The resource API's base URL.
     pub api_url: String,
+    /// The KAS's URL as key access objects name it (`…/kas`); its audit is under `/audit`.
+    pub kas_url: String,
     /// The UI's own public base URL (redirect URIs are built from it).
     pub web_url: String,
     pub client_id: String,
@@ -82,6 +84,7 @@ impl Settings {
             instance: cfg.instance,
             issuer: instance.urls.issuer.trim_end_matches('/').to_string(),
             api_url: instance.urls.api.trim_end_matches('/').to_string(),
+            kas_url: instance.urls.kas.trim_end_matches('/').to_string(),
             web_url: instance.urls.web.trim_end_matches('/').to_string(),
             client_id: secret.client_id,
             client_secret: secret.client_secret,

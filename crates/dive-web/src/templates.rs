@@ -366,6 +366,40 @@ pub struct AuditRow {
     pub latency: String,
 }
 
+pub struct KeyFilters {
+    pub subject: String,
+    pub decision: String,
+    pub object: String,
+    pub since: String,
+    pub until: String,
+}
+
+pub struct KeyRow {
+    pub at: String,
+    pub subject: String,
+    pub object: String,
+    pub kao: String,
+    pub algorithm: String,
+    pub transport: String,
+    pub released: bool,
+    pub decision: String,
+    pub reason: String,
+    pub latency: String,
+}
+
+#[derive(Template)]
+#[template(path = "ops_keys.html")]
+pub struct OpsKeysPage {
+    pub nav: Nav,
+    pub form: KeyFilters,
+    pub error: Option<String>,
+    pub rows: Vec<KeyRow>,
+    pub next_href: Option<String>,
+    pub first_href: Option<String>,
+    pub chart: Option<crate::charts::Chart>,
+    pub minutes: Vec<MinuteRow>,
+}
+
 pub struct MinuteRow {
     pub minute: String,
     pub allowed: u64,

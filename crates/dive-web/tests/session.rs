@@ -108,6 +108,7 @@ async fn tokens_are_refreshed_server_side_one_refresh_at_a_time() {
         issuer: idp.issuer.clone(),
         // No resource service here: home shows its error, sessions are what is tested.
         api_url: "https://localhost:9".into(),
+        kas_url: "https://localhost:9/kas".into(),
         web_url: web_url.clone(),
         client_id: "dive-web".into(),
         client_secret: SECRET.into(),

@@ -39,7 +39,7 @@ pub(super) struct AuditQuery {
 }
 
 /// A `datetime-local` value (UTC) as RFC 3339, or what is wrong with it.
-fn rfc3339(field: &str, v: &str) -> Result<Option<String>, String> {
+pub(super) fn rfc3339(field: &str, v: &str) -> Result<Option<String>, String> {
     let v = v.trim();
     if v.is_empty() {
         return Ok(None);
@@ -96,7 +96,7 @@ fn row(e: &AuditEntry) -> AuditRow {
 
 /// Allowed and denied decisions per minute over the window ending now, oldest first, every
 /// minute of the window present (the API lists only minutes with decisions).
-fn per_minute(counted: &[AuditBucket], now_s: i64) -> Vec<(i64, u64, u64)> {
+pub(super) fn per_minute(counted: &[AuditBucket], now_s: i64) -> Vec<(i64, u64, u64)> {
     let first = now_s / 60 - WINDOW_MIN + 1;
     let mut buckets: Vec<(i64, u64, u64)> = (0..WINDOW_MIN).map(|i| (first + i, 0, 0)).collect();
     for c in counted {
@@ -117,15 +117,35 @@ fn hh_mm(minute: i64) -> String {
     format!("{:02}:{:02}", (t / 3600) % 24, (t / 60) % 60)
 }
 
+/// What a per-minute chart counts: its element id, title and the names of its two outcomes.
+pub(super) struct Counted {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub what: &'static str,
+    pub ok: &'static str,
+    pub bad: &'static str,
+}
+
+const DECISIONS: Counted = Counted {
+    id: "decisions-per-minute",
+    title: "Decisions per minute, allowed and denied (UTC)",
+    what: "Decisions",
+    ok: "allowed",
+    bad: "denied",
+};
+
 /// The chart and its numbers as rows (minutes with decisions only).
-fn chart(buckets: &[(i64, u64, u64)]) -> (charts::Chart, Vec<MinuteRow>) {
+pub(super) fn chart(
+    buckets: &[(i64, u64, u64)],
+    counted: &Counted,
+) -> (charts::Chart, Vec<MinuteRow>) {
     let columns: Vec<Column> = buckets
         .iter()
         .map(|&(m, a, d)| Column {
             label: hh_mm(m),
             segments: vec![
-                (a as f64, "bar-ok", "allowed"),
-                (d as f64, "bar-bad", "denied"),
+                (a as f64, "bar-ok", counted.ok),
+                (d as f64, "bar-bad", counted.bad),
             ],
         })
         .collect();
@@ -140,17 +160,19 @@ fn chart(buckets: &[(i64, u64, u64)]) -> (charts::Chart, Vec<MinuteRow>) {
         .collect();
     let (a, d) = buckets.iter().fold((0, 0), |(a, d), b| (a + b.1, d + b.2));
     let desc = format!(
-        "Decisions per minute (UTC) over the last {WINDOW_MIN} minutes: {a} allowed, {d} denied in total; busiest minutes in the table below.",
+        "{} per minute (UTC) over the last {WINDOW_MIN} minutes: {a} {}, {d} {} in total; busiest minutes in the table below.",
+        counted.what, counted.ok, counted.bad
     );
-    let c = charts::bars(
-        "decisions-per-minute",
-        "Decisions per minute, allowed and denied (UTC)".into(),
-        desc,
-        &columns,
-        "",
-        12,
-    );
+    let c = charts::bars(counted.id, counted.title.into(), desc, &columns, "", 12);
     (c, rows)
+}
+
+/// The start of the chart's window (RFC 3339).
+pub(super) fn window_start(now_s: i64) -> String {
+    OffsetDateTime::from_unix_timestamp((now_s / 60 - WINDOW_MIN + 1) * 60)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
 }
 
 /// The window's decisions per minute with the page's user/action/resource filters (not its
@@ -161,10 +183,7 @@ async fn window(
     filters: &[(&'static str, String)],
     now_s: i64,
 ) -> Result<Vec<AuditBucket>, String> {
-    let since = OffsetDateTime::from_unix_timestamp((now_s / 60 - WINDOW_MIN + 1) * 60)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default();
+    let since = window_start(now_s);
     let mut q: Vec<(&str, String)> = filters
         .iter()
         .filter(|(k, _)| matches!(*k, "subject" | "action" | "resource"))
@@ -268,7 +287,7 @@ pub(super) async fn page(
         .map(|_| format!("/ops/audit?{}", query_string(&form_pairs)));
     let (chart, minutes, error) = match win {
         Ok(counted) => {
-            let (c, m) = chart(&per_minute(&counted, now_s));
+            let (c, m) = chart(&per_minute(&counted, now_s), &DECISIONS);
             (Some(c), m, None)
         }
         Err(e) => (

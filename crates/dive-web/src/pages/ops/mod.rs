@@ -1,11 +1,13 @@
 //! Operations pages, for the instance's administrators only: the stack's services (from its
 //! supervisor), federation links with a verify action, deployment history (from the
-//! orchestration state store and the deployments' reports) and the API's decision audit log.
+//! orchestration state store and the deployments' reports), the API's decision audit log and
+//! the KAS's key releases.
 //! Who is an administrator is decided here, on the server, from the session's validated ID token.
 
 mod audit;
 mod deployments;
 mod federation;
+mod keys;
 mod status;
 
 use axum::Router;
@@ -24,6 +26,7 @@ pub(super) fn routes() -> Router<Shared> {
         .route("/ops/federation/verify", post(federation::verify))
         .route("/ops/deployments", get(deployments::page))
         .route("/ops/audit", get(audit::page))
+        .route("/ops/keys", get(keys::page))
 }
 
 /// Whether the holder of these ID-token claims administers this instance: the policy's admin
