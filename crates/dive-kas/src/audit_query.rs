@@ -101,6 +101,15 @@ impl AuditLog {
             .map_err(AuditError::from)
     }
 
+    /// Delete rows older than `before_ms`; returns how many.
+    pub async fn prune(&self, before_ms: i64) -> Result<u64, AuditError> {
+        Ok(sqlx::query("DELETE FROM kas_audit WHERE at_ms < $1")
+            .bind(before_ms)
+            .execute(self.pool())
+            .await?
+            .rows_affected())
+    }
+
     /// Rows matching `q` (its cursor and limit aside) counted per bucket of `bucket_ms`, oldest
     /// first, only buckets holding rows; at most `max_buckets` + 1, so a caller can tell that
     /// the range holds more.

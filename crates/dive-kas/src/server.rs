@@ -85,7 +85,15 @@ pub struct KasConfig {
     pub database: Option<String>,
     /// Clock skew tolerated on access tokens and signed request tokens, seconds.
     pub leeway_secs: i64,
+    /// Audit rows older than this many days are deleted, hourly (0 keeps everything).
+    pub audit_retention_days: u32,
 }
+
+/// Key releases are kept a year by default: long enough for an investigation of who obtained
+/// which document's key, bounded so the log does not grow for ever.
+pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 365;
+/// How often old audit rows are pruned.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 impl KasConfig {
     pub fn new(instance: CountryCode, home: PathBuf) -> KasConfig {
@@ -96,6 +104,7 @@ impl KasConfig {
             policy_data: None,
             database: None,
             leeway_secs: 30,
+            audit_retention_days: DEFAULT_AUDIT_RETENTION_DAYS,
         }
     }
 
@@ -295,10 +304,17 @@ pub async fn start(cfg: KasConfig, on_signals: bool) -> Result<Running, KasError
 
     let reload = {
         let engine = engine.clone();
+        let audit = audit.clone();
+        let retention_days = cfg.audit_retention_days;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(RELOAD_INTERVAL);
+            let mut last_prune: Option<Instant> = None;
             loop {
                 tick.tick().await;
+                if retention_days > 0 && last_prune.is_none_or(|t| t.elapsed() > PRUNE_INTERVAL) {
+                    last_prune = Some(Instant::now());
+                    prune(&audit, retention_days).await;
+                }
                 match engine.keys.reload_if_changed() {
                     Ok(true) => tracing::info!("KAS keys reloaded"),
                     Ok(false) => {}
@@ -337,6 +353,16 @@ pub async fn start(cfg: KasConfig, on_signals: bool) -> Result<Running, KasError
         task,
         reload,
     })
+}
+
+/// Delete audit rows older than `days`.
+async fn prune(audit: &AuditLog, days: u32) {
+    let before = dive_jose::now() * 1000 - i64::from(days) * 86_400_000;
+    match audit.prune(before).await {
+        Ok(n) if n > 0 => tracing::info!(deleted = n, days, "old KAS audit rows pruned"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "pruning the KAS audit log failed"),
+    }
 }
 
 fn router(state: Shared) -> Router {

@@ -167,6 +167,9 @@ pub struct ServeKasArgs {
     /// Audit database: a postgres:// URL or a SQLite path (default $DIVE_HOME/instances/<code>/kas.db).
     #[arg(long, env = "DIVE_KAS_DATABASE", value_name = "URL")]
     pub database: Option<String>,
+    /// Audit rows older than this many days are deleted (0 keeps everything).
+    #[arg(long, default_value_t = dive_kas::server::DEFAULT_AUDIT_RETENTION_DAYS, value_name = "DAYS")]
+    pub audit_retention_days: u32,
 }
 
 fn serve_kas(ctx: &Context, a: ServeKasArgs) -> anyhow::Result<ExitCode> {
@@ -183,6 +186,7 @@ fn serve_kas(ctx: &Context, a: ServeKasArgs) -> anyhow::Result<ExitCode> {
     }
     cfg.policy_data = a.policy_data;
     cfg.database = a.database;
+    cfg.audit_retention_days = a.audit_retention_days;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let running = dive_kas::start(cfg, true).await?;
