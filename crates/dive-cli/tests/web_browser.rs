@@ -549,6 +549,11 @@ fn a_user_works_through_the_ui_in_chromium() {
         b.wait_url("the filter", |u| u.contains("decision=deny")).await;
         let denied = b.body_text().await;
         assert!(denied.contains("denied") && denied.contains("Insufficient clearance"), "{denied}");
+        // Key releases, from the KAS: the documents opened above.
+        b.click("nav.ops a[href='/ops/keys']").await;
+        assert!(!b.find_all("svg.chart rect.bar-ok").await.is_empty(), "releases this hour");
+        assert!(b.body_text().await.contains("released"));
+        b.screenshot(&shots, "22-ops-keys").await;
         b.cmd(reqwest::Method::DELETE, "", None).await;
     });
 }
