@@ -12,6 +12,7 @@ pub mod pdp;
 pub mod server;
 pub mod sources;
 pub mod testing;
+pub mod timing;
 pub mod workload;
 
 pub use decision::{Decision, DecisionData, Details};

@@ -17,7 +17,8 @@ pub struct GoalsArgs {
     /// Seconds of load per HTTP measurement.
     #[arg(long, default_value_t = 8)]
     pub seconds: u64,
-    /// Only these areas (comma-separated); default all, in this order.
+    /// Only these areas (comma-separated); default all, in this order (pdp, deploy, api, kas,
+    /// web).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Area>,
     /// Print JSON instead of a Markdown table.
@@ -28,6 +29,8 @@ pub struct GoalsArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Area {
+    /// PDP: uncached latency against bare regorus, cache hits, two-thread and HTTP throughput.
+    Pdp,
     /// Hub deploy from nothing, no-op re-deploy, the hub's memory.
     Deploy,
     /// Resource GET with decision at 64 connections, search.
@@ -38,7 +41,7 @@ pub enum Area {
     Web,
 }
 
-const ALL: [Area; 4] = [Area::Deploy, Area::Api, Area::Kas, Area::Web];
+const ALL: [Area; 5] = [Area::Pdp, Area::Deploy, Area::Api, Area::Kas, Area::Web];
 
 /// One goal's outcome.
 #[derive(Debug, serde::Serialize)]
@@ -72,6 +75,7 @@ pub fn run(a: GoalsArgs) -> anyhow::Result<ExitCode> {
         }
         let before = load_average();
         let measured = match area {
+            Area::Pdp => pdp(&exe, a.seconds),
             Area::Deploy => deploy(&exe),
             Area::Api => api(&exe, a.seconds),
             Area::Kas => kas(&exe, a.seconds),
@@ -207,6 +211,68 @@ fn num(v: &Value, pointer: &str) -> anyhow::Result<f64> {
 }
 
 type Found = Vec<(String, String, bool, String)>;
+
+fn pdp(exe: &Path, seconds: u64) -> anyhow::Result<Found> {
+    use dive_policy::timing;
+    let us = |d: std::time::Duration| d.as_secs_f64() * 1e6;
+    // In this process, before any child runs: 20 × 200 decisions interleaved with the bare
+    // reference.
+    let t = timing::uncached(20)?;
+    let hit = timing::cache_hit(20_000)?;
+    let rate = timing::throughput_two_threads(std::time::Duration::from_secs(seconds.min(5)))?;
+    let secs = seconds.to_string();
+    let http = dive_json(
+        exe,
+        None,
+        &[
+            "bench",
+            "pdp",
+            "--connections",
+            "64",
+            "--duration",
+            &secs,
+            "--json",
+        ],
+    )?;
+    let http_rate = num(&http, "/per_second")?;
+    let http_p99 = num(&http, "/p99_ms")?;
+    let timing_cmd = "dive bench goals --only pdp";
+    Ok(vec![
+        (
+            "PDP uncached decision p50 ≤ 20 µs, p99 ≤ 50 µs".into(),
+            format!(
+                "p50 {:.1} µs, p99 {:.1} µs; bare regorus 3-rule p50 {:.1} µs, ratio {:.1}×",
+                us(t.p50),
+                us(t.p99),
+                us(t.bare_p50),
+                t.ratio()
+            ),
+            us(t.p50) <= 20.0 && us(t.p99) <= 50.0,
+            timing_cmd.into(),
+        ),
+        (
+            "PDP cache hit ≤ 1 µs".into(),
+            format!("p50 {:.2} µs", us(hit)),
+            us(hit) <= 1.0,
+            timing_cmd.into(),
+        ),
+        (
+            format!(
+                "PDP ≥ 100,000 decisions/s on 2 threads ({} % cache hits)",
+                100 - 100 / timing::MISS_EVERY
+            ),
+            format!("{rate:.0}/s"),
+            rate >= 100_000.0,
+            timing_cmd.into(),
+        ),
+        (
+            "PDP HTTP API ≥ 20,000 decisions/s at 64 connections, p99 < 5 ms".into(),
+            format!("{http_rate:.0}/s, p99 {http_p99:.2} ms"),
+            http_rate >= 20_000.0 && http_p99 < 5.0,
+            format!("dive bench pdp --connections 64 --duration {seconds}"),
+        ),
+    ])
+}
 
 fn deploy(exe: &Path) -> anyhow::Result<Found> {
     let command = "dive bench instance --full --runs 3 --noops 5";

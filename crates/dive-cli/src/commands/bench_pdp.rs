@@ -25,6 +25,9 @@ pub struct PdpBenchArgs {
     /// Number of distinct decision inputs cycled through (fewer: more cache hits).
     #[arg(long, default_value_t = workload::DISTINCT)]
     pub distinct: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn pdp(args: PdpBenchArgs) -> anyhow::Result<ExitCode> {
@@ -66,6 +69,31 @@ pub fn pdp(args: PdpBenchArgs) -> anyhow::Result<ExitCode> {
             let _ = tx.send(());
             let _ = task.await;
         }
+        let code = if report.errors == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
+        if args.json {
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "target": config.url,
+                    "connections": config.connections,
+                    "distinct_inputs": args.distinct,
+                    "requests": report.requests,
+                    "errors": report.errors,
+                    "seconds": report.elapsed.as_secs_f64(),
+                    "per_second": report.per_second(),
+                    "p50_ms": ms(report.p50),
+                    "p90_ms": ms(report.p90),
+                    "p99_ms": ms(report.p99),
+                    "max_ms": ms(report.max),
+                }))?
+            );
+            return anyhow::Ok(code);
+        }
         println!("target       {}", config.url);
         println!("connections  {}", config.connections);
         println!("inputs       {} distinct", args.distinct);
@@ -80,10 +108,6 @@ pub fn pdp(args: PdpBenchArgs) -> anyhow::Result<ExitCode> {
             "latency      p50 {:?}  p90 {:?}  p99 {:?}  max {:?}",
             report.p50, report.p90, report.p99, report.max
         );
-        anyhow::Ok(if report.errors == 0 {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        })
+        anyhow::Ok(code)
     })
 }
