@@ -34,8 +34,12 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let dir = args.get(1).cloned().unwrap_or_else(|| "policies".into());
     let loops = match (args.get(2).map(String::as_str), args.get(3)) {
-        (Some("--loop"), Some(n)) => n.parse::<usize>().ok(),
-        _ => None,
+        (None, _) => None,
+        (Some("--loop"), Some(n)) if n.parse::<usize>().is_ok() => n.parse::<usize>().ok(),
+        _ => {
+            eprintln!("usage: policy_timing [POLICY_DIR [--loop N]]");
+            std::process::exit(2);
+        }
     };
     let sources = Sources {
         policy_dir: Some(dir.into()),
@@ -164,7 +168,9 @@ fn context_switches() -> i64 {
     // SAFETY: getrusage only writes the rusage struct it is given.
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) } != 0 {
-        return -1;
+        // Without the count the split would claim every decision ran undisturbed.
+        eprintln!("getrusage: {}", std::io::Error::last_os_error());
+        std::process::exit(1);
     }
     u.ru_nvcsw + u.ru_nivcsw
 }
