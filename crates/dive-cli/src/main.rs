@@ -9,13 +9,6 @@ use clap::Parser;
 
 use crate::context::{Context, GlobalArgs};
 
-// mimalloc instead of glibc malloc for every service of the binary: an uncached PDP decision
-// allocates a few hundred times (regorus values, the normalised input), and mimalloc cut its
-// instruction count by 7 %, for ≈ 9 MB more resident memory per process unless
-// MIMALLOC_ARENA_EAGER_COMMIT=0 (docs/PERFORMANCE.md, "Policy decision point").
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "dive",

@@ -10,10 +10,6 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use dive_policy::{Input, Pdp, workload};
 
-// The allocator of the `dive` binary (crates/dive-cli/src/main.rs): measure what services get.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const BARE: &str = r#"package bare
 import rego.v1
 default allow := false

@@ -16,10 +16,6 @@ use std::time::{Duration, Instant};
 
 use dive_policy::{Entrypoint, Input, Normalizer, Pdp, Sources, workload};
 
-// The allocator of the `dive` binary (crates/dive-cli/src/main.rs): measure what services get.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const BARE: &str = r#"package bare
 import rego.v1
 default allow := false
