@@ -164,8 +164,12 @@ pub(crate) fn from_policy_value(value: &regorus::Value) -> Result<DecisionData, 
             ));
         }
     };
-    let field = |name: &str| obj.get(&R::from(name));
-    let allow = match field("allow") {
+    // The field names as engine strings, built once (a lookup by a fresh string allocates).
+    static KEYS: OnceLock<[R; 4]> = OnceLock::new();
+    let [k_allow, k_reason, k_obligations, k_details] =
+        KEYS.get_or_init(|| ["allow", "reason", "obligations", "evaluation_details"].map(R::from));
+    let field = |key: &R| obj.get(key);
+    let allow = match field(k_allow) {
         Some(R::Bool(b)) => *b,
         other => {
             return Err(format!(
@@ -174,7 +178,7 @@ pub(crate) fn from_policy_value(value: &regorus::Value) -> Result<DecisionData, 
             ));
         }
     };
-    let reason = match field("reason") {
+    let reason = match field(k_reason) {
         Some(R::String(s)) => s.to_string(),
         other => {
             return Err(format!(
@@ -183,7 +187,7 @@ pub(crate) fn from_policy_value(value: &regorus::Value) -> Result<DecisionData, 
             ));
         }
     };
-    let obligations = match field("obligations").map(to_json) {
+    let obligations = match field(k_obligations).map(to_json) {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(a)) => a,
         Some(other) => {
@@ -196,7 +200,7 @@ pub(crate) fn from_policy_value(value: &regorus::Value) -> Result<DecisionData, 
         allow,
         reason,
         obligations,
-        evaluation_details: field("evaluation_details")
+        evaluation_details: field(k_details)
             .cloned()
             .map_or_else(Details::default, Details::from_engine),
         policy_version: None,

@@ -680,7 +680,11 @@ fn object<const N: usize>(shape: &OnceLock<RValue>, fields: [(&RValue, RValue); 
     });
     let mut value = template.clone();
     if let Ok(o) = value.as_object_mut() {
-        for (k, v) in fields {
+        // The template's values are null already: an absent attribute costs no key search.
+        for (k, v) in fields
+            .into_iter()
+            .filter(|(_, v)| !matches!(v, RValue::Null))
+        {
             match o.get_mut(k) {
                 Some(slot) => *slot = v,
                 None => {
