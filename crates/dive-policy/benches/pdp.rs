@@ -4,44 +4,18 @@
 //! `cargo bench -p dive-policy` (figures recorded in docs/PERFORMANCE.md).
 
 use std::hint::black_box;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use dive_policy::{Input, Pdp, workload};
-
-const BARE: &str = r#"package bare
-import rego.v1
-default allow := false
-allow if {
-    input.subject.clearance == "SECRET DÉFENSE"
-    input.resource.classification == "SECRET"
-}
-reason := "ok" if allow
-"#;
+use dive_policy::{Input, Pdp, timing, workload};
 
 fn bare_policy() -> regorus::CompiledPolicy {
-    let modules = vec![regorus::PolicyModule {
-        id: "bare.rego".into(),
-        content: BARE.into(),
-    }];
-    regorus::compile_policy_with_entrypoint(
-        regorus::Value::new_object(),
-        &modules,
-        "data.bare.allow".into(),
-    )
-    .expect("bare policy compiles")
+    timing::bare_policy().expect("bare policy compiles")
 }
 
 /// Per-call latencies of `f`, sorted.
-fn sample(n: usize, mut f: impl FnMut()) -> Vec<Duration> {
-    let mut v: Vec<Duration> = (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
+fn sample(n: usize, f: impl FnMut()) -> Vec<Duration> {
+    let mut v = timing::sample(n, f);
     v.sort_unstable();
     v
 }
@@ -103,51 +77,13 @@ fn latency(c: &mut Criterion) {
     g.finish();
 }
 
-/// Decisions per second on 2 threads. The workload cycles through the realistic inputs; one in
-/// `MISS_EVERY` requests carries a fresh auth_time (a new login), so it misses the cache.
+/// Decisions per second on 2 threads with a realistic cache hit rate (`dive_policy::timing`).
 fn throughput(c: &mut Criterion) {
     let _ = c;
-    const MISS_EVERY: usize = 20;
-    let pdp = Arc::new(Pdp::embedded().expect("pdp"));
-    let inputs: Arc<Vec<Input>> = Arc::new(
-        (0..workload::DISTINCT)
-            .map(|i| Input::from_json(workload::input(i)))
-            .collect(),
-    );
-    for i in inputs.iter() {
-        pdp.decide(i);
-    }
-    let run = Duration::from_secs(3);
-    let started = Instant::now();
-    let handles: Vec<_> = (0..2)
-        .map(|t| {
-            let (pdp, inputs) = (pdp.clone(), inputs.clone());
-            std::thread::spawn(move || {
-                let mut n = 0usize;
-                while started.elapsed() < run {
-                    for _ in 0..64 {
-                        let k = n * 2 + t;
-                        if k.is_multiple_of(MISS_EVERY) {
-                            let mut v = workload::input(k % workload::DISTINCT);
-                            v["context"]["auth_time"] =
-                                serde_json::json!(k as i64 + 2_000_000_000 + t as i64);
-                            black_box(pdp.decide(&Input::from_json(v)));
-                        } else {
-                            black_box(pdp.decide(&inputs[k % inputs.len()]));
-                        }
-                        n += 1;
-                    }
-                }
-                n
-            })
-        })
-        .collect();
-    let total: usize = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
-    let secs = started.elapsed().as_secs_f64();
+    let rate = timing::throughput_two_threads(Duration::from_secs(3)).expect("pdp");
     println!(
-        "THROUGHPUT 2 threads, {:.0}% cache hits: {:.0} decisions/s ({total} in {secs:.2}s)",
-        100.0 * (1.0 - 1.0 / MISS_EVERY as f64),
-        total as f64 / secs
+        "THROUGHPUT 2 threads, {}% cache hits: {rate:.0} decisions/s",
+        100 - 100 / timing::MISS_EVERY
     );
 }
 

@@ -14,17 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use dive_policy::{Entrypoint, Input, Normalizer, Pdp, Sources, workload};
-
-const BARE: &str = r#"package bare
-import rego.v1
-default allow := false
-allow if {
-    input.subject.clearance == "SECRET DÉFENSE"
-    input.resource.classification == "SECRET"
-}
-reason := "ok" if allow
-"#;
+use dive_policy::{Entrypoint, Input, Normalizer, Pdp, Sources, timing, workload};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -77,15 +67,7 @@ fn main() {
     let input = Input::from_json(raw.clone());
     println!("{}", pdp.decide(&input).reason);
     let normalizer = Normalizer::builtin();
-    let bare = regorus::compile_policy_with_entrypoint(
-        regorus::Value::new_object(),
-        &[regorus::PolicyModule {
-            id: "bare.rego".into(),
-            content: BARE.into(),
-        }],
-        "data.bare.allow".into(),
-    )
-    .expect("bare policy compiles");
+    let bare = timing::bare_policy().expect("bare policy compiles");
     let bare_input = regorus::Value::from(raw.clone());
     let (mut ours, mut theirs, mut norm, mut interp) = (vec![], vec![], vec![], vec![]);
     // Interleaved rounds, so that every series sees the same machine load.
@@ -103,10 +85,7 @@ fn main() {
             drop(std::hint::black_box(interpreted.decide(&input)))
         }));
     }
-    let p = |v: &mut Vec<Duration>, q: f64| {
-        v.sort_unstable();
-        v[((v.len() as f64 * q) as usize).min(v.len() - 1)]
-    };
+    let p = |v: &mut Vec<Duration>, q: f64| timing::quantile(v, q);
     let (mut calm, switched): (Vec<Duration>, Vec<Duration>) = {
         let (a, b): (Vec<_>, Vec<_>) = ours.iter().copied().partition(|&(_, s)| !s);
         (
