@@ -215,10 +215,16 @@ fn a_changed_label_in_the_catalog_is_decided_anew() {
     // The same id, relabelled TOP SECRET (a new catalog generation holds a new allocation).
     let mut relabelled = (*before).clone();
     relabelled.label.classification = Clearance::TopSecret;
+    relabelled.label.original_classification = None;
+    relabelled.label.original_country = None;
     let after = Arc::new(relabelled);
     let d = access.decide_document(s, "read", &after);
-    assert!(!d.decision.allow);
-    assert!(d.decision.reason.starts_with("Insufficient clearance"));
+    assert!(!d.decision.allow, "{}", d.decision.reason);
+    assert!(
+        d.decision.reason.starts_with("Insufficient clearance"),
+        "{}",
+        d.decision.reason
+    );
     assert_eq!(d.decision, pdp_says(&pdp, s, "read", &after));
     // And an equal copy of the old metadata (another generation) is decided on its own too.
     let copy = Arc::new((*before).clone());
