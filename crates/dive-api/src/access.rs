@@ -242,8 +242,10 @@ struct DocumentMemo {
 }
 
 const MEMO_SHARDS: usize = 8;
-/// Memoised document decisions per shard; beyond it, expired ones go, then all.
-const MEMO_PER_SHARD: usize = 16_384;
+/// Memoised document decisions per shard; beyond it, expired ones go, then all. An entry holds a
+/// copy of the subject's attributes and shares the decision and its rendered body (1–2 KB), so
+/// the 32,768 in all stay within tens of MB.
+const MEMO_PER_SHARD: usize = 4_096;
 /// How long a decision is memoised when the policy settings give no TTL: no longer than the
 /// PDP's shortest default.
 pub const MEMO_DEFAULT_TTL: Duration = Duration::from_secs(15);
