@@ -31,17 +31,21 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use dive_core::{
-    CoiOperator, CoiRegistry, Equivalency, OrganizationType, ResourceAttributes, SecurityLabel,
-    SubjectAttributes, US_ONLY,
+    Clearance, CoiOperator, CoiRegistry, Equivalency, OrganizationType, ResourceAttributes,
+    SecurityLabel, SubjectAttributes, US_ONLY,
 };
 use dive_policy::{Decision, Input, Pdp, RequestContext};
 use serde_json::Value;
+use time::OffsetDateTime;
 
 use crate::catalog::{Catalog, Entry};
 use crate::error::ApiError;
+use crate::store::ResourceMeta;
 
 /// Facts of the policy data the service needs besides decisions.
 #[derive(Debug, Clone)]
@@ -49,6 +53,8 @@ pub struct PolicyFacts {
     pub version: String,
     /// `embargoSkewSeconds` in milliseconds.
     pub embargo_skew_ms: i64,
+    /// `cacheTtlSeconds` per classification rank, where the settings give one.
+    pub cache_ttl: [Option<Duration>; 5],
     /// `strictCoherence`.
     pub strict_coherence: bool,
     pub coi: CoiRegistry,
@@ -69,6 +75,14 @@ impl PolicyFacts {
             .and_then(|s| s.get("strictCoherence"))
             .and_then(Value::as_bool)
             .unwrap_or(false);
+        let mut cache_ttl = [None; 5];
+        for level in Clearance::ALL {
+            cache_ttl[usize::from(level.rank())] = settings
+                .and_then(|s| s.get("cacheTtlSeconds"))
+                .and_then(|t| t.get(level.as_str()))
+                .and_then(Value::as_u64)
+                .map(Duration::from_secs);
+        }
         let dir: Option<PathBuf> = pdp.sources().data_dir.clone();
         let file = |name: &str| -> Option<PathBuf> {
             dir.as_deref()
@@ -86,6 +100,7 @@ impl PolicyFacts {
         Ok(PolicyFacts {
             version: snapshot.version,
             embargo_skew_ms: skew.saturating_mul(1000),
+            cache_ttl,
             strict_coherence: strict,
             coi,
             equivalency,
@@ -183,6 +198,155 @@ pub struct Access {
     pdp: Arc<Pdp>,
     facts: RwLock<Arc<PolicyFacts>>,
     views: Mutex<HashMap<u64, Arc<View>>>,
+    documents: DocumentMemo,
+}
+
+/// The PDP's decision on one document for one subject and action, as [`Access::decide_document`]
+/// hands it out, with room for what a handler renders from it once (the same for every request
+/// it answers).
+#[derive(Debug)]
+pub struct DocumentDecision {
+    pub decision: Decision,
+    pub meta: Arc<ResourceMeta>,
+    rendered: OnceLock<Bytes>,
+}
+
+impl DocumentDecision {
+    /// `render(decision, meta)`, computed on first use and shared afterwards.
+    pub fn rendered(&self, render: impl FnOnce(&Decision, &ResourceMeta) -> Bytes) -> Bytes {
+        self.rendered
+            .get_or_init(|| render(&self.decision, &self.meta))
+            .clone()
+    }
+}
+
+struct Memo {
+    subject: SubjectAttributes,
+    action: Box<str>,
+    expires: Instant,
+    /// Its `meta` is the catalog's metadata the decision was made on: a hit needs the same
+    /// allocation (held here, so it cannot be reused for another document), hence the same id
+    /// and label.
+    shared: Arc<DocumentDecision>,
+}
+
+/// Per-document decisions of the GET and download path, so that a repeated request skips
+/// building the PDP input (the subject and label serialised to JSON and hashed) and the PDP
+/// cache's comparison of whole input documents. A hit is exactly the PDP's decision: same subject
+/// attributes, action and document metadata (compared, not hashed), made under the policy version
+/// in force, and — since the policy reads the clock only for the embargo — not past the moment
+/// the document's embargo lifts; it is never kept longer than the PDP would cache it
+/// (`cacheTtlSeconds` of its classification; without settings, [`MEMO_DEFAULT_TTL`]).
+struct DocumentMemo {
+    shards: Vec<Mutex<HashMap<u64, Memo>>>,
+}
+
+const MEMO_SHARDS: usize = 8;
+/// Memoised document decisions per shard; beyond it, expired ones go, then all. An entry holds a
+/// copy of the subject's attributes and shares the decision and its rendered body (1–2 KB), so
+/// the 32,768 in all stay within tens of MB.
+const MEMO_PER_SHARD: usize = 4_096;
+/// How long a decision is memoised when the policy settings give no TTL: no longer than the
+/// PDP's shortest default.
+pub const MEMO_DEFAULT_TTL: Duration = Duration::from_secs(15);
+
+fn memo_key(subject: &SubjectAttributes, action: &str, id: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    (&subject.unique_id, &subject.issuer, action, id).hash(&mut h);
+    h.finish()
+}
+
+/// How long the PDP's `decision` on `label` may be memoised from `now` (`None`: not at all). The
+/// TTL the settings give the decision's classification (as the PDP reads it from the evaluation
+/// details; unknown: the shortest), and never past `creationDate − skew` while that is ahead.
+pub fn memo_lifetime(
+    facts: &PolicyFacts,
+    decision: &Decision,
+    label: &SecurityLabel,
+    now: OffsetDateTime,
+) -> Option<Duration> {
+    // An evaluation failure carries no policy version: decided again next time.
+    decision.policy_version.as_ref()?;
+    let ttl_of = |rank: usize| facts.cache_ttl[rank].unwrap_or(MEMO_DEFAULT_TTL);
+    let rank = decision
+        .evaluation_details
+        .pointer("/resource/classification")
+        .and_then(Value::as_str)
+        .and_then(|c| c.parse::<Clearance>().ok())
+        .map(|c| usize::from(c.rank()));
+    let mut ttl = match rank {
+        Some(r) => ttl_of(r),
+        None => (0..5).map(ttl_of).min().unwrap_or(Duration::ZERO),
+    };
+    if let Some(created) = label.creation_date {
+        let lifts = created - time::Duration::milliseconds(facts.embargo_skew_ms);
+        if lifts > now {
+            ttl = ttl.min((lifts - now).try_into().unwrap_or(Duration::ZERO));
+        }
+    }
+    (!ttl.is_zero()).then_some(ttl)
+}
+
+impl DocumentMemo {
+    fn new() -> DocumentMemo {
+        DocumentMemo {
+            shards: (0..MEMO_SHARDS)
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
+        }
+    }
+
+    fn shard(&self, key: u64) -> &Mutex<HashMap<u64, Memo>> {
+        &self.shards[(key as usize) % MEMO_SHARDS]
+    }
+
+    fn get(
+        &self,
+        key: u64,
+        subject: &SubjectAttributes,
+        action: &str,
+        meta: &Arc<ResourceMeta>,
+        version: &str,
+        now: Instant,
+    ) -> Option<Arc<DocumentDecision>> {
+        let shard = self.shard(key).lock().ok()?;
+        let m = shard.get(&key)?;
+        (m.expires > now
+            && Arc::ptr_eq(&m.shared.meta, meta)
+            && *m.action == *action
+            && m.shared.decision.policy_version.as_deref() == Some(version)
+            && m.subject == *subject)
+            .then(|| m.shared.clone())
+    }
+
+    fn insert(&self, key: u64, memo: Memo) {
+        let Ok(mut shard) = self.shard(key).lock() else {
+            return;
+        };
+        if shard.len() >= MEMO_PER_SHARD {
+            let now = Instant::now();
+            shard.retain(|_, m| m.expires > now);
+            if shard.len() >= MEMO_PER_SHARD {
+                shard.clear();
+            }
+        }
+        shard.insert(key, memo);
+    }
+
+    fn clear(&self) {
+        for s in &self.shards {
+            if let Ok(mut s) = s.lock() {
+                s.clear();
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .filter_map(|s| s.lock().ok().map(|s| s.len()))
+            .sum()
+    }
 }
 
 /// Subjects whose views are kept; beyond this the memo starts over (views are cheap to rebuild).
@@ -201,6 +365,7 @@ impl Access {
             pdp,
             facts: RwLock::new(Arc::new(facts)),
             views: Mutex::new(HashMap::new()),
+            documents: DocumentMemo::new(),
         })
     }
 
@@ -239,6 +404,57 @@ impl Access {
     /// Decide one request with the PDP.
     pub fn decide(&self, input: &Input) -> Decision {
         self.pdp.decide(input)
+    }
+
+    /// The PDP's decision of `action` on the catalog document `meta` for `subject` (memoised:
+    /// see [`DocumentMemo`]).
+    pub fn decide_document(
+        &self,
+        subject: &SubjectAttributes,
+        action: &str,
+        meta: &Arc<ResourceMeta>,
+    ) -> Arc<DocumentDecision> {
+        let key = memo_key(subject, action, &meta.id);
+        let version = self.pdp.version();
+        // Taken before deciding: the embargo side and the lifetime are judged no later than the
+        // decision was made.
+        let (now, now_utc) = (Instant::now(), OffsetDateTime::now_utc());
+        if let Some(hit) = self
+            .documents
+            .get(key, subject, action, meta, &version, now)
+        {
+            return hit;
+        }
+        let decision = self
+            .pdp
+            .decide(&input(subject, action, &meta.id, &meta.label));
+        let shared = Arc::new(DocumentDecision {
+            decision,
+            meta: meta.clone(),
+            rendered: OnceLock::new(),
+        });
+        let facts = self.facts();
+        // Only a decision of the version that was in force before deciding: one of a policy
+        // that was reloaded meanwhile is answered, but not kept under the older version.
+        if shared.decision.policy_version.as_deref() == Some(version.as_str())
+            && let Some(ttl) = memo_lifetime(&facts, &shared.decision, &meta.label, now_utc)
+        {
+            self.documents.insert(
+                key,
+                Memo {
+                    subject: subject.clone(),
+                    action: action.into(),
+                    expires: now + ttl,
+                    shared: shared.clone(),
+                },
+            );
+        }
+        shared
+    }
+
+    /// Document decisions memoised now (tests, diagnostics).
+    pub fn memoised_documents(&self) -> usize {
+        self.documents.len()
     }
 
     /// The subject's view of `catalog` (memoised).
@@ -290,11 +506,13 @@ impl Access {
         }
     }
 
-    /// Forget every view (e.g. after a policy reload, to free memory early).
+    /// Forget every view and memoised decision (e.g. after a policy reload, to free memory
+    /// early).
     pub fn clear(&self) {
         if let Ok(mut v) = self.views.lock() {
             v.clear();
         }
+        self.documents.clear();
     }
 }
 

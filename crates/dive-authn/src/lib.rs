@@ -132,7 +132,7 @@ struct Inner {
     issuers: TrustedIssuers,
     /// Per issuer: its verifier and the generation of the HTTPS client it was built with.
     verifiers: tokio::sync::Mutex<HashMap<String, (u64, Arc<JwksVerifier>)>>,
-    revocation: Option<RevocationList>,
+    revocation: Option<Arc<RevocationList>>,
     /// SHA-256 of a token → its principal, so a token is verified once, not per request.
     verified: Mutex<HashMap<[u8; 32], Arc<Principal>>>,
 }
@@ -144,7 +144,7 @@ impl Authenticator {
         let revocation = config
             .revocation
             .clone()
-            .map(|s| RevocationList::new(s, config.http.get()));
+            .map(|s| Arc::new(RevocationList::new(s, config.http.get())));
         Ok(Authenticator {
             inner: Arc::new(Inner {
                 config,
@@ -163,16 +163,32 @@ impl Authenticator {
 
     /// Authenticate an `Authorization` header value (`Bearer …`).
     pub async fn authenticate_header(&self, header: Option<&str>) -> Result<Principal, AuthnError> {
+        self.authenticate_header_shared(header)
+            .await
+            .map(|p| (*p).clone())
+    }
+
+    /// As [`Self::authenticate_header`], sharing the cached principal instead of copying it (its
+    /// claims map and attributes): for services that authenticate on every request.
+    pub async fn authenticate_header_shared(
+        &self,
+        header: Option<&str>,
+    ) -> Result<Arc<Principal>, AuthnError> {
         let header = header.ok_or(AuthnError::Missing)?;
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or(AuthnError::Malformed("Authorization is not a Bearer token"))?;
-        self.authenticate(token.trim()).await
+        self.authenticate_shared(token.trim()).await
     }
 
     /// Verify a bearer token and build the caller's attributes.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, AuthnError> {
+        self.authenticate_shared(token).await.map(|p| (*p).clone())
+    }
+
+    /// As [`Self::authenticate`], sharing the cached principal.
+    pub async fn authenticate_shared(&self, token: &str) -> Result<Arc<Principal>, AuthnError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let cached = self.cached(&key);
         let principal = match cached {
@@ -197,7 +213,7 @@ impl Authenticator {
         {
             list.check(&principal).await?;
         }
-        Ok((*principal).clone())
+        Ok(principal)
     }
 
     fn cached(&self, key: &[u8; 32]) -> Option<Arc<Principal>> {

@@ -3,15 +3,20 @@
 //! last successful fetch is older than the staleness limit, tokens of that issuer are refused.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
 use crate::{AuthnError, Principal};
 
-/// How often the list is refreshed while requests arrive.
+/// How old the list may be when a token is checked against it (the IdP reachable).
 const REFRESH: Duration = Duration::from_secs(2);
+/// From this age on, a check starts a refresh in the background and goes on with the list it
+/// has: under steady traffic the list is renewed before it reaches [`REFRESH`], so no request
+/// waits for the IdP (a stall of every request in flight every two seconds otherwise).
+const PREFETCH: Duration = Duration::from_secs(1);
 /// How old the list may get (IdP unreachable) before tokens are refused.
 const MAX_STALENESS: Duration = Duration::from_secs(60);
 
@@ -50,6 +55,7 @@ pub(crate) struct RevocationList {
     http: reqwest::Client,
     state: Mutex<State>,
     refresh: tokio::sync::Mutex<()>,
+    prefetching: AtomicBool,
 }
 
 #[derive(Default)]
@@ -88,6 +94,7 @@ impl RevocationList {
             http,
             state: Mutex::new(State::default()),
             refresh: tokio::sync::Mutex::new(()),
+            prefetching: AtomicBool::new(false),
         }
     }
 
@@ -100,10 +107,23 @@ impl RevocationList {
         s.fetched.map(|t| t.elapsed())
     }
 
-    pub async fn check(&self, p: &Principal) -> Result<(), AuthnError> {
-        match self.age() {
-            Some(age) if age < REFRESH => {}
-            _ => {
+    pub async fn check(self: &Arc<Self>, p: &Principal) -> Result<(), AuthnError> {
+        match plan(self.age()) {
+            Plan::Fresh => {}
+            Plan::Prefetch => {
+                // One background fetch at a time; a failure leaves the list as it is, and the
+                // check at REFRESH age fetches (and reports) in line.
+                if !self.prefetching.swap(true, Ordering::AcqRel) {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = me.refresh().await {
+                            tracing::debug!("background revocation list refresh: {e}");
+                        }
+                        me.prefetching.store(false, Ordering::Release);
+                    });
+                }
+            }
+            Plan::Fetch => {
                 if let Err(e) = self.refresh().await {
                     // Keep serving on a recent list; refuse once it is too old to trust.
                     if self.age().is_none_or(|a| a >= MAX_STALENESS) {
@@ -129,7 +149,8 @@ impl RevocationList {
         let _one = self.refresh.lock().await;
         let since = {
             let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            if s.fetched.is_some_and(|t| t.elapsed() < REFRESH) {
+            // Fetched while this call waited for its turn (a prefetch, or another check).
+            if s.fetched.is_some_and(|t| t.elapsed() < PREFETCH) {
                 return Ok(());
             }
             // Overlap by a few seconds: rows revoked in the same second are not missed.
@@ -166,5 +187,44 @@ impl RevocationList {
         s.generated_at = now;
         s.fetched = Some(Instant::now());
         Ok(())
+    }
+}
+
+/// What a check does with a list of this age (`None`: never fetched).
+#[derive(Debug, PartialEq, Eq)]
+enum Plan {
+    /// Use it.
+    Fresh,
+    /// Use it, and renew it in the background.
+    Prefetch,
+    /// Renew it first (and fail closed if that fails and it has gone stale).
+    Fetch,
+}
+
+fn plan(age: Option<Duration>) -> Plan {
+    match age {
+        Some(a) if a < PREFETCH => Plan::Fresh,
+        Some(a) if a < REFRESH => Plan::Prefetch,
+        _ => Plan::Fetch,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_is_renewed_in_the_background_before_it_is_too_old_to_use() {
+        assert_eq!(plan(None), Plan::Fetch);
+        assert_eq!(plan(Some(Duration::ZERO)), Plan::Fresh);
+        assert_eq!(plan(Some(PREFETCH - Duration::from_millis(1))), Plan::Fresh);
+        assert_eq!(plan(Some(PREFETCH)), Plan::Prefetch);
+        assert_eq!(
+            plan(Some(REFRESH - Duration::from_millis(1))),
+            Plan::Prefetch
+        );
+        // Never used at REFRESH age or older without a fetch first.
+        assert_eq!(plan(Some(REFRESH)), Plan::Fetch);
+        assert_eq!(plan(Some(MAX_STALENESS)), Plan::Fetch);
     }
 }

@@ -192,7 +192,7 @@ pub(super) async fn federated_search(
     );
     record(
         &s,
-        Some(&who),
+        Some(&*who),
         Outcome {
             action: "federated-search",
             resource: None,

@@ -1,8 +1,10 @@
 //! Request handlers. Every access is authenticated, decided by the PDP and audited.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{Multipart, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -17,7 +19,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::{DecisionLabels, Failure, OPENAPI, Shared};
-use crate::access::input;
+use crate::access::{DocumentDecision, input};
 use crate::audit::{AuditEntry, AuditQuery};
 use crate::search::{SearchQuery, search};
 use crate::store::{NewResource, ResourceMeta, now_ms};
@@ -134,11 +136,11 @@ pub(super) async fn authenticate(
     action: &str,
     resource: Option<&str>,
     started: Instant,
-) -> Result<Principal, Failure> {
+) -> Result<Arc<Principal>, Failure> {
     let header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    match s.authn.authenticate_header(header).await {
+    match s.authn.authenticate_header_shared(header).await {
         Ok(p) => Ok(p),
         Err(e) => {
             let reason = format!("Not authenticated: {e}");
@@ -181,7 +183,7 @@ pub async fn list(
     let reason = format!("listed {listed} of {total} accessible matching documents");
     record(
         &s,
-        Some(&who),
+        Some(&*who),
         Outcome {
             action: "search",
             resource: None,
@@ -241,16 +243,17 @@ async fn decide_on(
     id: &str,
     action: &str,
     started: Instant,
-) -> Result<(std::sync::Arc<ResourceMeta>, Decision), Failure> {
+) -> Result<Arc<DocumentDecision>, Failure> {
     let meta = catalog_meta(s, who, id, action, started).await?;
-    let d = s
-        .access
-        .decide(&input(&who.attributes, action, id, &meta.label));
-    record_decision(s, who, action, Some(id), &d, started).await;
+    let dd = s.access.decide_document(&who.attributes, action, &meta);
+    let d = &dd.decision;
+    record_decision(s, who, action, Some(id), d, started).await;
     if !d.allow {
-        return Err(Failure::forbidden(&d, Some(id)));
+        // Rendered once per memoised decision (most GETs of a corpus are denies).
+        let body = dd.rendered(|d, meta| Failure::forbidden(d, Some(&meta.id)).json_body());
+        return Err(Failure::prerendered(StatusCode::FORBIDDEN, body));
     }
-    Ok((meta, d))
+    Ok(dd)
 }
 
 /// The catalog's metadata of `id`; an unknown id is audited and answered 404.
@@ -325,12 +328,30 @@ pub async fn get_resource(
 ) -> Result<Response, Failure> {
     let started = Instant::now();
     let who = authenticate(&s, &headers, "read", Some(&id), started).await?;
-    let (meta, d) = decide_on(&s, &who, &id, "read", started).await?;
-    Ok(Json(WithDecision {
-        item: item(&meta),
-        decision: decision_view(&d),
-    })
-    .into_response())
+    let dd = decide_on(&s, &who, &id, "read", started).await?;
+    // The body depends only on the document and the decision: rendered once per memoised
+    // decision, not per request.
+    let body = dd.rendered(|d, meta| {
+        serde_json::to_vec(&WithDecision {
+            item: item(meta),
+            decision: decision_view(d),
+        })
+        .map(Bytes::from)
+        .unwrap_or_default()
+    });
+    if body.is_empty() {
+        return Err(Failure::internal(&crate::error::ApiError::Config(
+            "the resource could not be rendered as JSON".into(),
+        )));
+    }
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response())
 }
 
 /// `GET /api/resources/{id}/download`: the ZTDF, only on allow.
@@ -341,7 +362,10 @@ pub async fn download(
 ) -> Result<Response, Failure> {
     let started = Instant::now();
     let who = authenticate(&s, &headers, "download", Some(&id), started).await?;
-    let (meta, _) = decide_on(&s, &who, &id, "download", started).await?;
+    let meta = decide_on(&s, &who, &id, "download", started)
+        .await?
+        .meta
+        .clone();
     let bytes = s
         .store
         .ztdf(&id)
@@ -482,7 +506,7 @@ pub async fn upload(
             .to_string();
         record(
             &s,
-            Some(&who),
+            Some(&*who),
             Outcome {
                 action: "upload",
                 resource: None,

@@ -1,5 +1,6 @@
 //! The JSON error shape of the API: `{"error": code, "message": text, …}` with the matching status.
 
+use axum::body::Bytes;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dive_authn::AuthnError;
@@ -17,6 +18,8 @@ pub struct Failure {
     pub body: Map<String, Value>,
     /// `WWW-Authenticate` value for 401s.
     pub challenge: Option<String>,
+    /// The body as JSON text, rendered earlier and shared (then `body` is empty).
+    pub rendered: Option<Bytes>,
 }
 
 impl Failure {
@@ -28,6 +31,28 @@ impl Failure {
             status,
             body,
             challenge: None,
+            rendered: None,
+        }
+    }
+
+    /// An answer whose JSON body was rendered before (with [`Failure::json_body`]).
+    pub fn prerendered(status: StatusCode, body: Bytes) -> Failure {
+        Failure {
+            status,
+            body: Map::new(),
+            challenge: None,
+            rendered: Some(body),
+        }
+    }
+
+    /// The body as JSON text.
+    pub fn json_body(&self) -> Bytes {
+        match &self.rendered {
+            Some(b) => b.clone(),
+            // A map of JSON values always serialises.
+            None => serde_json::to_vec(&self.body)
+                .map(Bytes::from)
+                .unwrap_or_default(),
         }
     }
 
@@ -161,7 +186,18 @@ impl From<UploadError> for Failure {
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        let mut r = (self.status, axum::Json(Value::Object(self.body))).into_response();
+        let mut r = match self.rendered {
+            Some(body) => (
+                self.status,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                body,
+            )
+                .into_response(),
+            None => (self.status, axum::Json(Value::Object(self.body))).into_response(),
+        };
         let h = r.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(c) = self.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {

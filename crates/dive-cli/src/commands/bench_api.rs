@@ -9,7 +9,9 @@
 //!   users cycled, allow and deny both counted as answered decisions;
 //! * search: `GET /api/resources?…` with a mix of filters, at 1 and at 8 connections;
 //! * with `--wrk`, the same GET load once more from `wrk` (a separate C process): the service's
-//!   own tail, without the in-process client's share of the two cores and its scheduling.
+//!   own tail, without the in-process client's share of the two cores and its scheduling;
+//! * for both GET loads, the handler's own time (the audit log's `latency_us`), so that the
+//!   client's latency can be told apart into the service's work and queueing for the cores.
 //!
 //! The service and the IdP run on their own Tokio runtime (2 worker threads), the load generator
 //! on another, in one process: the machine's cores are shared as they would be between processes.
@@ -28,7 +30,7 @@ use dive_idp::users::NewUser;
 use dive_orchestrator::process::cpu_seconds;
 use serde_json::{Value, json};
 
-use super::bench_load::{Load, MakeRequest, clients, load};
+use super::bench_load::{Load, MakeRequest, ServerTime, clients, load, server_time};
 use crate::context::Context;
 use crate::exit::bad_input;
 
@@ -238,6 +240,7 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
             .collect();
         let tokens = Arc::new(tokens);
         let cpu_before = cpu_seconds(std::process::id());
+        let get_from = dive_api::store::now_ms();
         let get = load(
             clients(&ca_pem, conns)?,
             Duration::from_secs(secs),
@@ -245,6 +248,7 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
             Arc::new(|s, _| s == 200 || s == 403),
         )
         .await;
+        let get_window = (get_from, dive_api::store::now_ms());
         // Service and in-process client together (compare the wrk run's service-only figure).
         let get_cpu_us = cpu_seconds(std::process::id())
             .zip(cpu_before)
@@ -280,15 +284,19 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
             Arc::new(|s, _| s == 200),
         )
         .await;
-        anyhow::Ok((get, get_cpu_us, search1, search8, visible, cold, tokens))
+        anyhow::Ok((
+            get, get_window, get_cpu_us, search1, search8, visible, cold, tokens,
+        ))
     })?;
-    let (get, get_cpu_us, search1, search8, visible, cold_subjects, tokens) = report;
+    let (get, get_window, get_cpu_us, search1, search8, visible, cold_subjects, tokens) = report;
+    let mut wrk_window = None;
     let wrk = if a.wrk {
         let paths: Vec<String> = (0..a.docs)
             .map(|i| format!("/api/resources/doc-{i:05}"))
             .collect();
         // The process only serves while wrk runs: its CPU time is the service's.
         let cpu_before = cpu_seconds(std::process::id());
+        let from = dive_api::store::now_ms();
         let r = super::bench_wrk::run_gets(
             &format!("https://localhost:{}", api.addr.port()),
             &paths,
@@ -297,6 +305,7 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
             a.connections,
             Duration::from_secs(a.duration),
         )?;
+        wrk_window = Some((from, dive_api::store::now_ms()));
         let cpu = cpu_seconds(std::process::id())
             .zip(cpu_before)
             .map(|(a, b)| a - b);
@@ -355,10 +364,41 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
         ))
     })?;
 
-    server_rt.block_on(async {
+    // The handler's own time per GET (token check to audit record: the audit log's
+    // `latency_us`), read once the service has stopped and flushed its log: beside the client's
+    // latency it tells the service's work from queueing for the cores.
+    let (get_handler, wrk_handler) = server_rt.block_on(async {
         api.stop().await;
         idp.stop().await;
-    });
+        let store = dive_api::ResourceStore::open(
+            dive_api::default_database(home.path(), usa)
+                .to_str()
+                .unwrap_or_default(),
+        )
+        .await?;
+        let mut times = Vec::new();
+        for window in [Some(get_window), wrk_window] {
+            let Some((since, until)) = window else {
+                times.push(None);
+                continue;
+            };
+            let entries = store
+                .audit_page(&dive_api::audit::AuditQuery {
+                    action: Some("read".into()),
+                    since_ms: Some(since),
+                    until_ms: Some(until),
+                    limit: 10_000_000,
+                    ..Default::default()
+                })
+                .await?;
+            times.push(server_time(
+                entries.iter().map(|e| e.latency_us as f64 / 1e3).collect(),
+            ));
+        }
+        store.close().await;
+        let wrk = times.pop().flatten();
+        anyhow::Ok((times.pop().flatten(), wrk))
+    })?;
 
     let out = json!({
         "documents": a.docs,
@@ -369,11 +409,13 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
         "visible_per_user": {"UNCLASSIFIED": visible[0], "SECRET": visible[1], "TOP SECRET": visible[2]},
         "cold_view": view_ms.iter().map(|(u, ms, calls)| json!({"user": u, "ms": ms, "pdp_calls": calls})).collect::<Vec<_>>(),
         "get_with_decision": get,
+        "get_handler_time": get_handler,
         "get_process_cpu_us_per_request": get_cpu_us,
         "search_1_connection": search1,
         "search_8_connections": search8,
         "connections": a.connections,
         "get_with_decision_wrk": wrk,
+        "get_handler_time_wrk": wrk_handler,
     });
     if a.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -404,6 +446,15 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
         &format!("GET with decision, {} connections", a.connections),
         &get,
     );
+    let handler = |t: &Option<ServerTime>| {
+        if let Some(t) = t {
+            println!(
+                "  handler time (audit latency_us, {} GETs): p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.1} ms",
+                t.answers, t.p50_ms, t.p90_ms, t.p99_ms, t.max_ms
+            );
+        }
+    };
+    handler(&get_handler);
     if let Some(us) = get_cpu_us {
         println!("  process CPU (service + in-process client): {us:.0} µs per request");
     }
@@ -424,6 +475,7 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
             w.socket_errors,
             w.service_cpu_us_per_request.unwrap_or(f64::NAN)
         );
+        handler(&wrk_handler);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -50,7 +50,8 @@ pub fn server_timing_ms(headers: &reqwest::header::HeaderMap) -> Option<f64> {
         .and_then(|d| d.parse().ok())
 }
 
-fn server_time(mut ms: Vec<f64>) -> Option<ServerTime> {
+/// Percentiles of server-side times in milliseconds (`None` when there are none).
+pub fn server_time(mut ms: Vec<f64>) -> Option<ServerTime> {
     if ms.is_empty() {
         return None;
     }
