@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use dive_db::Backend;
 use sqlx::any::AnyArguments;
 use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
@@ -84,9 +85,10 @@ impl AuditLog {
             sqlite: 2,
             postgres: 4,
         };
-        let pool = dive_db::open(location, SCHEMA, size).await?.pool;
+        let db = dive_db::open(location, SCHEMA, size).await?;
+        let pool = db.pool;
         let (tx, rx) = mpsc::channel(1024);
-        tokio::spawn(writer(pool.clone(), rx));
+        tokio::spawn(writer(pool.clone(), db.backend, rx));
         Ok(AuditLog { tx, pool })
     }
 
@@ -154,14 +156,21 @@ impl AuditLog {
 /// statement is that one statement in autocommit: a single statement is atomic and durable on
 /// its own in SQLite and PostgreSQL, so BEGIN and COMMIT would only add two round trips to the
 /// database thread or server. Larger drains run in one transaction.
-async fn writer(pool: AnyPool, mut rx: mpsc::Receiver<Batch>) {
+async fn writer(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Batch>) {
     let mut conn: Option<PoolConnection<Any>> = None;
-    let mut sql = InsertSql::default();
+    let mut sql = InsertSql {
+        backend,
+        by_rows: Vec::new(),
+    };
     let mut rows = Vec::new();
     let mut waiters = Vec::new();
     while let Some(first) = rx.recv().await {
         rows.extend(first.rows);
         waiters.push(first.done);
+        // Let the tasks that are ready to run first (requests about to record their rows, under
+        // load) join this commit: a commit costs about the same for one row as for ten (mostly
+        // the index pages written to the WAL), and the wait is one scheduler round.
+        tokio::task::yield_now().await;
         while rows.len() < ROWS_PER_COMMIT {
             match rx.try_recv() {
                 Ok(b) => {
@@ -188,15 +197,18 @@ async fn writer(pool: AnyPool, mut rx: mpsc::Receiver<Batch>) {
 }
 
 /// `INSERT … VALUES (…),(…)` texts by row count, built once.
-#[derive(Default)]
-struct InsertSql(Vec<Option<Arc<str>>>);
+struct InsertSql {
+    backend: Backend,
+    by_rows: Vec<Option<Arc<str>>>,
+}
 
 impl InsertSql {
     fn get(&mut self, rows: usize) -> Arc<str> {
-        if self.0.len() <= rows {
-            self.0.resize(rows + 1, None);
+        if self.by_rows.len() <= rows {
+            self.by_rows.resize(rows + 1, None);
         }
-        self.0[rows]
+        let backend = self.backend;
+        self.by_rows[rows]
             .get_or_insert_with(|| {
                 let mut sql = String::from(
                     "INSERT INTO kas_audit (request_id, seq, at_ms, transport, peer, subject, \
@@ -212,7 +224,14 @@ impl InsertSql {
                         if c > 0 {
                             sql.push(',');
                         }
-                        sql.push_str(&format!("${}", i * COLUMNS + c + 1));
+                        match backend {
+                            // Positional: SQLite binds them in order without looking a name
+                            // up per parameter, as it does for `$n`.
+                            Backend::Sqlite => sql.push('?'),
+                            Backend::Postgres => {
+                                sql.push_str(&format!("${}", i * COLUMNS + c + 1))
+                            }
+                        }
                     }
                     sql.push(')');
                 }
