@@ -271,7 +271,7 @@ impl Client<'_> {
                         continue 'connect;
                     }
                 };
-                let decrypt = on_connection == 0 || n % DECRYPT_EVERY == 0;
+                let decrypt = on_connection == 0 || n.is_multiple_of(DECRYPT_EVERY);
                 on_connection += 1;
                 n += 1;
                 let outcome = if !status.is_success() {
