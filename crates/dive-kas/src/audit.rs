@@ -151,8 +151,8 @@ impl AuditLog {
 
 /// The single writer: commit everything queued in one go, then answer every waiter.
 ///
-/// It keeps one pooled connection (no pool hand-over per commit) and the INSERT text per row
-/// count (the driver then reuses its prepared statement). A drain whose rows fit in one
+/// On SQLite it keeps one pooled connection (no pool hand-over per commit); it keeps the INSERT
+/// text per row count (the driver then reuses its prepared statement). A drain whose rows fit in one
 /// statement is that one statement in autocommit: a single statement is atomic and durable on
 /// its own in SQLite and PostgreSQL, so BEGIN and COMMIT would only add two round trips to the
 /// database thread or server. Larger drains run in one transaction.
@@ -193,6 +193,11 @@ async fn writer(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Batch>) 
         for done in waiters.drain(..) {
             let _ = done.send(result.clone());
         }
+        // A PostgreSQL connection can drop with the server: take one from the pool (which tests
+        // it) per commit, so a restart costs no failed commit. A SQLite connection cannot.
+        if backend == Backend::Postgres {
+            conn = None;
+        }
     }
 }
 
@@ -228,9 +233,7 @@ impl InsertSql {
                             // Positional: SQLite binds them in order without looking a name
                             // up per parameter, as it does for `$n`.
                             Backend::Sqlite => sql.push('?'),
-                            Backend::Postgres => {
-                                sql.push_str(&format!("${}", i * COLUMNS + c + 1))
-                            }
+                            Backend::Postgres => sql.push_str(&format!("${}", i * COLUMNS + c + 1)),
                         }
                     }
                     sql.push(')');
