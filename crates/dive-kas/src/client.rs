@@ -394,6 +394,23 @@ impl RemoteKas {
         Ok((url, parsed))
     }
 
+    /// Unwrap the shares of a JSON rewrap answer (`body`, REST or Connect JSON) to a request for
+    /// `kaos` this client signed ([`RemoteKas::signed_request`]), for callers that send the
+    /// request themselves (the load generator).
+    pub fn open_json_response(
+        &self,
+        kaos: &[KeyAccessObject],
+        body: &[u8],
+    ) -> Result<Rewrapped, ClientError> {
+        let url = self.rewrap_endpoint();
+        let response: wire::RewrapResponse =
+            serde_json::from_slice(body).map_err(|e| ClientError::Protocol {
+                url: url.clone(),
+                detail: e.to_string(),
+            })?;
+        self.open_response(&url, kaos, &response)
+    }
+
     fn open_response(
         &self,
         url: &str,

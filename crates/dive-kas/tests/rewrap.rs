@@ -632,3 +632,113 @@ async fn administrators_read_the_audit_log_over_https_and_nobody_else_does() {
     assert_eq!(status, 400);
     assert_eq!(v["param"], "decision");
 }
+
+async fn audit_rows(e: &Env) -> i64 {
+    use sqlx::Row;
+    sqlx::query("SELECT COUNT(*) FROM kas_audit")
+        .fetch_one(e.kas.audit.pool())
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewrap_whose_audit_row_cannot_be_committed_gets_503_and_no_key() {
+    let e = env().await;
+    let alice = e.login("alice").await;
+    let (policy_b64, kaos) = parts(
+        &e.encrypt(KeyAlgorithm::EcP256, "SECRET//FVEY//REL TO USA", PLAINTEXT)
+            .await,
+    );
+    // The database refuses every audit row from now on (as a full disk or a broken server would).
+    sqlx::raw_sql(
+        "CREATE TRIGGER refuse_audit BEFORE INSERT ON kas_audit \
+         BEGIN SELECT RAISE(ABORT, 'audit refused by the test'); END",
+    )
+    .execute(e.kas.audit.pool())
+    .await
+    .unwrap();
+    let (status, body) = raw_rewrap(&e, &alice, &policy_b64, &kaos).await;
+    assert_eq!(status, 503, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["code"], "unavailable");
+    assert!(!body.contains("kasWrappedKey"), "{body}");
+    // Concurrent requests, grouped into one commit or not, are all refused.
+    let answers = concurrent_rewraps(&e, &alice, &policy_b64, &kaos, 8).await;
+    assert!(answers.iter().all(|(s, _)| *s == 503), "{answers:?}");
+    assert_eq!(audit_rows(&e).await, 0);
+    // Once the database takes rows again, so does the KAS (the writer survived the failures).
+    sqlx::raw_sql("DROP TRIGGER refuse_audit")
+        .execute(e.kas.audit.pool())
+        .await
+        .unwrap();
+    let (status, body) = raw_rewrap(&e, &alice, &policy_b64, &kaos).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(audit_rows(&e).await, 1);
+    e.stop().await;
+}
+
+/// `n` concurrent raw rewraps (each signed by its own client).
+async fn concurrent_rewraps(
+    e: &Env,
+    token: &str,
+    policy_b64: &str,
+    kaos: &[dive_ztdf::KeyAccessObject],
+    n: usize,
+) -> Vec<(u16, String)> {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let srt = RemoteKas::new(e.http.clone(), &e.kas.url, "unused")
+            .signed_request(policy_b64, kaos)
+            .unwrap();
+        let request = e
+            .http
+            .post(format!("{}/v2/rewrap", e.kas.url))
+            .bearer_auth(token)
+            .json(&json!({"signedRequestToken": srt}));
+        set.spawn(async move {
+            let r = request.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        });
+    }
+    set.join_all().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_generator_decrypts_what_it_counts_and_every_rewrap_is_audited() {
+    let e = env().await;
+    let alice = e.login("alice").await;
+    let (policy_b64, kaos) = parts(
+        &e.encrypt(KeyAlgorithm::EcP256, "SECRET//FVEY//REL TO USA", PLAINTEXT)
+            .await,
+    );
+    let pki = dive_pki::Pki::open(e.home.path()).unwrap();
+    let cfg = dive_kas::loadtest::LoadConfig {
+        http: e.http.clone(),
+        tls: std::sync::Arc::new(pki.client_config().unwrap()),
+        kas_url: e.kas.url.clone(),
+        token: alice.clone(),
+        connections: 4,
+        duration: Duration::from_millis(1500),
+        client_key: ClientKeyKind::EcP256,
+        policy_b64: policy_b64.clone(),
+        kaos: kaos.clone(),
+    };
+    let report = dive_kas::loadtest::run(&cfg).await.unwrap();
+    assert_eq!(report.errors, 0, "{:?}", report.first_error);
+    assert!(report.requests > 0);
+    // The first answer of every connection at least was decrypted to the warm-up's share.
+    assert!(report.decrypted >= 4, "{report:?}");
+    // Every counted rewrap (and each client's warm-up) has its row: none was answered before its
+    // audit row was committed, and group commits lost none.
+    assert_eq!(audit_rows(&e).await, report.requests as i64 + 4);
+    // A user the PDP denies is an error on every request, never a success.
+    let carol = e.login("carol").await;
+    let denied = dive_kas::loadtest::run(&dive_kas::loadtest::LoadConfig {
+        token: carol,
+        ..cfg
+    })
+    .await;
+    assert!(denied.is_err());
+    e.stop().await;
+}

@@ -77,7 +77,11 @@ struct Figure {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
+    /// Answers decrypted and checked against the shares of the warm-up rewrap.
+    decrypted: u64,
     kas_cpu_cores: f64,
+    /// This process (the load generator; its IdP is idle during the run).
+    client_cpu_cores: f64,
     rewraps_per_kas_core_s: f64,
     note: String,
 }
@@ -101,7 +105,7 @@ pub fn kas(a: KasBenchArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let usa = CountryCode::new("USA").map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (idp, http, token, secret) = runtime.block_on(async {
+    let (idp, http, tls, token, secret) = runtime.block_on(async {
         let idp = dive_idp::start(dive_idp::IdpConfig::new(usa, home.clone()), false).await?;
         let mk = |id: &str| dive_idp::clients::NewClient {
             client_id: id.to_string(),
@@ -132,6 +136,7 @@ pub fn kas(a: KasBenchArgs) -> anyhow::Result<ExitCode> {
         .await?;
         let pki = dive_pki_open(&home)?;
         let http = dive_http::https_client(&pki)?;
+        let tls = std::sync::Arc::new(pki.client_config()?);
         let req = dive_idp::login_helper::LoginRequest {
             issuer: idp.issuer.clone(),
             client_id: "web".into(),
@@ -148,7 +153,7 @@ pub fn kas(a: KasBenchArgs) -> anyhow::Result<ExitCode> {
             .as_str()
             .context("no access token")?
             .to_string();
-        anyhow::Ok((idp, http, token, kas_secret))
+        anyhow::Ok((idp, http, tls, token, kas_secret))
     })?;
     // The KAS trusts the bench IdP and reads its revocation list, as deployed.
     let inst = home.join("instances/usa");
@@ -203,6 +208,7 @@ pub fn kas(a: KasBenchArgs) -> anyhow::Result<ExitCode> {
                 let reader = dive_ztdf::TdfReader::open(std::io::Cursor::new(file))?;
                 let cfg = LoadConfig {
                     http: http.clone(),
+                    tls: tls.clone(),
                     kas_url: kas_url.clone(),
                     token: token.clone(),
                     connections: a.connections,
@@ -211,10 +217,19 @@ pub fn kas(a: KasBenchArgs) -> anyhow::Result<ExitCode> {
                     policy_b64: reader.manifest().encryption_information.policy.clone(),
                     kaos: reader.key_access_objects().to_vec(),
                 };
-                let before = cpu_ticks(pid).unwrap_or(0);
+                let me = std::process::id();
+                let (before, client_before) =
+                    (cpu_ticks(pid).unwrap_or(0), cpu_ticks(me).unwrap_or(0));
                 let report = loadtest::run(&cfg).await?;
-                let after = cpu_ticks(pid).unwrap_or(0);
-                figures.push(figure(alg, kind, &report, after - before, openssl));
+                let (after, client_after) =
+                    (cpu_ticks(pid).unwrap_or(0), cpu_ticks(me).unwrap_or(0));
+                figures.push(figure(
+                    alg,
+                    kind,
+                    &report,
+                    (after - before, client_after - client_before),
+                    openssl,
+                ));
             }
             anyhow::Ok(figures)
         })
@@ -241,22 +256,35 @@ pub fn kas(a: KasBenchArgs) -> anyhow::Result<ExitCode> {
             a.openssl_seconds
         );
         println!(
-            "{} clients, {} s per algorithm, REST rewrap of one KAO over HTTPS\n",
-            a.connections, a.seconds
+            "{} clients, {} s per algorithm, REST rewrap of one KAO over HTTPS (HTTP/1.1); every \
+             answer must permit, 1 in {} is decrypted and checked\n",
+            a.connections,
+            a.seconds,
+            loadtest::DECRYPT_EVERY
         );
         println!(
-            "| {:<38} | {:>10} | {:>8} | {:>8} | {:>6} | {:>9} | {:>14} | note",
-            "measurement", "rewraps/s", "p50 ms", "p99 ms", "errors", "KAS cores", "per KAS core/s"
+            "| {:<38} | {:>10} | {:>8} | {:>8} | {:>6} | {:>9} | {:>9} | {:>12} | {:>14} | note",
+            "measurement",
+            "rewraps/s",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "decrypted",
+            "KAS cores",
+            "client cores",
+            "per KAS core/s"
         );
         for f in &figures {
             println!(
-                "| {:<38} | {:>10.0} | {:>8.2} | {:>8.2} | {:>6} | {:>9.2} | {:>14.0} | {}",
+                "| {:<38} | {:>10.0} | {:>8.2} | {:>8.2} | {:>6} | {:>9} | {:>9.2} | {:>12.2} | {:>14.0} | {}",
                 f.name,
                 f.rewraps_per_s,
                 f.p50_ms,
                 f.p99_ms,
                 f.errors,
+                f.decrypted,
                 f.kas_cpu_cores,
+                f.client_cpu_cores,
                 f.rewraps_per_kas_core_s,
                 f.note
             );
@@ -276,7 +304,7 @@ fn figure(
     alg: KeyAlgorithm,
     kind: ClientKeyKind,
     r: &LoadReport,
-    kas_ticks: u64,
+    (kas_ticks, client_ticks): (u64, u64),
     openssl: f64,
 ) -> Figure {
     // SAFETY: sysconf only reads a configuration value.
@@ -313,7 +341,9 @@ fn figure(
         p50_ms: ms(r.percentile(0.50)),
         p99_ms: ms(r.percentile(0.99)),
         errors: r.errors,
+        decrypted: r.decrypted,
         kas_cpu_cores: cpu_s / secs,
+        client_cpu_cores: client_ticks as f64 / hz / secs,
         rewraps_per_kas_core_s: per_core,
         note: match &r.first_error {
             Some(e) => format!("{note}; first error: {e}"),
