@@ -30,7 +30,7 @@ use dive_idp::users::NewUser;
 use dive_orchestrator::process::cpu_seconds;
 use serde_json::{Value, json};
 
-use super::bench_load::{Load, MakeRequest, ServerTime, clients, load, server_time};
+use super::bench_load::{Load, MakeRequest, ServerTime, clients, load, load_at_rate, server_time};
 use crate::context::Context;
 use crate::exit::bad_input;
 
@@ -45,6 +45,10 @@ pub struct ApiBenchArgs {
     /// Seconds of GET load (search runs for half as long at each concurrency).
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
+    /// Offered rate of the paced GET load (requests per second over all connections), whose
+    /// p99 is the latency at that throughput; 0 skips it.
+    #[arg(long, default_value_t = 10_000.0, value_name = "PER_SECOND")]
+    pub rate: f64,
     /// Also run the GET load from wrk (`apt-get install wrk`), 2 threads, after the in-process one.
     #[arg(long)]
     pub wrk: bool,
@@ -79,6 +83,11 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
     if a.docs == 0 || a.connections == 0 || a.duration == 0 {
         return Err(bad_input(
             "--docs, --connections and --duration must be at least 1",
+        ));
+    }
+    if !a.rate.is_finite() || a.rate < 0.0 {
+        return Err(bad_input(
+            "--rate must be a number of requests per second, 0 or more",
         ));
     }
     let usa = CountryCode::new("USA")?;
@@ -195,6 +204,7 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
     let issuer = idp.issuer.clone();
     let conns = a.connections;
     let secs = a.duration;
+    let rate = a.rate;
     let report = client_rt.block_on(async move {
         let http = clients(&ca_pem, 1)?.remove(0);
         let mut tokens = Vec::new();
@@ -238,6 +248,7 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
         let urls: Vec<String> = (0..docs)
             .map(|i| format!("{base}/api/resources/doc-{i:05}"))
             .collect();
+        let paced_urls = urls.clone();
         let tokens = Arc::new(tokens);
         let cpu_before = cpu_seconds(std::process::id());
         let get_from = dive_api::store::now_ms();
@@ -249,6 +260,21 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
         )
         .await;
         let get_window = (get_from, dive_api::store::now_ms());
+        // The same GETs at a fixed offered rate: the latency at that throughput.
+        let paced = if rate > 0.0 {
+            Some(
+                load_at_rate(
+                    clients(&ca_pem, conns)?,
+                    Duration::from_secs(secs),
+                    rate,
+                    gets(tokens.clone(), Arc::new(paced_urls), conns),
+                    Arc::new(|s, _| s == 200 || s == 403),
+                )
+                .await,
+            )
+        } else {
+            None
+        };
         // Service and in-process client together (compare the wrk run's service-only figure).
         let get_cpu_us = cpu_seconds(std::process::id())
             .zip(cpu_before)
@@ -285,10 +311,11 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
         )
         .await;
         anyhow::Ok((
-            get, get_window, get_cpu_us, search1, search8, visible, cold, tokens,
+            get, get_window, get_cpu_us, search1, search8, visible, cold, tokens, paced,
         ))
     })?;
-    let (get, get_window, get_cpu_us, search1, search8, visible, cold_subjects, tokens) = report;
+    let (get, get_window, get_cpu_us, search1, search8, visible, cold_subjects, tokens, paced) =
+        report;
     let mut wrk_window = None;
     let wrk = if a.wrk {
         let paths: Vec<String> = (0..a.docs)
@@ -409,6 +436,7 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
         "visible_per_user": {"UNCLASSIFIED": visible[0], "SECRET": visible[1], "TOP SECRET": visible[2]},
         "cold_view": view_ms.iter().map(|(u, ms, calls)| json!({"user": u, "ms": ms, "pdp_calls": calls})).collect::<Vec<_>>(),
         "get_with_decision": get,
+        "get_with_decision_at_rate": paced.as_ref().map(|l| json!({"offered_per_second": a.rate, "load": l})),
         "get_handler_time": get_handler,
         "get_process_cpu_us_per_request": get_cpu_us,
         "search_1_connection": search1,
@@ -455,6 +483,15 @@ pub fn api(_ctx: &Context, a: ApiBenchArgs) -> anyhow::Result<ExitCode> {
         }
     };
     handler(&get_handler);
+    if let Some(p) = &paced {
+        line(
+            &format!(
+                "GET with decision at {:.0}/s offered, {} connections (latency from the scheduled send)",
+                a.rate, a.connections
+            ),
+            p,
+        );
+    }
     if let Some(us) = get_cpu_us {
         println!("  process CPU (service + in-process client): {us:.0} µs per request");
     }

@@ -91,16 +91,48 @@ pub fn clients(ca_pem: &[u8], n: usize) -> anyhow::Result<Vec<reqwest::Client>> 
         .collect()
 }
 
-/// Run `make`'s requests on every client until `duration` has passed; an answer counts (and its
-/// latency is kept) when `ok(status, body)`.
+/// Run `make`'s requests on every client until `duration` has passed, each connection sending
+/// its next request as soon as the previous answer arrived (closed loop: the most the service
+/// can do, and the latency at saturation); an answer counts (and its latency is kept) when
+/// `ok(status, body)`.
 pub async fn load(
     clients: Vec<reqwest::Client>,
     duration: Duration,
     make: MakeRequest,
     ok: Accept,
 ) -> Load {
+    run(clients, duration, None, make, ok).await
+}
+
+/// Like [`load`], but at a fixed offered rate (requests per second over all connections): each
+/// connection has a schedule of send times, evenly spaced and staggered between connections,
+/// and a request's latency is measured from its *scheduled* time, so that an answer that makes
+/// the following requests late counts against them too (no coordinated omission). The latency
+/// at a given throughput, as a service level is stated.
+pub async fn load_at_rate(
+    clients: Vec<reqwest::Client>,
+    duration: Duration,
+    per_second: f64,
+    make: MakeRequest,
+    ok: Accept,
+) -> Load {
+    run(clients, duration, Some(per_second), make, ok).await
+}
+
+async fn run(
+    clients: Vec<reqwest::Client>,
+    duration: Duration,
+    rate: Option<f64>,
+    make: MakeRequest,
+    ok: Accept,
+) -> Load {
     let started = Instant::now();
     let deadline = started + duration;
+    let n = clients.len().max(1);
+    // Each connection's interval between sends, when paced.
+    let interval = rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(n as f64 / r));
     let mut tasks = Vec::new();
     for (conn, client) in clients.into_iter().enumerate() {
         let (make, ok) = (make.clone(), ok.clone());
@@ -110,10 +142,21 @@ pub async fn load(
             let mut statuses = BTreeMap::new();
             let mut errors = 0u64;
             let mut seq = 0;
-            while Instant::now() < deadline {
+            loop {
+                let t = match interval {
+                    Some(every) => {
+                        let due = started + every.mul_f64(seq as f64 + conn as f64 / n as f64);
+                        if due >= deadline {
+                            break;
+                        }
+                        tokio::time::sleep_until(due.into()).await;
+                        due
+                    }
+                    None if Instant::now() < deadline => Instant::now(),
+                    None => break,
+                };
                 let req = make(&client, conn, seq);
                 seq += 1;
-                let t = Instant::now();
                 match req.send().await {
                     Ok(r) => {
                         let s = r.status().as_u16();
