@@ -283,9 +283,14 @@ fn deploy(exe: &Path) -> anyhow::Result<Found> {
             "bench", "instance", "--full", "--runs", "3", "--noops", "5", "--json",
         ],
     )?;
-    let cold = num(&v, "/cold_deploy_ms/median")?;
-    let noop = num(&v, "/noop_redeploy_ms/median")?;
-    let pss = num(&v, "/pss_mb_median")?;
+    deploy_goals(&v, command)
+}
+
+/// The deploy goals from `dive bench instance --json`.
+fn deploy_goals(v: &Value, command: &str) -> anyhow::Result<Found> {
+    let cold = num(v, "/cold_deploy_ms/median")?;
+    let noop = num(v, "/noop_redeploy_ms/median")?;
+    let pss = num(v, "/pss_mb_median")?;
     Ok(vec![
         (
             "hub deploy from nothing to verified, 5,000 documents ≤ 5 s".into(),
@@ -312,13 +317,19 @@ fn api(exe: &Path, seconds: u64) -> anyhow::Result<Found> {
     let secs = seconds.to_string();
     let command = format!("dive bench api --duration {seconds}");
     let v = dive_json(exe, None, &["bench", "api", "--duration", &secs, "--json"])?;
-    let rate = num(&v, "/get_with_decision/per_second")?;
-    let saturated_p99 = num(&v, "/get_with_decision/p99_ms")?;
-    let offered = num(&v, "/get_with_decision_at_rate/offered_per_second")?;
-    let served = num(&v, "/get_with_decision_at_rate/load/per_second")?;
-    let p99 = num(&v, "/get_with_decision_at_rate/load/p99_ms")?;
-    let search = num(&v, "/search_1_connection/p99_ms")?;
-    let conns = num(&v, "/connections")?;
+    api_goals(&v, &command)
+}
+
+/// The resource service's goals from `dive bench api --json`.
+fn api_goals(v: &Value, command: &str) -> anyhow::Result<Found> {
+    let command = command.to_string();
+    let rate = num(v, "/get_with_decision/per_second")?;
+    let saturated_p99 = num(v, "/get_with_decision/p99_ms")?;
+    let offered = num(v, "/get_with_decision_at_rate/offered_per_second")?;
+    let served = num(v, "/get_with_decision_at_rate/load/per_second")?;
+    let p99 = num(v, "/get_with_decision_at_rate/load/p99_ms")?;
+    let search = num(v, "/search_1_connection/p99_ms")?;
+    let conns = num(v, "/connections")?;
     Ok(vec![
         (
             format!("resource GET with decision ≥ 10,000/s at {conns:.0} connections"),
@@ -347,7 +358,13 @@ fn kas(exe: &Path, seconds: u64) -> anyhow::Result<Found> {
     let secs = seconds.to_string();
     let command = format!("dive bench kas --seconds {seconds}");
     let v = dive_json(exe, None, &["bench", "kas", "--seconds", &secs, "--json"])?;
-    let openssl = num(&v, "/openssl_rsa2048_sign_per_s")?;
+    kas_goals(&v, &command)
+}
+
+/// The KAS's goals from `dive bench kas --json`.
+fn kas_goals(v: &Value, command: &str) -> anyhow::Result<Found> {
+    let command = command.to_string();
+    let openssl = num(v, "/openssl_rsa2048_sign_per_s")?;
     let figures = v["figures"]
         .as_array()
         .context("the KAS benchmark's JSON has no figures")?;
@@ -421,7 +438,15 @@ fn web(exe: &Path, seconds: u64) -> anyhow::Result<Found> {
     let removed = dive(exe, home.path(), &["-q", "nuke", "all", "--confirm"]);
     let v = measured?;
     removed?;
-    let command = format!("dive bench web --users 20 --duration {seconds}");
+    web_goals(
+        &v,
+        &format!("dive bench web --users 20 --duration {seconds}"),
+    )
+}
+
+/// The web UI's goals from `dive bench web --json`.
+fn web_goals(v: &Value, command: &str) -> anyhow::Result<Found> {
+    let command = command.to_string();
     let mut found = Found::new();
     for p in v["pages"].as_array().into_iter().flatten() {
         let page = p["page"].as_str().unwrap_or("?");
@@ -436,8 +461,8 @@ fn web(exe: &Path, seconds: u64) -> anyhow::Result<Found> {
     if found.is_empty() {
         bail!("the web benchmark measured no page");
     }
-    let kb = num(&v, "/list_body_bytes")? / 1000.0;
-    let open = num(&v, "/open/server_p50_ms")?;
+    let kb = num(v, "/list_body_bytes")? / 1000.0;
+    let open = num(v, "/open/server_p50_ms")?;
     found.push((
         "50-item list page < 150 KB".into(),
         format!("{kb:.1} KB"),
@@ -451,4 +476,69 @@ fn web(exe: &Path, seconds: u64) -> anyhow::Result<Found> {
         command,
     ));
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn states(found: &Found) -> Vec<bool> {
+        found.iter().map(|g| g.2).collect()
+    }
+
+    #[test]
+    fn the_api_p99_goal_is_judged_at_the_offered_rate_and_needs_it_served() {
+        let mut v = json!({
+            "connections": 64,
+            "get_with_decision": {"per_second": 23_000.0, "p99_ms": 27.0},
+            "get_with_decision_at_rate": {"offered_per_second": 10_000.0,
+                "load": {"per_second": 9_995.0, "p99_ms": 3.7}},
+            "search_1_connection": {"p99_ms": 2.5},
+        });
+        let found = api_goals(&v, "dive bench api").unwrap();
+        assert_eq!(states(&found), [true, true, true]);
+        assert!(
+            found[1].1.contains("at saturation p99 27.0 ms"),
+            "{}",
+            found[1].1
+        );
+        // Fast answers to a fraction of what was offered do not meet it.
+        v["get_with_decision_at_rate"]["load"]["per_second"] = json!(9_000.0);
+        assert_eq!(states(&api_goals(&v, "x").unwrap()), [true, false, true]);
+        // A benchmark that did not run the paced load: said, not guessed.
+        v.as_object_mut()
+            .unwrap()
+            .remove("get_with_decision_at_rate");
+        let e = api_goals(&v, "x").unwrap_err().to_string();
+        assert!(
+            e.contains("/get_with_decision_at_rate/offered_per_second"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn kas_web_and_deploy_goals_read_their_benchmarks() {
+        let kas = json!({"openssl_rsa2048_sign_per_s": 4000.0, "figures": [
+            {"name": "rsa:2048 KAO, RSA client key", "rewraps_per_s": 3300.0},
+            {"name": "ec:secp256r1 KAO, EC client key", "rewraps_per_s": 4999.0},
+        ]});
+        assert_eq!(states(&kas_goals(&kas, "x").unwrap()), [true, false]);
+        let web = json!({"pages": [
+            {"page": "home", "load": {"server": {"p99_ms": 10.0}}},
+            {"page": "documents list", "load": {"server": {"p99_ms": 31.0}}},
+        ], "list_body_bytes": 30_100, "open": {"server_p50_ms": 10.0}});
+        assert_eq!(
+            states(&web_goals(&web, "x").unwrap()),
+            [true, false, true, true]
+        );
+        assert!(web_goals(&json!({"pages": []}), "x").is_err());
+        let deploy = json!({"cold_deploy_ms": {"median": 1900.0},
+            "noop_redeploy_ms": {"median": 7.0}, "pss_mb_median": 151.0});
+        assert_eq!(
+            states(&deploy_goals(&deploy, "x").unwrap()),
+            [true, true, false]
+        );
+    }
 }
