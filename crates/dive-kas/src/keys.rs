@@ -302,8 +302,8 @@ struct Index {
     keys: Vec<IndexEntry>,
 }
 
-/// A file's identity for change detection (size, modification time, inode).
-pub type Fingerprint = Option<(u64, std::time::SystemTime, u64)>;
+/// The index file's identity for change detection (size, modification time, inode).
+pub type Fingerprint = dive_watch::Stamp;
 
 /// The key directory of one instance.
 #[derive(Debug, Clone)]
@@ -335,9 +335,7 @@ impl KeyStore {
 
     /// Changes whenever the index is replaced (rotation by another process).
     pub fn fingerprint(&self) -> Fingerprint {
-        use std::os::unix::fs::MetadataExt;
-        let m = std::fs::metadata(self.index_path()).ok()?;
-        Some((m.len(), m.modified().ok()?, m.ino()))
+        dive_watch::Stamp::of_file(&self.index_path())
     }
 
     fn ensure_dir(&self) -> Result<(), KeyError> {

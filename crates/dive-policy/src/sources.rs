@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use dive_core::{CoiRegistry, CountryCode, Equivalency};
+use dive_watch::Stamp;
 use serde_json::{Map, Value};
 
 use crate::error::{PolicyError, io};
@@ -117,33 +117,15 @@ impl Sources {
         })
     }
 
-    /// A cheap fingerprint of the files' names, sizes and modification times: when it changes,
-    /// a reload is due. Embedded sources never change.
+    /// A cheap fingerprint of the files' names, sizes, modification times and inodes
+    /// (`dive_watch::Stamp`): when it changes, a reload is due. Embedded sources never change.
     pub fn fingerprint(&self) -> u64 {
         let mut h = DefaultHasher::new();
         for dir in [&self.policy_dir, &self.data_dir].into_iter().flatten() {
-            for (path, meta) in dir_entries(dir) {
-                path.hash(&mut h);
-                meta.0.hash(&mut h);
-                meta.1.hash(&mut h);
-            }
+            Stamp::of_dir(dir).hash(&mut h);
         }
         h.finish()
     }
-}
-
-fn dir_entries(dir: &Path) -> Vec<(PathBuf, (u64, Option<SystemTime>))> {
-    let mut out: Vec<_> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let m = e.metadata().ok()?;
-            Some((e.path(), (m.len(), m.modified().ok())))
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
 }
 
 fn read_policies(dir: &Path) -> Result<Vec<PolicyFile>, PolicyError> {
