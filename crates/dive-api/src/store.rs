@@ -131,6 +131,25 @@ fn valid_id(id: &str) -> bool {
 }
 
 impl NewResource {
+    /// The metadata this document has once stored at `stored_at`.
+    pub fn meta(&self, stored_at: OffsetDateTime) -> ResourceMeta {
+        ResourceMeta {
+            id: self.id.clone(),
+            title: self.title.clone(),
+            description: self.description.clone(),
+            label: self.label.clone(),
+            mime_type: self.mime_type.clone(),
+            file_name: self.file_name.clone(),
+            size: self.size,
+            ztdf_size: self.ztdf.len() as u64,
+            created_at: self.created_at,
+            creator: self.creator.clone(),
+            seeded: self.seeded,
+            policy_uuid: self.policy_uuid.clone(),
+            stored_at,
+        }
+    }
+
     /// The checks that need no decryption: shape of every field, label usable in a ZTDF,
     /// creation date consistent. Fills the label's creation date. Errors name the field.
     pub fn validate(&mut self) -> Result<(), ApiError> {
@@ -418,21 +437,7 @@ impl ResourceStore {
     pub async fn insert(&self, mut doc: NewResource) -> Result<(ResourceMeta, i64), ApiError> {
         doc.validate()?;
         let now = now_ms();
-        let meta = ResourceMeta {
-            id: doc.id.clone(),
-            title: doc.title.clone(),
-            description: doc.description.clone(),
-            label: doc.label.clone(),
-            mime_type: doc.mime_type.clone(),
-            file_name: doc.file_name.clone(),
-            size: doc.size,
-            ztdf_size: doc.ztdf.len() as u64,
-            created_at: doc.created_at,
-            creator: doc.creator.clone(),
-            seeded: doc.seeded,
-            policy_uuid: doc.policy_uuid.clone(),
-            stored_at: from_ms(now)?,
-        };
+        let meta = doc.meta(from_ms(now)?);
         let mut tx = self.pool.begin().await?;
         let q = sqlx::query(sqlx::AssertSqlSafe(insert_sql(
             "api_resources",

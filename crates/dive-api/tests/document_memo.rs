@@ -73,23 +73,7 @@ fn corpus(n: usize) -> Vec<Arc<ResourceMeta>> {
     dive_api::corpus::generate(n, 42, common::usa(), &recipient, now)
         .unwrap()
         .into_iter()
-        .map(|d| {
-            Arc::new(ResourceMeta {
-                id: d.id,
-                title: d.title,
-                description: d.description,
-                label: d.label,
-                mime_type: d.mime_type,
-                file_name: d.file_name,
-                size: d.size,
-                ztdf_size: d.ztdf.len() as u64,
-                created_at: d.created_at,
-                creator: d.creator,
-                seeded: true,
-                policy_uuid: d.policy_uuid,
-                stored_at: now,
-            })
-        })
+        .map(|d| Arc::new(d.meta(now)))
         .collect()
 }
 

@@ -178,21 +178,7 @@ fn corpus(n: usize) -> Vec<ResourceMeta> {
         .into_iter()
         .map(|mut d| {
             d.validate().unwrap();
-            ResourceMeta {
-                id: d.id,
-                title: d.title,
-                description: d.description,
-                label: d.label,
-                mime_type: d.mime_type,
-                file_name: d.file_name,
-                size: d.size,
-                ztdf_size: d.ztdf.len() as u64,
-                created_at: d.created_at,
-                creator: d.creator,
-                seeded: true,
-                policy_uuid: d.policy_uuid,
-                stored_at: now,
-            }
+            d.meta(now)
         })
         .collect()
 }

@@ -9,6 +9,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
+
+use super::bench_instance::dive;
 use clap::{Args, ValueEnum};
 use serde_json::Value;
 
@@ -94,7 +96,14 @@ pub fn run(a: GoalsArgs) -> anyhow::Result<ExitCode> {
             Err(e) => goals.push(Goal {
                 area,
                 goal: format!("{area:?} goals"),
-                figure: format!("not measured: {e:#}"),
+                // One line for the table: the last thing the failed run said.
+                figure: format!(
+                    "not measured: {}",
+                    format!("{e:#}")
+                        .lines()
+                        .rfind(|l| !l.trim().is_empty())
+                        .unwrap_or("")
+                ),
                 met: None,
                 command: String::new(),
                 load,
@@ -180,28 +189,6 @@ fn dive_json(exe: &Path, home: Option<&Path>, args: &[&str]) -> anyhow::Result<V
                 .unwrap_or("")
         ),
     }
-}
-
-/// Run `dive [--home HOME] ARGS…`, failing with its last error line.
-fn dive(exe: &Path, home: &Path, args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new(exe)
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run dive {}", args.join(" ")))?;
-    if !out.status.success() {
-        bail!(
-            "dive {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
-    }
-    Ok(())
 }
 
 fn num(v: &Value, pointer: &str) -> anyhow::Result<f64> {

@@ -41,12 +41,19 @@ pub(super) fn free_ports() -> anyhow::Result<Vec<u16>> {
         .collect::<anyhow::Result<Vec<u16>>>()
 }
 
-fn dive(exe: &Path, home: &Path, args: &[String]) -> anyhow::Result<(f64, String)> {
+/// Run `dive --home HOME ARGS…`: its wall time in ms and standard output, or an error with all
+/// it printed.
+pub(super) fn dive<S: AsRef<str>>(
+    exe: &Path,
+    home: &Path,
+    args: &[S],
+) -> anyhow::Result<(f64, String)> {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
     let t0 = Instant::now();
     let out = Command::new(exe)
         .arg("--home")
         .arg(home)
-        .args(args)
+        .args(&args)
         .stdin(Stdio::null())
         .output()
         .context("cannot run dive")?;

@@ -167,6 +167,30 @@ pub(super) fn chart(
     (c, rows)
 }
 
+/// A log page's "Next page" (the filled-in form fields and the log's next cursor) and "First
+/// page" (the form fields, shown when this page came from a cursor) links.
+pub(super) fn page_links(
+    path: &str,
+    form: &[(&'static str, &String)],
+    next_cursor: Option<&str>,
+    cursor: Option<&str>,
+) -> (Option<String>, Option<String>) {
+    let pairs: Vec<(&str, String)> = form
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (*k, (*v).clone()))
+        .collect();
+    let next = next_cursor.map(|c| {
+        let mut p = pairs.clone();
+        p.push(("cursor", c.to_string()));
+        format!("{path}?{}", query_string(&p))
+    });
+    let first = cursor
+        .filter(|c| !c.is_empty())
+        .map(|_| format!("{path}?{}", query_string(&pairs)));
+    (next, first)
+}
+
 /// The start of the chart's window (RFC 3339).
 pub(super) fn window_start(now_s: i64) -> String {
     OffsetDateTime::from_unix_timestamp((now_s / 60 - WINDOW_MIN + 1) * 60)
@@ -263,28 +287,19 @@ pub(super) async fn page(
             );
         }
     };
-    let form_pairs: Vec<(&str, String)> = [
-        ("subject", &q.subject),
-        ("decision", &q.decision),
-        ("action", &q.action),
-        ("resource", &q.resource),
-        ("since", &q.since),
-        ("until", &q.until),
-    ]
-    .into_iter()
-    .filter(|(_, v)| !v.is_empty())
-    .map(|(k, v)| (k, v.clone()))
-    .collect();
-    let next_href = page.next_cursor.as_ref().map(|c| {
-        let mut p = form_pairs.clone();
-        p.push(("cursor", c.clone()));
-        format!("/ops/audit?{}", query_string(&p))
-    });
-    let first_href = q
-        .cursor
-        .as_ref()
-        .filter(|c| !c.is_empty())
-        .map(|_| format!("/ops/audit?{}", query_string(&form_pairs)));
+    let (next_href, first_href) = page_links(
+        "/ops/audit",
+        &[
+            ("subject", &q.subject),
+            ("decision", &q.decision),
+            ("action", &q.action),
+            ("resource", &q.resource),
+            ("since", &q.since),
+            ("until", &q.until),
+        ],
+        page.next_cursor.as_deref(),
+        q.cursor.as_deref(),
+    );
     let (chart, minutes, error) = match win {
         Ok(counted) => {
             let (c, m) = chart(&per_minute(&counted, now_s), &DECISIONS);

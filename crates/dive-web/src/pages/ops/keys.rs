@@ -10,7 +10,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::audit::{Counted, chart, per_minute, rfc3339, window_start};
+use super::audit::{Counted, chart, page_links, per_minute, rfc3339, window_start};
 use super::*;
 use crate::api::{ApiClient, AuditBucket, KeyRelease};
 use crate::templates::{KeyFilters, KeyRow, OpsKeysPage};
@@ -179,27 +179,18 @@ pub(super) async fn page(
             );
         }
     };
-    let form_pairs: Vec<(&str, String)> = [
-        ("subject", &q.subject),
-        ("decision", &q.decision),
-        ("object", &q.object),
-        ("since", &q.since),
-        ("until", &q.until),
-    ]
-    .into_iter()
-    .filter(|(_, v)| !v.is_empty())
-    .map(|(k, v)| (k, v.clone()))
-    .collect();
-    view.next_href = page.next_cursor.as_ref().map(|c| {
-        let mut p = form_pairs.clone();
-        p.push(("cursor", c.clone()));
-        format!("/ops/keys?{}", query_string(&p))
-    });
-    view.first_href = q
-        .cursor
-        .as_ref()
-        .filter(|c| !c.is_empty())
-        .map(|_| format!("/ops/keys?{}", query_string(&form_pairs)));
+    (view.next_href, view.first_href) = page_links(
+        "/ops/keys",
+        &[
+            ("subject", &q.subject),
+            ("decision", &q.decision),
+            ("object", &q.object),
+            ("since", &q.since),
+            ("until", &q.until),
+        ],
+        page.next_cursor.as_deref(),
+        q.cursor.as_deref(),
+    );
     match win {
         Ok(counted) => {
             let (c, m) = chart(&per_minute(&counted, now_s), &RELEASES);
