@@ -20,8 +20,8 @@ use axum::routing::get;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dive_authn::Authenticator;
-use dive_core::{Clearance, CountryCode, ResourceAttributes, SecurityLabel};
-use dive_policy::{Input, Pdp, RequestContext};
+use dive_core::CountryCode;
+use dive_policy::Pdp;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -119,14 +119,9 @@ async fn authorize(api: &AuditApi, headers: &HeaderMap) -> Result<String, Refuse
             ));
         }
     };
-    // The admin policy reads the subject and the operation; the resource names the log.
-    let log = SecurityLabel::new(Clearance::Unclassified, [api.instance]);
-    let d = api.pdp.decide_admin(&Input::new(
-        &who.attributes,
-        "audit.read",
-        &ResourceAttributes::from_label("kas-audit-log", log, false),
-        &RequestContext::default(),
-    ));
+    let d =
+        api.pdp
+            .decide_instance_admin(&who.attributes, "audit.read", api.instance, "kas-audit-log");
     tracing::info!(subject = %who.attributes.unique_id, allow = d.allow, reason = %d.reason, "KAS audit read");
     if !d.allow {
         return Err(Refused::new(

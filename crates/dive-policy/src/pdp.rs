@@ -275,6 +275,25 @@ impl Pdp {
         self.decide_at(Entrypoint::Admin, input)
     }
 
+    /// Decide an administrative operation on something that belongs to the instance as a whole
+    /// (its audit log, …): the resource is the UNCLASSIFIED object `object` of `instance`. The
+    /// admin policy reads the subject and the operation.
+    pub fn decide_instance_admin(
+        &self,
+        subject: &dive_core::SubjectAttributes,
+        operation: &str,
+        instance: dive_core::CountryCode,
+        object: &str,
+    ) -> Decision {
+        let label = dive_core::SecurityLabel::new(Clearance::Unclassified, [instance]);
+        self.decide_admin(&Input::new(
+            subject,
+            operation,
+            &dive_core::ResourceAttributes::from_label(object, label, false),
+            &crate::input::RequestContext::default(),
+        ))
+    }
+
     /// Check session and token lifetimes against the instance's guardrails.
     pub fn decide_guardrails(&self, input: &Input) -> Decision {
         self.decide_at(Entrypoint::Guardrails, input)

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use dive_authn::Principal;
-use dive_core::{Clearance, ResourceAttributes, SecurityLabel};
+use dive_core::ResourceAttributes;
 use dive_policy::{Decision, Input, RequestContext};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -730,14 +730,12 @@ fn audit_query(raw: &str) -> Result<AuditQuery, Failure> {
 /// The admin decision on reading the audit log (admin role, own issuer, MFA), audited.
 async fn may_read_audit(s: &Shared, headers: &HeaderMap, started: Instant) -> Result<(), Failure> {
     let who = authenticate(s, headers, "audit.read", None, started).await?;
-    // The admin policy reads the subject and the operation; the resource names the audit log.
-    let log = SecurityLabel::new(Clearance::Unclassified, [s.instance]);
-    let d = s.access.pdp().decide_admin(&Input::new(
+    let d = s.access.pdp().decide_instance_admin(
         &who.attributes,
         "audit.read",
-        &ResourceAttributes::from_label("audit-log", log, false),
-        &RequestContext::default(),
-    ));
+        s.instance,
+        "audit-log",
+    );
     record_decision(s, &who, "audit.read", None, &d, started).await;
     if !d.allow {
         return Err(Failure::forbidden(&d, None));
